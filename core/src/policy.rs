@@ -1,0 +1,167 @@
+//! Scheduling policies: pure code that places a ready task on a processor.
+//!
+//! The runtime's scheduler actor and the simulator call the same
+//! [`Policy`] implementations, which see only descriptors, load estimates
+//! and where each input tile has a valid replica.
+//!
+//! [`EarliestFinish`] is the default: for each processor that implements the
+//! op it estimates when the task would finish there (work already queued,
+//! plus copies of inputs not yet in that processor's memory, plus the op's
+//! cost at the processor's speed) and picks the earliest. This is the
+//! HEFT / StarPU `dmda` rule for one decision.
+
+use crate::dtype::DType;
+use crate::op::OpName;
+use crate::processor::{MemorySpaceId, ProcessorDesc};
+
+/// A ready task as a policy sees it.
+#[derive(Debug, Clone)]
+pub struct PlacementRequest<'a> {
+    pub op: OpName,
+    pub dtype: Option<DType>,
+    pub flops: f64,
+    /// For each input tile: its size in bytes and the spaces holding a valid copy.
+    pub inputs: &'a [(u64, &'a [MemorySpaceId])],
+}
+
+/// A processor as a policy sees it at decision time.
+#[derive(Debug, Clone)]
+pub struct ProcessorLoad<'a> {
+    pub desc: &'a ProcessorDesc,
+    /// Estimated seconds of work already queued there.
+    pub queued_seconds: f64,
+    /// Tasks queued or running there.
+    pub queued_tasks: usize,
+    /// Whether it may take another task now.
+    pub has_room: bool,
+}
+
+/// Places ready tasks on processors.
+pub trait Policy: Send {
+    /// A short name for metrics and reports.
+    fn name(&self) -> &'static str;
+
+    /// Index into `procs` of the processor to run `task`, or `None` if no
+    /// processor with room can run it now.
+    fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize>;
+}
+
+/// Estimated seconds to run `task` on `proc`, copies included.
+pub fn estimate_seconds(task: &PlacementRequest<'_>, proc: &ProcessorDesc, bandwidth: f64) -> f64 {
+    let exec = match task.dtype {
+        Some(dt) if task.flops > 0.0 => task.flops / proc.flops_per_second(dt),
+        _ => 0.0,
+    };
+    let missing: u64 = task
+        .inputs
+        .iter()
+        .filter(|(_, valid)| !valid.contains(&proc.memory))
+        .map(|(bytes, _)| *bytes)
+        .sum();
+    let copy = if missing > 0 && bandwidth > 0.0 {
+        missing as f64 / bandwidth
+    } else {
+        0.0
+    };
+    exec + copy
+}
+
+/// Data-aware earliest finish time (HEFT / dmda class).
+#[derive(Debug, Default, Clone)]
+pub struct EarliestFinish {
+    /// Bytes/s assumed for copying a missing input.
+    pub bandwidth: f64,
+}
+
+impl EarliestFinish {
+    pub fn new(bandwidth: f64) -> Self {
+        EarliestFinish { bandwidth }
+    }
+}
+
+impl Policy for EarliestFinish {
+    fn name(&self) -> &'static str {
+        "eft"
+    }
+
+    fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize> {
+        let mut best: Option<(usize, f64, usize)> = None;
+        for (i, p) in procs.iter().enumerate() {
+            if !p.has_room || !p.desc.supports(task.op) {
+                continue;
+            }
+            let finish = p.queued_seconds + estimate_seconds(task, p.desc, self.bandwidth);
+            let better = match best {
+                None => true,
+                Some((_, f, q)) => finish < f || (finish == f && p.queued_tasks < q),
+            };
+            if better {
+                best = Some((i, finish, p.queued_tasks));
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::processor::{ProcessorId, ProcessorKind};
+
+    fn proc(id: u32, memory: u32, gflops: f64, ops: Vec<OpName>) -> ProcessorDesc {
+        ProcessorDesc {
+            id: ProcessorId(id),
+            kind: ProcessorKind::Cpu,
+            name: format!("p{id}"),
+            memory: MemorySpaceId(memory),
+            gflops_f32: gflops,
+            gflops_f64: gflops,
+            ops,
+        }
+    }
+
+    fn load(desc: &ProcessorDesc, queued_seconds: f64, queued_tasks: usize) -> ProcessorLoad<'_> {
+        ProcessorLoad {
+            desc,
+            queued_seconds,
+            queued_tasks,
+            has_room: true,
+        }
+    }
+
+    #[test]
+    fn picks_the_faster_processor_unless_it_is_busy() {
+        let slow = proc(0, 0, 10.0, vec![OpName::Gemm]);
+        let fast = proc(1, 0, 100.0, vec![OpName::Gemm]);
+        let task = PlacementRequest { op: OpName::Gemm, dtype: Some(DType::F64), flops: 1e9, inputs: &[] };
+        let mut eft = EarliestFinish::new(1e10);
+        assert_eq!(eft.place(&task, &[load(&slow, 0.0, 0), load(&fast, 0.0, 0)]), Some(1));
+        // 0.01 s on the fast one after 0.5 s of queue loses to 0.1 s on the idle slow one.
+        assert_eq!(eft.place(&task, &[load(&slow, 0.0, 0), load(&fast, 0.5, 3)]), Some(0));
+    }
+
+    #[test]
+    fn counts_copies_of_missing_inputs() {
+        let host = proc(0, 0, 10.0, vec![OpName::Gemm]);
+        let gpu = proc(1, 1, 1000.0, vec![OpName::Gemm]);
+        let spaces = [MemorySpaceId(0)];
+        // 1 GB to copy at 1 GB/s outweighs the faster kernel.
+        let inputs = [(1_000_000_000u64, &spaces[..])];
+        let task = PlacementRequest { op: OpName::Gemm, dtype: Some(DType::F64), flops: 1e9, inputs: &inputs };
+        let mut eft = EarliestFinish::new(1e9);
+        assert_eq!(eft.place(&task, &[load(&host, 0.0, 0), load(&gpu, 0.0, 0)]), Some(0));
+    }
+
+    #[test]
+    fn skips_processors_without_the_op_or_room_and_balances_ties() {
+        let a = proc(0, 0, 10.0, vec![OpName::Closure]);
+        let b = proc(1, 0, 10.0, vec![OpName::Gemm, OpName::Closure]);
+        let task = PlacementRequest { op: OpName::Gemm, dtype: None, flops: 0.0, inputs: &[] };
+        let mut eft = EarliestFinish::new(1e9);
+        assert_eq!(eft.place(&task, &[load(&a, 0.0, 0), load(&b, 0.0, 5)]), Some(1));
+        let closure = PlacementRequest { op: OpName::Closure, ..task.clone() };
+        assert_eq!(eft.place(&closure, &[load(&a, 0.0, 2), load(&b, 0.0, 1)]), Some(1));
+        let full = ProcessorLoad { has_room: false, ..load(&b, 0.0, 0) };
+        assert_eq!(eft.place(&task, &[load(&a, 0.0, 0), full]), None);
+    }
+}
