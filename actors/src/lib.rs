@@ -1,1 +1,40 @@
+//! # tessera: the task runtime for heterogeneous machines
+//!
+//! Describe work as tasks over tiles of data; Tessera runs them on every
+//! processor of the machine in an order that respects their data
+//! dependencies, and reports what it did as Prometheus metrics.
+//!
+//! ```
+//! use tessera::{Runtime, Task, Op};
+//! use tessera_core::{TileData, TileShape};
+//!
+//! let rt = Runtime::builder().build()?;
+//! let a = rt.tile(TileData::F64(vec![4.0, 2.0, 2.0, 3.0]), TileShape::new(2, 2))?;
+//! rt.submit(Task::op(Op::Potrf).read_write(&a))?;
+//! let l = rt.fetch(&a)?;
+//! assert_eq!(l.get(2, 0, 0), 2.0); // sqrt(4)
+//! # Ok::<(), tessera::RuntimeError>(())
+//! ```
+//!
+//! The pieces, in the order a task meets them: [`runtime`] (the handle you
+//! embed), [`task`] (what a task is), [`lane`] and [`scheduler`] (placement),
+//! [`cpu_processor`] (execution), [`host_memory`] and [`metrics`]
+//! (bookkeeping), [`linalg`] (tiled algorithms built on the above).
 
+pub mod cpu_processor;
+pub mod error;
+pub mod host_memory;
+pub mod lane;
+pub mod linalg;
+pub mod metrics;
+mod metrics_server;
+pub mod runtime;
+pub mod scheduler;
+pub mod task;
+pub mod tile;
+
+pub use error::{RuntimeError, TaskFailed};
+pub use runtime::{ProgressSnapshot, Runtime, RuntimeBuilder, HOST_MEMORY};
+pub use task::{Task, TaskContext, TaskHandle};
+pub use tessera_core::{Access, DType, Op, OpName, TileData, TileShape};
+pub use tile::Tile;

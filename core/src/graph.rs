@@ -67,11 +67,13 @@ pub enum TaskStatus {
     Failed(Failure),
 }
 
-#[derive(Debug, Default)]
-struct Node {
+#[derive(Debug)]
+struct Node<P> {
     waiting_on: u32,
     successors: Vec<TaskId>,
     writes: Vec<TileId>,
+    /// What the runtime needs to run the task, held until it is taken.
+    payload: Option<P>,
 }
 
 #[derive(Debug, Default)]
@@ -85,20 +87,34 @@ struct TileDeps {
 /// read millions of times without a write does not grow without bound.
 const READER_PRUNE_LEN: usize = 64;
 
-/// The live part of a task graph.
-#[derive(Debug, Default)]
-pub struct TaskGraph {
+/// The live part of a task graph. Each live task carries a payload `P`
+/// (what the runtime needs to run it), held until [`TaskGraph::take_payload`].
+#[derive(Debug)]
+pub struct TaskGraph<P = ()> {
     /// Id of `nodes[0]`.
     base: u64,
     /// Live tasks by id; `None` once finished.
-    nodes: VecDeque<Option<Node>>,
+    nodes: VecDeque<Option<Node<P>>>,
     next_id: u64,
     tiles: HashMap<TileId, TileDeps>,
     failed: HashMap<TaskId, Failure>,
     live: usize,
 }
 
-impl TaskGraph {
+impl<P> Default for TaskGraph<P> {
+    fn default() -> Self {
+        TaskGraph {
+            base: 0,
+            nodes: VecDeque::new(),
+            next_id: 0,
+            tiles: HashMap::new(),
+            failed: HashMap::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<P> TaskGraph<P> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -113,17 +129,17 @@ impl TaskGraph {
         TaskId(self.next_id)
     }
 
-    fn node(&self, id: TaskId) -> Option<&Node> {
+    fn node(&self, id: TaskId) -> Option<&Node<P>> {
         let idx = id.0.checked_sub(self.base)?;
         self.nodes.get(usize::try_from(idx).ok()?)?.as_ref()
     }
 
-    fn node_mut(&mut self, id: TaskId) -> Option<&mut Node> {
+    fn node_mut(&mut self, id: TaskId) -> Option<&mut Node<P>> {
         let idx = id.0.checked_sub(self.base)?;
         self.nodes.get_mut(usize::try_from(idx).ok()?)?.as_mut()
     }
 
-    fn take_node(&mut self, id: TaskId) -> Option<Node> {
+    fn take_node(&mut self, id: TaskId) -> Option<Node<P>> {
         let idx = usize::try_from(id.0.checked_sub(self.base)?).ok()?;
         let node = self.nodes.get_mut(idx)?.take();
         if node.is_some() {
@@ -159,11 +175,24 @@ impl TaskGraph {
         })
     }
 
+    /// The payload of a live task, if not taken yet.
+    pub fn payload(&self, id: TaskId) -> Option<&P> {
+        self.node(id)?.payload.as_ref()
+    }
+
+    /// Takes the payload of a live task out, to run it; the task stays live
+    /// until [`TaskGraph::complete`] or [`TaskGraph::fail`].
+    pub fn take_payload(&mut self, id: TaskId) -> Option<P> {
+        self.node_mut(id)?.payload.take()
+    }
+
     /// Adds a task that accesses `tiles` and must also run after `after`.
+    /// A cancelled task's payload is dropped.
     ///
     /// Returns its id and whether it can run now.
     pub fn add(
         &mut self,
+        payload: P,
         tiles: &[(TileId, Access)],
         after: &[TaskId],
     ) -> Result<(TaskId, Submitted), CoreError> {
@@ -227,6 +256,7 @@ impl TaskGraph {
             waiting_on,
             successors: Vec::new(),
             writes,
+            payload: Some(payload),
         }));
         self.live += 1;
         let state = if waiting_on == 0 {
@@ -289,9 +319,9 @@ impl TaskGraph {
     }
 
     /// Marks `id` failed with `message`; every task depending on it,
-    /// transitively, is cancelled and appended to `cancelled`. Returns the
-    /// root cause that all of them share.
-    pub fn fail(&mut self, id: TaskId, message: &str, cancelled: &mut Vec<TaskId>) -> Failure {
+    /// transitively, is cancelled and appended to `cancelled` with its
+    /// payload (if not taken). Returns the root cause they all share.
+    pub fn fail(&mut self, id: TaskId, message: &str, cancelled: &mut Vec<(TaskId, Option<P>)>) -> Failure {
         let cause = Failure {
             task: id,
             message: Arc::from(message),
@@ -302,9 +332,6 @@ impl TaskGraph {
                 continue;
             };
             self.failed.insert(t, cause.clone());
-            if t != id {
-                cancelled.push(t);
-            }
             for tile in &node.writes {
                 if let Some(deps) = self.tiles.get_mut(tile) {
                     if deps.last_writer == Some(t) {
@@ -313,6 +340,9 @@ impl TaskGraph {
                 }
             }
             stack.extend(node.successors);
+            if t != id {
+                cancelled.push((t, node.payload));
+            }
         }
         cause
     }
@@ -333,12 +363,12 @@ mod tests {
 
     #[test]
     fn readers_run_together_and_a_writer_waits_for_all() {
-        let mut g = TaskGraph::new();
-        let (w, s) = g.add(&[(A, Access::Write)], &[]).unwrap();
+        let mut g = TaskGraph::<()>::new();
+        let (w, s) = g.add((), &[(A, Access::Write)], &[]).unwrap();
         assert_eq!(s, Submitted::Ready);
-        let (r1, _) = g.add(&[(A, Access::Read)], &[]).unwrap();
-        let (r2, _) = g.add(&[(A, Access::Read)], &[]).unwrap();
-        let (w2, s2) = g.add(&[(A, Access::ReadWrite)], &[]).unwrap();
+        let (r1, _) = g.add((), &[(A, Access::Read)], &[]).unwrap();
+        let (r2, _) = g.add((), &[(A, Access::Read)], &[]).unwrap();
+        let (w2, s2) = g.add((), &[(A, Access::ReadWrite)], &[]).unwrap();
         assert_eq!(s2, Submitted::Waiting);
         let mut ready = Vec::new();
         g.complete(w, &mut ready);
@@ -353,9 +383,9 @@ mod tests {
 
     #[test]
     fn duplicate_edges_are_counted_once() {
-        let mut g = TaskGraph::new();
-        let (w, _) = g.add(&[(A, Access::Write), (B, Access::Write)], &[]).unwrap();
-        let (r, s) = g.add(&[(A, Access::Read), (B, Access::Read)], &[w]).unwrap();
+        let mut g = TaskGraph::<()>::new();
+        let (w, _) = g.add((), &[(A, Access::Write), (B, Access::Write)], &[]).unwrap();
+        let (r, s) = g.add((), &[(A, Access::Read), (B, Access::Read)], &[w]).unwrap();
         assert_eq!(s, Submitted::Waiting);
         let mut ready = Vec::new();
         g.complete(w, &mut ready);
@@ -364,11 +394,11 @@ mod tests {
 
     #[test]
     fn explicit_after_edges_and_unknown_tasks() {
-        let mut g = TaskGraph::new();
-        let (t0, _) = g.add(&[], &[]).unwrap();
-        let (t1, s) = g.add(&[], &[t0]).unwrap();
+        let mut g = TaskGraph::<()>::new();
+        let (t0, _) = g.add((), &[], &[]).unwrap();
+        let (t1, s) = g.add((), &[], &[t0]).unwrap();
         assert_eq!(s, Submitted::Waiting);
-        assert_eq!(g.add(&[], &[TaskId(99)]), Err(CoreError::UnknownTask(TaskId(99))));
+        assert_eq!(g.add((), &[], &[TaskId(99)]), Err(CoreError::UnknownTask(TaskId(99))));
         let mut ready = Vec::new();
         g.complete(t0, &mut ready);
         assert_eq!(ready, vec![t1]);
@@ -378,25 +408,26 @@ mod tests {
 
     #[test]
     fn failure_cancels_dependants_and_poisons_written_tiles() {
-        let mut g = TaskGraph::new();
-        let (f, _) = g.add(&[(A, Access::ReadWrite)], &[]).unwrap();
-        let (c1, _) = g.add(&[(A, Access::Read), (B, Access::Write)], &[]).unwrap();
-        let (c2, _) = g.add(&[(B, Access::Read)], &[]).unwrap();
-        let (other, _) = g.add(&[(TileId(3), Access::Write)], &[]).unwrap();
+        let mut g = TaskGraph::<()>::new();
+        let (f, _) = g.add((), &[(A, Access::ReadWrite)], &[]).unwrap();
+        let (c1, _) = g.add((), &[(A, Access::Read), (B, Access::Write)], &[]).unwrap();
+        let (c2, _) = g.add((), &[(B, Access::Read)], &[]).unwrap();
+        let (other, _) = g.add((), &[(TileId(3), Access::Write)], &[]).unwrap();
         let mut cancelled = Vec::new();
         let cause = g.fail(f, "boom", &mut cancelled);
+        let mut cancelled: Vec<TaskId> = cancelled.into_iter().map(|(t, _)| t).collect();
         cancelled.sort();
         assert_eq!(cancelled, vec![c1, c2]);
         assert_eq!(g.status(c2), Ok(TaskStatus::Failed(cause.clone())));
         assert_eq!(g.status(other), Ok(TaskStatus::Pending));
         // Later readers of a poisoned tile are cancelled at once ...
-        let (late, s) = g.add(&[(B, Access::Read)], &[]).unwrap();
+        let (late, s) = g.add((), &[(B, Access::Read)], &[]).unwrap();
         assert_eq!(s, Submitted::Cancelled(cause.clone()));
         assert!(matches!(g.status(late), Ok(TaskStatus::Failed(_))));
         // ... until a pure write replaces the tile.
-        let (w, s) = g.add(&[(B, Access::Write)], &[]).unwrap();
+        let (w, s) = g.add((), &[(B, Access::Write)], &[]).unwrap();
         assert_eq!(s, Submitted::Ready);
-        let (r, s) = g.add(&[(B, Access::Read)], &[]).unwrap();
+        let (r, s) = g.add((), &[(B, Access::Read)], &[]).unwrap();
         assert_eq!(s, Submitted::Waiting);
         let mut ready = Vec::new();
         g.complete(w, &mut ready);
@@ -405,10 +436,10 @@ mod tests {
 
     #[test]
     fn finished_tasks_are_released() {
-        let mut g = TaskGraph::new();
+        let mut g = TaskGraph::<()>::new();
         let mut ready = Vec::new();
         for _ in 0..10_000 {
-            let (t, _) = g.add(&[(A, Access::Read)], &[]).unwrap();
+            let (t, _) = g.add((), &[(A, Access::Read)], &[]).unwrap();
             g.complete(t, &mut ready);
         }
         assert_eq!(g.live(), 0);
@@ -434,14 +465,14 @@ mod tests {
         /// (same tile, at least one writer) in submission order.
         #[test]
         fn every_allowed_order_respects_conflicts(tasks in arb_tasks(), seed in any::<u64>()) {
-            let mut g = TaskGraph::new();
+            let mut g = TaskGraph::<()>::new();
             let mut ready = Vec::new();
             let accesses: Vec<Vec<(TileId, Access)>> = tasks
                 .iter()
                 .map(|t| t.iter().map(|(tile, m)| (TileId(*tile), mode(*m))).collect())
                 .collect();
             for acc in &accesses {
-                let (id, s) = g.add(acc, &[]).unwrap();
+                let (id, s) = g.add((), acc, &[]).unwrap();
                 if s == Submitted::Ready { ready.push(id); }
             }
             let mut order = Vec::new();

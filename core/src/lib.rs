@@ -23,10 +23,10 @@
 //! use tessera_core::graph::{TaskGraph, Submitted};
 //! use tessera_core::tile::TileId;
 //!
-//! let mut graph = TaskGraph::new();
+//! let mut graph: TaskGraph<()> = TaskGraph::new();
 //! let a = TileId(1);
-//! let writer = graph.add(&[(a, Access::Write)], &[]).unwrap();
-//! let reader = graph.add(&[(a, Access::Read)], &[]).unwrap();
+//! let writer = graph.add((), &[(a, Access::Write)], &[]).unwrap();
+//! let reader = graph.add((), &[(a, Access::Read)], &[]).unwrap();
 //! assert!(matches!(writer.1, Submitted::Ready));
 //! assert!(matches!(reader.1, Submitted::Waiting));
 //! // The reader becomes ready once the writer completes.

@@ -23,8 +23,8 @@ use crate::access::Access;
 use crate::error::CoreError;
 use crate::tile::{TileMeta, TileShape};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 
 /// Which side a triangular matrix multiplies from in [`Op::Trsm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,7 +90,7 @@ pub enum Op {
     /// Cholesky factorisation `A = L·Lᵀ` of the lower triangle, in place.
     Potrf,
     /// A user closure with its own label and an optional flop estimate.
-    Closure { label: Arc<str>, flops: f64 },
+    Closure { label: Cow<'static, str>, flops: f64 },
 }
 
 impl Op {
@@ -114,10 +114,11 @@ impl Op {
         }
     }
 
-    /// A closure task labelled `label` for metrics and traces.
-    pub fn closure(label: &str) -> Op {
+    /// A closure task labelled `label` for metrics and traces; a static
+    /// label costs no allocation per task.
+    pub fn closure(label: impl Into<Cow<'static, str>>) -> Op {
         Op::Closure {
-            label: Arc::from(label),
+            label: label.into(),
             flops: 0.0,
         }
     }

@@ -1,0 +1,74 @@
+//! `tessera run cholesky`: the main job.
+
+use super::progress::ProgressLine;
+use super::{check_sizes, runtime, CholeskyArgs, CliResult};
+use std::sync::Arc;
+use std::time::Instant;
+use tessera::linalg::{cholesky, residual, SpdMatrix, TiledMatrix};
+
+pub fn run(args: &CholeskyArgs) -> CliResult {
+    check_sizes(args.n, args.tile);
+    let n = usize::try_from(args.n)?;
+    let tile = usize::try_from(args.tile)?;
+    let rt = Arc::new(runtime(&args.common, args.metrics.as_deref())?);
+    if let Some(addr) = rt.metrics_addr() {
+        eprintln!("metrics: http://{addr}/metrics");
+    }
+    let entries = SpdMatrix { n, seed: args.seed };
+    let a = TiledMatrix::generate(&rt, n, tile, args.dtype, entries)?;
+    rt.wait_all()?;
+    let progress = ProgressLine::start(Arc::clone(&rt), "cholesky");
+    let start = Instant::now();
+    let tasks = cholesky(&rt, &a)?;
+    rt.wait_all()?;
+    let seconds = start.elapsed().as_secs_f64();
+    // A failed panel cancels the rest: report the cause, not a speed.
+    let last = rt.submit(tessera::Task::closure("probe", |_| Ok(())).read(a.tile(a.nt - 1, a.nt - 1)))?;
+    rt.wait(&last)?;
+    let residual = if args.check {
+        Some(residual(&rt, &a, entries)?)
+    } else {
+        None
+    };
+    drop(progress);
+    let gflops = a.cholesky_flops() / seconds / 1e9;
+    if args.common.json {
+        let out = serde_json::json!({
+            "n": n,
+            "tile": tile,
+            "dtype": args.dtype.name(),
+            "workers": rt.processors().len(),
+            "seconds": seconds,
+            "gflops": gflops,
+            "residual": residual,
+            "tasks": tasks,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{:>7} {:>6} {:>6} {:>8} {:>8} {:>10} {:>10}",
+            "n", "tile", "dtype", "tasks", "seconds", "GFLOP/s", "residual"
+        );
+        let r = residual.map_or("-".to_string(), |r| format!("{r:.2e}"));
+        println!(
+            "{:>7} {:>6} {:>6} {:>8} {:>8.3} {:>10.1} {:>10}",
+            n,
+            tile,
+            args.dtype.name(),
+            tasks,
+            seconds,
+            gflops,
+            r
+        );
+    }
+    if let Some(r) = residual {
+        let bound = match args.dtype {
+            tessera::DType::F32 => 1e-5,
+            tessera::DType::F64 => 1e-13,
+        };
+        if !(r < bound) {
+            return Err(format!("residual {r:.3e} is above {bound:.0e}: the factorisation is wrong").into());
+        }
+    }
+    Ok(())
+}

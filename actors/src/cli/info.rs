@@ -1,0 +1,42 @@
+//! `tessera info`: what this machine offers.
+
+use super::CliResult;
+use tessera::Runtime;
+
+pub fn run(json: bool) -> CliResult {
+    let rt = Runtime::builder().build()?;
+    if json {
+        let out = serde_json::json!({
+            "processors": rt.processors(),
+            "memory_spaces": rt.memory_spaces(),
+            "plugins": [],
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("processors:");
+    println!("  {:<8} {:<6} {:<8} {:>12} {:>12}  ops", "name", "kind", "memory", "GFLOP/s f32", "GFLOP/s f64");
+    for p in rt.processors() {
+        let ops: Vec<&str> = p.ops.iter().map(|o| o.as_str()).collect();
+        let mem = rt
+            .memory_spaces()
+            .iter()
+            .find(|m| m.id == p.memory)
+            .map_or("?", |m| m.name.as_str());
+        println!(
+            "  {:<8} {:<6} {:<8} {:>12.1} {:>12.1}  {}",
+            p.name,
+            p.kind.as_str(),
+            mem,
+            p.gflops_f32,
+            p.gflops_f64,
+            ops.join(",")
+        );
+    }
+    println!("memory spaces:");
+    for m in rt.memory_spaces() {
+        println!("  {:<8} {:<6} budget {:.2} GiB", m.name, m.kind.as_str(), m.capacity as f64 / (1u64 << 30) as f64);
+    }
+    println!("plugins: none (device plugins arrive with issue #3)");
+    Ok(())
+}

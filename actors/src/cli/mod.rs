@@ -1,0 +1,141 @@
+//! Command-line parsing and dispatch.
+
+mod bench;
+mod cholesky;
+mod info;
+mod progress;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use tessera::{DType, Runtime, RuntimeError};
+
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about = "Tessera: a task runtime for heterogeneous machines")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List processors and memory spaces.
+    Info {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run an application.
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Run a benchmark; `--json` prints one JSON object.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RunCommand {
+    /// Tiled Cholesky factorisation of a random SPD matrix.
+    Cholesky(CholeskyArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Per-task overhead: independent empty tasks and a dependent chain.
+    Overhead(OverheadArgs),
+    /// Tiled Cholesky against faer's own parallel Cholesky, same matrix, same run.
+    Cholesky(CholeskyBenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// CPU processors (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub workers: Option<u64>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CholeskyArgs {
+    /// Matrix order.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    pub n: u64,
+    /// Tile order.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tile: u64,
+    /// Element type: f32 or f64.
+    #[arg(long, default_value = "f64")]
+    pub dtype: DType,
+    /// Check the residual ‖A − L·Lᵀ‖/‖A‖.
+    #[arg(long)]
+    pub check: bool,
+    /// Serve Prometheus metrics at this address while running.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Seed of the random matrix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct OverheadArgs {
+    /// Independent empty tasks.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tasks: u64,
+    /// Length of the chain of dependent empty tasks.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chain: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CholeskyBenchArgs {
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    pub n: u64,
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tile: u64,
+    #[arg(long, default_value = "f64")]
+    pub dtype: DType,
+    /// Repetitions of each side; the median is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reps: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Rejects a tile larger than the matrix with the usage hint clap gives.
+pub(crate) fn check_sizes(n: u64, tile: u64) {
+    if tile > n {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--tile {tile} is larger than --n {n}: the tile must fit in the matrix"),
+            )
+            .exit();
+    }
+}
+
+pub(crate) fn runtime(common: &CommonArgs, metrics: Option<&str>) -> Result<Runtime, RuntimeError> {
+    let mut b = Runtime::builder();
+    if let Some(w) = common.workers {
+        b = b.cpu_workers(usize::try_from(w).unwrap_or(usize::MAX));
+    }
+    if let Some(addr) = metrics {
+        b = b.metrics(addr);
+    }
+    b.build()
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Info { json } => info::run(json),
+        Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
+        Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
+        Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),
+    }
+}

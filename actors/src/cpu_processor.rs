@@ -1,0 +1,163 @@
+//! CPU processors: one thread per core, fed by a crossbeam channel.
+//!
+//! A CPU processor is an actor in the plain sense (it owns its state, takes
+//! messages from its mailbox and answers with messages) but not an actix
+//! one: a kernel blocks for milliseconds, and an actix arbiter must never
+//! block. It receives [`Dispatch`]es from the scheduler, runs the kernel or
+//! closure with the task's tiles locked, and posts a
+//! [`Completion`](crate::lane::Completion) back.
+
+use crate::lane::{Completion, Input, Lane};
+use crate::task::{Body, Guard, TaskContext};
+use crate::tile::Tile;
+use crossbeam_channel::{Receiver, TryRecvError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tessera_core::graph::TaskId;
+use tessera_core::kernels::{self, KernelInput};
+use tessera_core::{Access, Op};
+
+/// A task placed on a processor.
+pub(crate) struct Dispatch {
+    pub id: TaskId,
+    pub op: Op,
+    pub args: Vec<(Tile, Access)>,
+    pub body: Option<Body>,
+    pub est_seconds: f64,
+}
+
+/// How long an idle processor polls its mailbox before it sleeps: a chain
+/// of short dependent tasks then never pays for a thread wake-up, while an
+/// idle runtime costs no CPU after this long.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Starts the thread of CPU processor `index`; it exits when its mailbox
+/// closes.
+pub(crate) fn spawn(index: usize, mailbox: Receiver<Dispatch>, lane: Arc<Lane>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("tessera-cpu{index}"))
+        .spawn(move || {
+            while let Some(task) = next(&mailbox) {
+                let id = task.id;
+                let op = task.op.name();
+                let est_seconds = task.est_seconds;
+                let start = Instant::now();
+                let result = run(task);
+                let seconds = start.elapsed().as_secs_f64();
+                let done = Completion {
+                    id,
+                    processor: index,
+                    op,
+                    est_seconds,
+                    result,
+                    seconds,
+                };
+                if lane.post(Input::Done(done)).is_err() {
+                    return;
+                }
+            }
+        })
+}
+
+fn next(mailbox: &Receiver<Dispatch>) -> Option<Dispatch> {
+    let deadline = Instant::now() + SPIN;
+    let mut spins = 0u32;
+    loop {
+        match mailbox.try_recv() {
+            Ok(task) => return Some(task),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        spins += 1;
+        if spins % 64 == 0 {
+            if Instant::now() > deadline {
+                return mailbox.recv().ok();
+            }
+            // Two cores and more threads than cores: let the scheduler run.
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Runs one task with its tiles locked. Panics in closures are caught and
+/// become task failures, so the processor survives them.
+fn run(task: Dispatch) -> Result<(), String> {
+    let Dispatch { op, args, body, .. } = task;
+    match body {
+        Some(body) => run_closure(&args, body),
+        None => run_kernel(&op, &args),
+    }
+}
+
+fn run_closure(args: &[(Tile, Access)], body: Body) -> Result<(), String> {
+    // Lock each distinct tile once, with the strongest access any argument asks.
+    let mut unique: Vec<(&Tile, bool)> = Vec::new();
+    let mut slots = Vec::with_capacity(args.len());
+    for (tile, access) in args {
+        match unique.iter().position(|(t, _)| Arc::ptr_eq(&t.0, &tile.0)) {
+            Some(i) => {
+                unique[i].1 |= access.writes();
+                slots.push(i);
+            }
+            None => {
+                slots.push(unique.len());
+                unique.push((tile, access.writes()));
+            }
+        }
+    }
+    let guards = unique
+        .iter()
+        .map(|(t, w)| if *w { Guard::Write(t.write()) } else { Guard::Read(t.read()) })
+        .collect();
+    let mut ctx = TaskContext { guards, slots };
+    match catch_unwind(AssertUnwindSafe(|| body(&mut ctx))) {
+        Ok(result) => result,
+        Err(panic) => Err(format!("closure panicked: {}", panic_message(&panic))),
+    }
+}
+
+fn run_kernel(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {
+    let Some(((out_tile, _), inputs)) = args.split_last() else {
+        return Err(format!("`{}` has no output tile", op.name()));
+    };
+    // The output is never also an input (rejected at submission), so the
+    // write lock below and the read locks never meet.
+    let mut unique: Vec<&Tile> = Vec::new();
+    for (t, _) in inputs {
+        if !unique.iter().any(|u| Arc::ptr_eq(&u.0, &t.0)) {
+            unique.push(t);
+        }
+    }
+    let guards: Vec<_> = unique.iter().map(|t| t.read()).collect();
+    let views: Vec<KernelInput<'_>> = inputs
+        .iter()
+        .map(|(t, _)| {
+            let slot = unique.iter().position(|u| Arc::ptr_eq(&u.0, &t.0)).unwrap_or(0);
+            KernelInput {
+                data: &guards[slot],
+                shape: t.shape(),
+            }
+        })
+        .collect();
+    let mut out = out_tile.write();
+    let result = catch_unwind(AssertUnwindSafe(|| kernels::execute(op, &views, &mut out, out_tile.shape())));
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{} on {}: {e}", op.name(), out_tile.name())),
+        Err(panic) => Err(format!("{} on {} panicked: {}", op.name(), out_tile.name(), panic_message(&panic))),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}

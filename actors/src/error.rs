@@ -1,0 +1,41 @@
+//! Errors of the runtime: what failed, to what, and what to do next.
+
+use tessera_core::graph::{Failure, TaskId};
+use tessera_core::{CoreError, OpName};
+
+/// Errors from building, feeding or stopping a [`crate::Runtime`].
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot start the runtime: {0}")]
+    Start(String),
+    #[error("cannot serve metrics on {addr}: {reason} (is another process using the port? pick another with --metrics ADDR)")]
+    MetricsBind { addr: String, reason: String },
+    #[error("the runtime is shut down: create a new one to submit more work")]
+    ShutDown,
+    #[error("task rejected at submission: {0}")]
+    Invalid(#[from] CoreError),
+    #[error("no processor implements `{op}`: enable a device that does, or use another op")]
+    NoProcessor { op: OpName },
+    #[error("tile `{tile}` is both an input and the output of `{op}`: kernels cannot alias their output")]
+    AliasedOutput { op: OpName, tile: String },
+    #[error("host memory budget exceeded: a {needed}-byte tile would bring use to {would_be} of {budget} bytes (raise the budget with --host-mem or free tiles)")]
+    HostBudget { needed: u64, would_be: u64, budget: u64 },
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+}
+
+/// A task that did not complete, with the root cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{task} did not complete: {cause}")]
+pub struct TaskFailed {
+    pub task: TaskId,
+    pub cause: Failure,
+}
+
+impl TaskFailed {
+    /// Whether this task failed itself, rather than being cancelled because
+    /// something it depended on failed.
+    pub fn is_root(&self) -> bool {
+        self.cause.task == self.task
+    }
+}

@@ -1,0 +1,87 @@
+//! The scheduler's inbox: the hot path of every task.
+//!
+//! Submissions and completions arrive at a rate of millions a second. An
+//! actix mailbox boxes every message and wakes the arbiter for each one, so
+//! instead they ride one crossbeam channel, and actix carries only a
+//! [`Drain`](crate::scheduler::Drain) wake-up, sent when the scheduler is not
+//! already scheduled to drain. One channel keeps one order: a task's
+//! submission is always seen before a wait on it.
+
+use crate::error::RuntimeError;
+use crate::scheduler::{Drain, Scheduler};
+use crate::task::Body;
+use crate::tile::Tile;
+use actix::Addr;
+use crossbeam_channel::Sender;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tessera_core::graph::{Failure, TaskId};
+use tessera_core::{Access, DType, Op, OpName, TileId};
+
+/// A task on its way to the scheduler.
+pub(crate) struct Submission {
+    pub id: TaskId,
+    pub op: Op,
+    pub args: Vec<(Tile, Access)>,
+    pub body: Option<Body>,
+    pub priority: i32,
+    pub after: Vec<TaskId>,
+    pub flops: f64,
+    pub dtype: Option<DType>,
+}
+
+/// A processor reporting a finished task.
+pub(crate) struct Completion {
+    pub id: TaskId,
+    pub processor: usize,
+    pub op: OpName,
+    pub est_seconds: f64,
+    pub result: Result<(), String>,
+    /// Seconds the kernel or closure ran.
+    pub seconds: f64,
+}
+
+/// Everything the scheduler's inbox carries.
+pub(crate) enum Input {
+    Submit(Submission),
+    Done(Completion),
+    Wait {
+        task: TaskId,
+        reply: Sender<Result<(), Failure>>,
+    },
+    WaitAll {
+        reply: Sender<()>,
+    },
+    ForgetTile(TileId),
+    Shutdown {
+        reply: Sender<()>,
+    },
+}
+
+/// The sending side of the scheduler's inbox, shared by submitters and
+/// processors.
+pub(crate) struct Lane {
+    tx: Sender<Input>,
+    scheduled: Arc<AtomicBool>,
+    scheduler: Addr<Scheduler>,
+}
+
+impl Lane {
+    pub fn new(tx: Sender<Input>, scheduled: Arc<AtomicBool>, scheduler: Addr<Scheduler>) -> Lane {
+        Lane {
+            tx,
+            scheduled,
+            scheduler,
+        }
+    }
+
+    /// Queues `input` and wakes the scheduler if it is not already due to
+    /// drain. Fails once the scheduler is gone.
+    pub fn post(&self, input: Input) -> Result<(), RuntimeError> {
+        self.tx.send(input).map_err(|_| RuntimeError::ShutDown)?;
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.scheduler.do_send(Drain);
+        }
+        Ok(())
+    }
+}

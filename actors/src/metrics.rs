@@ -1,0 +1,213 @@
+//! The metrics actor: the one place where events become Prometheus series.
+//!
+//! Other actors never touch the registry: the scheduler sends batches of
+//! [`TaskEvent`]s and queue samples, memory tiers send [`MemorySample`]s.
+//! The actor runs on its own arbiter thread so that turning a million
+//! events into series never delays scheduling.
+//!
+//! | series | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `tessera_tasks_submitted_total` | counter | `op` | tasks accepted by the scheduler |
+//! | `tessera_tasks_completed_total` | counter | `op`, `processor` | tasks that ran to success |
+//! | `tessera_tasks_failed_total` | counter | `op`, `processor` | tasks that failed (`processor="none"`: cancelled before running) |
+//! | `tessera_task_duration_seconds` | histogram | `op`, `processor` | kernel or closure run time |
+//! | `tessera_ready_tasks` | gauge | | ready tasks waiting for a processor |
+//! | `tessera_processor_queued_tasks` | gauge | `processor` | tasks placed on a processor and not finished |
+//! | `tessera_memory_used_bytes` | gauge | `space` | bytes of tile data held in a memory space |
+//! | `tessera_memory_budget_bytes` | gauge | `space` | that space's budget |
+
+use actix::{Actor, Context, Handler, Message};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use std::collections::HashMap;
+use tessera_core::OpName;
+
+/// One thing that happened to a task.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TaskEvent {
+    Submitted { op: OpName },
+    Completed { op: OpName, processor: usize, seconds: f64 },
+    /// `processor` is `None` for a task cancelled before it ran.
+    Failed { op: OpName, processor: Option<usize> },
+}
+
+/// Events since the last batch, and the queues as they stand now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct EventBatch {
+    pub events: Vec<TaskEvent>,
+    pub ready: usize,
+    pub queued: Vec<usize>,
+}
+
+/// Use of one memory space.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct MemorySample {
+    pub space: &'static str,
+    pub in_use: u64,
+    pub budget: u64,
+}
+
+struct Series {
+    submitted: IntCounterVec,
+    completed: IntCounterVec,
+    failed: IntCounterVec,
+    duration: HistogramVec,
+    ready: IntGauge,
+    queued: IntGaugeVec,
+    memory_used: IntGaugeVec,
+    memory_budget: IntGaugeVec,
+}
+
+/// Per-(op, processor) handles, so a hot event costs no label hashing in
+/// the registry.
+struct Cached {
+    completed: IntCounter,
+    duration: Histogram,
+}
+
+pub(crate) struct Metrics {
+    series: Series,
+    processor_names: Vec<String>,
+    cached: HashMap<(OpName, usize), Cached>,
+}
+
+impl Metrics {
+    /// Registers every series in `registry`.
+    pub fn new(registry: &Registry, processor_names: Vec<String>) -> prometheus::Result<Metrics> {
+        let op_proc = &["op", "processor"];
+        let series = Series {
+            submitted: IntCounterVec::new(
+                Opts::new("tessera_tasks_submitted_total", "Tasks accepted by the scheduler."),
+                &["op"],
+            )?,
+            completed: IntCounterVec::new(
+                Opts::new("tessera_tasks_completed_total", "Tasks that ran to success."),
+                op_proc,
+            )?,
+            failed: IntCounterVec::new(
+                Opts::new(
+                    "tessera_tasks_failed_total",
+                    "Tasks that failed; processor=\"none\" for tasks cancelled before running.",
+                ),
+                op_proc,
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new("tessera_task_duration_seconds", "Kernel or closure run time.")
+                    .buckets(prometheus::exponential_buckets(1e-6, 4.0, 13)?),
+                op_proc,
+            )?,
+            ready: IntGauge::new("tessera_ready_tasks", "Ready tasks waiting for a processor.")?,
+            queued: IntGaugeVec::new(
+                Opts::new("tessera_processor_queued_tasks", "Tasks placed on a processor and not finished."),
+                &["processor"],
+            )?,
+            memory_used: IntGaugeVec::new(
+                Opts::new("tessera_memory_used_bytes", "Bytes of tile data held in a memory space."),
+                &["space"],
+            )?,
+            memory_budget: IntGaugeVec::new(
+                Opts::new("tessera_memory_budget_bytes", "Budget of a memory space."),
+                &["space"],
+            )?,
+        };
+        registry.register(Box::new(series.submitted.clone()))?;
+        registry.register(Box::new(series.completed.clone()))?;
+        registry.register(Box::new(series.failed.clone()))?;
+        registry.register(Box::new(series.duration.clone()))?;
+        registry.register(Box::new(series.ready.clone()))?;
+        registry.register(Box::new(series.queued.clone()))?;
+        registry.register(Box::new(series.memory_used.clone()))?;
+        registry.register(Box::new(series.memory_budget.clone()))?;
+        for name in &processor_names {
+            series.queued.with_label_values(&[name.as_str()]).set(0);
+        }
+        Ok(Metrics {
+            series,
+            processor_names,
+            cached: HashMap::new(),
+        })
+    }
+
+    fn processor(&self, index: usize) -> &str {
+        self.processor_names.get(index).map_or("unknown", String::as_str)
+    }
+
+    fn record(&mut self, event: TaskEvent) {
+        match event {
+            TaskEvent::Submitted { op } => self.series.submitted.with_label_values(&[op.as_str()]).inc(),
+            TaskEvent::Completed { op, processor, seconds } => {
+                if !self.cached.contains_key(&(op, processor)) {
+                    let labels = [op.as_str(), self.processor(processor)];
+                    let handles = Cached {
+                        completed: self.series.completed.with_label_values(&labels),
+                        duration: self.series.duration.with_label_values(&labels),
+                    };
+                    self.cached.insert((op, processor), handles);
+                }
+                if let Some(c) = self.cached.get(&(op, processor)) {
+                    c.completed.inc();
+                    c.duration.observe(seconds);
+                }
+            }
+            TaskEvent::Failed { op, processor } => {
+                let proc = processor.map_or("none", |p| self.processor(p)).to_string();
+                self.series.failed.with_label_values(&[op.as_str(), proc.as_str()]).inc();
+            }
+        }
+    }
+}
+
+impl Actor for Metrics {
+    type Context = Context<Self>;
+}
+
+impl Handler<EventBatch> for Metrics {
+    type Result = ();
+
+    fn handle(&mut self, batch: EventBatch, _: &mut Context<Self>) {
+        // Submissions come in runs of the same op: count runs, not events.
+        let mut run: Option<(OpName, u64)> = None;
+        for event in batch.events {
+            if let TaskEvent::Submitted { op } = event {
+                match &mut run {
+                    Some((o, n)) if *o == op => *n += 1,
+                    _ => {
+                        if let Some((o, n)) = run.take() {
+                            self.series.submitted.with_label_values(&[o.as_str()]).inc_by(n);
+                        }
+                        run = Some((op, 1));
+                    }
+                }
+            } else {
+                self.record(event);
+            }
+        }
+        if let Some((o, n)) = run {
+            self.series.submitted.with_label_values(&[o.as_str()]).inc_by(n);
+        }
+        self.series.ready.set(i64::try_from(batch.ready).unwrap_or(i64::MAX));
+        for (i, q) in batch.queued.iter().enumerate() {
+            let name = self.processor(i).to_string();
+            self.series
+                .queued
+                .with_label_values(&[name.as_str()])
+                .set(i64::try_from(*q).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl Handler<MemorySample> for Metrics {
+    type Result = ();
+
+    fn handle(&mut self, s: MemorySample, _: &mut Context<Self>) {
+        self.series
+            .memory_used
+            .with_label_values(&[s.space])
+            .set(i64::try_from(s.in_use).unwrap_or(i64::MAX));
+        self.series
+            .memory_budget
+            .with_label_values(&[s.space])
+            .set(i64::try_from(s.budget).unwrap_or(i64::MAX));
+    }
+}

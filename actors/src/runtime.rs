@@ -1,0 +1,489 @@
+//! The runtime handle: start Tessera, create tiles, submit tasks, wait.
+//!
+//! [`Runtime::builder`] starts the actor system on threads of its own, so
+//! Tessera never owns `main`: it works from a plain `fn main`, from tests,
+//! and from inside a tokio application alike. The handle is `Send + Sync`;
+//! submit from any thread. Dropping it finishes the submitted work, stops
+//! every actor and joins every thread.
+//!
+//! From `submit` to the kernel: [`Runtime::submit`] checks the task against
+//! the op catalogue and posts it on the scheduler's [`lane`](crate::lane);
+//! the [`Scheduler`](crate::scheduler::Scheduler) actor adds it to the task
+//! graph and, once its inputs are final, places it with the policy on a CPU
+//! processor, whose thread ([`cpu_processor`](crate::cpu_processor)) runs the
+//! faer kernel and posts the completion back.
+//!
+//! ```
+//! use tessera::Runtime;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//!
+//! let rt = Runtime::builder().cpu_workers(2).build()?;
+//! let count = Arc::new(AtomicUsize::new(0));
+//! for _ in 0..100 {
+//!     let c = Arc::clone(&count);
+//!     rt.spawn(move || { c.fetch_add(1, Ordering::Relaxed); })?;
+//! }
+//! rt.wait_all()?;
+//! assert_eq!(count.load(Ordering::Relaxed), 100);
+//! # Ok::<(), tessera::RuntimeError>(())
+//! ```
+
+use crate::cpu_processor;
+use crate::error::{RuntimeError, TaskFailed};
+use crate::host_memory::{physical_memory, HostAccount, HostMemory, Reserve};
+use crate::lane::{Input, Lane, Submission};
+use crate::metrics::Metrics;
+use crate::metrics_server::MetricsServer;
+use crate::scheduler::{ProcessorSlot, Progress, Scheduler};
+use crate::task::{Task, TaskHandle};
+use crate::tile::Tile;
+use actix::{Actor, Addr, Arbiter, System};
+use crossbeam_channel::{bounded, unbounded};
+use prometheus::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use tessera_core::graph::TaskId;
+use tessera_core::op::OpName;
+use tessera_core::policy::EarliestFinish;
+use tessera_core::processor::{MemoryKind, MemorySpaceDesc, MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind};
+use tessera_core::{Access, Op, TileData, TileId, TileMeta, TileShape};
+
+/// The host memory space's id.
+pub const HOST_MEMORY: MemorySpaceId = MemorySpaceId(0);
+
+/// Configures and starts a [`Runtime`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeBuilder {
+    cpu_workers: Option<usize>,
+    host_memory: Option<u64>,
+    metrics_addr: Option<String>,
+    cpu_gflops: Option<(f64, f64)>,
+}
+
+impl RuntimeBuilder {
+    /// Number of CPU processors (default: one per core).
+    pub fn cpu_workers(mut self, n: usize) -> Self {
+        self.cpu_workers = Some(n);
+        self
+    }
+
+    /// Host memory budget for tile data in bytes (default: three quarters
+    /// of physical memory).
+    pub fn host_memory(mut self, bytes: u64) -> Self {
+        self.host_memory = Some(bytes);
+        self
+    }
+
+    /// Serve Prometheus metrics on `addr` (for example `127.0.0.1:9464`;
+    /// port 0 picks a free one, see [`Runtime::metrics_addr`]).
+    pub fn metrics(mut self, addr: &str) -> Self {
+        self.metrics_addr = Some(addr.to_string());
+        self
+    }
+
+    /// Estimated GFLOP/s of one CPU core in f32 and f64, which the policy
+    /// uses until performance models have measured better.
+    pub fn cpu_gflops(mut self, f32: f64, f64_: f64) -> Self {
+        self.cpu_gflops = Some((f32, f64_));
+        self
+    }
+
+    /// Starts the actors and processor threads.
+    pub fn build(self) -> Result<Runtime, RuntimeError> {
+        let workers = match self.cpu_workers {
+            Some(0) => return Err(RuntimeError::Start("at least one CPU worker is needed".into())),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let host_budget = match self.host_memory {
+            Some(0) => return Err(RuntimeError::Start("the host memory budget must be above zero".into())),
+            Some(b) => b,
+            None => physical_memory().map_or(u64::MAX, |m| m / 4 * 3),
+        };
+        let registry = Registry::new();
+        let server = match &self.metrics_addr {
+            Some(addr) => Some(MetricsServer::start(addr, registry.clone())?),
+            None => None,
+        };
+        let (gflops_f32, gflops_f64) = self.cpu_gflops.unwrap_or((60.0, 30.0));
+        let memory = vec![MemorySpaceDesc {
+            id: HOST_MEMORY,
+            kind: MemoryKind::Host,
+            name: "host".into(),
+            capacity: host_budget,
+            bandwidth: 10e9,
+        }];
+        let processors: Vec<ProcessorDesc> = (0..workers)
+            .map(|i| ProcessorDesc {
+                id: ProcessorId(i as u32),
+                kind: ProcessorKind::Cpu,
+                name: format!("cpu{i}"),
+                memory: HOST_MEMORY,
+                gflops_f32,
+                gflops_f64,
+                ops: OpName::ALL.to_vec(),
+            })
+            .collect();
+        let names = processors.iter().map(|p| p.name.clone()).collect();
+        let metrics = Metrics::new(&registry, names).map_err(|e| RuntimeError::Start(e.to_string()))?;
+
+        let (inbox_tx, inbox_rx) = unbounded();
+        let mut slots = Vec::new();
+        let mut mailboxes = Vec::new();
+        for p in &processors {
+            let (tx, rx) = unbounded();
+            slots.push(ProcessorSlot::new(p.clone(), tx));
+            mailboxes.push(rx);
+        }
+        let scheduled = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Progress::default());
+        let started = start_actors(ActorSetup {
+            inbox: inbox_rx,
+            scheduled: Arc::clone(&scheduled),
+            slots,
+            host_budget,
+            metrics,
+            progress: Arc::clone(&progress),
+        })?;
+        let lane = Arc::new(Lane::new(inbox_tx, scheduled, started.scheduler));
+        let mut threads = Threads {
+            system: started.system,
+            actors: Some(started.thread),
+            workers: Vec::new(),
+        };
+        for (i, mailbox) in mailboxes.into_iter().enumerate() {
+            match cpu_processor::spawn(i, mailbox, Arc::clone(&lane)) {
+                Ok(t) => threads.workers.push(t),
+                Err(e) => {
+                    threads.stop(&lane);
+                    return Err(RuntimeError::Start(format!("cannot start CPU processor {i}: {e}")));
+                }
+            }
+        }
+        Ok(Runtime {
+            lane,
+            submit: Mutex::new(SubmitState { next: 0, closed: false }),
+            host: started.host,
+            next_tile: AtomicU64::new(0),
+            processors,
+            memory,
+            progress,
+            registry,
+            metrics_addr: server.as_ref().map(MetricsServer::addr),
+            threads: Mutex::new(Some(threads)),
+            server: Mutex::new(server),
+        })
+    }
+}
+
+struct ActorSetup {
+    inbox: crossbeam_channel::Receiver<Input>,
+    scheduled: Arc<AtomicBool>,
+    slots: Vec<ProcessorSlot>,
+    host_budget: u64,
+    metrics: Metrics,
+    progress: Arc<Progress>,
+}
+
+struct Started {
+    system: System,
+    scheduler: Addr<Scheduler>,
+    host: Addr<HostMemory>,
+    thread: JoinHandle<()>,
+}
+
+/// Runs the actix system on a thread of its own: the scheduler on the
+/// system arbiter, metrics and host memory on a second arbiter so that
+/// bookkeeping never delays placement.
+fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
+    let (ready_tx, ready_rx) = bounded(1);
+    let thread = std::thread::Builder::new()
+        .name("tessera-actors".into())
+        .spawn(move || {
+            let runner = System::new();
+            let side = Arbiter::new();
+            let side_handle = side.handle();
+            let started = runner.block_on(async move {
+                let ActorSetup {
+                    inbox,
+                    scheduled,
+                    slots,
+                    host_budget,
+                    metrics,
+                    progress,
+                } = setup;
+                let metrics = Metrics::start_in_arbiter(&side_handle, move |_| metrics);
+                let for_host = metrics.clone();
+                let host = HostMemory::start_in_arbiter(&side_handle, move |_| HostMemory::new(host_budget, for_host));
+                let policy = Box::new(EarliestFinish::new(10e9));
+                let scheduler = Scheduler::new(inbox, scheduled, slots, policy, HOST_MEMORY, metrics, progress).start();
+                (System::current(), scheduler, host)
+            });
+            if ready_tx.send(started).is_ok() {
+                let _ = runner.run();
+            }
+            side.stop();
+            let _ = side.join();
+        })
+        .map_err(|e| RuntimeError::Start(format!("cannot start the actor thread: {e}")))?;
+    let (system, scheduler, host) = ready_rx
+        .recv()
+        .map_err(|_| RuntimeError::Start("the actor system stopped during start-up".into()))?;
+    Ok(Started {
+        system,
+        scheduler,
+        host,
+        thread,
+    })
+}
+
+struct Threads {
+    system: System,
+    actors: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Threads {
+    /// Closes the processor mailboxes, joins the processors, stops the
+    /// actor system and joins it.
+    fn stop(&mut self, lane: &Lane) {
+        let (tx, rx) = bounded(1);
+        if lane.post(Input::Shutdown { reply: tx }).is_ok() {
+            let _ = rx.recv();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.system.stop();
+        if let Some(t) = self.actors.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct SubmitState {
+    next: u64,
+    closed: bool,
+}
+
+/// A running Tessera instance. See the [module docs](self).
+pub struct Runtime {
+    lane: Arc<Lane>,
+    /// Ids are handed out and tasks posted under one lock, so submission
+    /// order, id order and the scheduler's order are the same.
+    submit: Mutex<SubmitState>,
+    host: Addr<HostMemory>,
+    next_tile: AtomicU64,
+    processors: Vec<ProcessorDesc>,
+    memory: Vec<MemorySpaceDesc>,
+    progress: Arc<Progress>,
+    registry: Registry,
+    metrics_addr: Option<SocketAddr>,
+    threads: Mutex<Option<Threads>>,
+    server: Mutex<Option<MetricsServer>>,
+}
+
+/// Counts of tasks so far, for progress lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    pub submitted: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing holding these locks can panic midway; recover regardless.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Runtime {
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// The processors tasks can run on.
+    pub fn processors(&self) -> &[ProcessorDesc] {
+        &self.processors
+    }
+
+    /// The memory spaces tiles can live in.
+    pub fn memory_spaces(&self) -> &[MemorySpaceDesc] {
+        &self.memory
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The Prometheus registry behind `/metrics`, to gather in-process.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Tasks submitted, completed and failed so far.
+    pub fn progress(&self) -> ProgressSnapshot {
+        ProgressSnapshot {
+            submitted: lock(&self.submit).next,
+            completed: self.progress.completed.load(Ordering::Relaxed),
+            failed: self.progress.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A new tile holding `data`, counted against the host memory budget.
+    pub fn tile(&self, data: TileData, shape: TileShape) -> Result<Tile, RuntimeError> {
+        self.make_tile(None, data, shape)
+    }
+
+    /// Like [`Runtime::tile`], with a label that errors and traces show.
+    pub fn tile_named(&self, label: &str, data: TileData, shape: TileShape) -> Result<Tile, RuntimeError> {
+        self.make_tile(Some(label), data, shape)
+    }
+
+    fn make_tile(&self, label: Option<&str>, data: TileData, shape: TileShape) -> Result<Tile, RuntimeError> {
+        data.check_shape(shape)?;
+        let id = TileId(self.next_tile.fetch_add(1, Ordering::Relaxed));
+        let meta = TileMeta {
+            id,
+            shape,
+            dtype: data.dtype(),
+        };
+        let bytes = meta.bytes();
+        let (tx, rx) = bounded(1);
+        self.host.do_send(Reserve { bytes, reply: tx });
+        rx.recv().map_err(|_| RuntimeError::ShutDown)??;
+        let account = HostAccount {
+            tile: id,
+            bytes,
+            host: self.host.clone(),
+            lane: Arc::downgrade(&self.lane),
+        };
+        Ok(Tile::new(meta, label, data, account))
+    }
+
+    /// Submits a task. Shapes, element types and access modes are checked
+    /// here; the task then runs once every earlier conflicting task is done.
+    pub fn submit(&self, task: Task) -> Result<TaskHandle, RuntimeError> {
+        let Task {
+            op,
+            args,
+            body,
+            priority,
+            after,
+        } = task;
+        let metas: Vec<(Access, TileMeta)> = args.iter().map(|(t, a)| (*a, t.meta())).collect();
+        op.check(&metas)?;
+        let name = op.name();
+        if !self.processors.iter().any(|p| p.supports(name)) {
+            return Err(RuntimeError::NoProcessor { op: name });
+        }
+        check_body(&op, &args, body.is_some())?;
+        let flops = op.flops(&metas);
+        let dtype = metas.first().map(|(_, m)| m.dtype);
+        let mut state = lock(&self.submit);
+        if state.closed {
+            return Err(RuntimeError::ShutDown);
+        }
+        let id = TaskId(state.next);
+        self.lane.post(Input::Submit(Submission {
+            id,
+            op,
+            args,
+            body,
+            priority,
+            after,
+            flops,
+            dtype,
+        }))?;
+        state.next += 1;
+        Ok(TaskHandle { id })
+    }
+
+    /// Runs `f` on a CPU processor, with no tiles.
+    pub fn spawn<F>(&self, f: F) -> Result<TaskHandle, RuntimeError>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.submit(Task::closure("spawn", move |_| {
+            f();
+            Ok(())
+        }))
+    }
+
+    /// Waits for one task; an error says why it did not complete.
+    pub fn wait(&self, task: &TaskHandle) -> Result<(), RuntimeError> {
+        let (tx, rx) = bounded(1);
+        self.lane.post(Input::Wait { task: task.id, reply: tx })?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(cause)) => Err(TaskFailed { task: task.id, cause }.into()),
+            Err(_) => Err(RuntimeError::ShutDown),
+        }
+    }
+
+    /// Waits until every task submitted so far has completed, failed or
+    /// been cancelled.
+    pub fn wait_all(&self) -> Result<(), RuntimeError> {
+        let (tx, rx) = bounded(1);
+        self.lane.post(Input::WaitAll { reply: tx })?;
+        rx.recv().map_err(|_| RuntimeError::ShutDown)
+    }
+
+    /// A copy of a tile's contents once every task submitted before writing
+    /// it has run (sequential consistency).
+    pub fn fetch(&self, tile: &Tile) -> Result<TileData, RuntimeError> {
+        let (tx, rx) = bounded(1);
+        let task = Task::closure("fetch", move |ctx| {
+            let _ = tx.send(ctx.tile(0).clone());
+            Ok(())
+        })
+        .read(tile);
+        let handle = self.submit(task)?;
+        self.wait(&handle)?;
+        rx.try_recv().map_err(|_| RuntimeError::ShutDown)
+    }
+
+    /// Finishes the submitted work, then stops every actor and joins every
+    /// thread. Calling it again does nothing; later submissions fail with
+    /// [`RuntimeError::ShutDown`].
+    pub fn shutdown(&self) -> Result<(), RuntimeError> {
+        let Some(mut threads) = lock(&self.threads).take() else {
+            return Ok(());
+        };
+        let drained = self.wait_all();
+        lock(&self.submit).closed = true;
+        threads.stop(&self.lane);
+        drop(lock(&self.server).take());
+        drained
+    }
+}
+
+/// Closures need a body; catalogue ops must not alias their output.
+fn check_body(op: &Op, args: &[(Tile, Access)], has_body: bool) -> Result<(), RuntimeError> {
+    if op.name() == OpName::Closure {
+        if !has_body {
+            return Err(RuntimeError::Start("a closure task needs a body: use Task::closure".into()));
+        }
+        return Ok(());
+    }
+    if let Some(((out, _), inputs)) = args.split_last() {
+        if inputs.iter().any(|(t, _)| t.id() == out.id()) {
+            return Err(RuntimeError::AliasedOutput {
+                op: op.name(),
+                tile: out.name(),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("tessera: while shutting down: {e}");
+        }
+    }
+}

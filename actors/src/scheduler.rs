@@ -1,0 +1,365 @@
+//! The scheduler actor: owns the task graph, places ready tasks, hears
+//! completions.
+//!
+//! Everything arrives through one [`lane`](crate::lane) in order: a
+//! [`Drain`] message tells the actor to empty it. Each drain applies every
+//! input (adding tasks to the graph, completing or failing them, answering
+//! waits), then places ready tasks, highest priority first, with the
+//! [`Policy`] on processors that have room, and finally sends the metrics
+//! actor one batch of events.
+//!
+//! "Room" keeps each processor's queue short in *time* (about a millisecond
+//! of estimated work, and at least one task): enough that a processor never
+//! idles waiting for the scheduler, little enough that a critical task
+//! arriving later is not stuck behind a long queue.
+
+use crate::cpu_processor::Dispatch;
+use crate::lane::{Completion, Input, Submission};
+use crate::metrics::{EventBatch, Metrics, TaskEvent};
+use crate::task::Body;
+use crate::tile::Tile;
+use actix::{Actor, Addr, Context, Handler, Message};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tessera_core::graph::{Failure, Submitted, TaskGraph, TaskId, TaskStatus};
+use tessera_core::policy::{PlacementRequest, Policy, ProcessorLoad};
+use tessera_core::processor::{MemorySpaceId, ProcessorDesc};
+use tessera_core::{Access, DType, Op, TileId};
+
+/// Wake-up: empty the inbox.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Drain;
+
+/// Estimated work a processor may have queued before it counts as full.
+const QUEUE_HORIZON_SECONDS: f64 = 1e-3;
+/// Most tasks queued on one processor, however short.
+const MAX_QUEUED: usize = 256;
+
+/// Counters the runtime handle reads for progress lines.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    pub completed: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// What the graph holds for a task until it runs.
+struct Pending {
+    op: Op,
+    args: Vec<(Tile, Access)>,
+    body: Option<Body>,
+    priority: i32,
+    flops: f64,
+    dtype: Option<DType>,
+}
+
+/// A processor as the scheduler tracks it.
+pub(crate) struct ProcessorSlot {
+    pub desc: ProcessorDesc,
+    pub mailbox: Sender<Dispatch>,
+    queued_seconds: f64,
+    queued_tasks: usize,
+}
+
+impl ProcessorSlot {
+    pub fn new(desc: ProcessorDesc, mailbox: Sender<Dispatch>) -> Self {
+        ProcessorSlot {
+            desc,
+            mailbox,
+            queued_seconds: 0.0,
+            queued_tasks: 0,
+        }
+    }
+
+    fn load(&self) -> ProcessorLoad<'_> {
+        ProcessorLoad {
+            desc: &self.desc,
+            queued_seconds: self.queued_seconds,
+            queued_tasks: self.queued_tasks,
+            has_room: self.queued_tasks == 0
+                || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < QUEUE_HORIZON_SECONDS),
+        }
+    }
+}
+
+pub(crate) struct Scheduler {
+    inbox: Receiver<Input>,
+    scheduled: Arc<AtomicBool>,
+    graph: TaskGraph<Pending>,
+    /// Ready tasks by priority, first-come first-served within one.
+    ready: BTreeMap<i32, VecDeque<TaskId>>,
+    ready_len: usize,
+    slots: Vec<ProcessorSlot>,
+    policy: Box<dyn Policy>,
+    /// The one memory space tiles live in until device tiers arrive (#3, #4).
+    host: MemorySpaceId,
+    waiters: HashMap<TaskId, Vec<Sender<Result<(), Failure>>>>,
+    idle_waiters: Vec<Sender<()>>,
+    metrics: Addr<Metrics>,
+    events: Vec<TaskEvent>,
+    progress: Arc<Progress>,
+    // Reused buffers, so the hot path does not allocate.
+    newly_ready: Vec<TaskId>,
+    tile_access: Vec<(TileId, Access)>,
+}
+
+impl Scheduler {
+    pub fn new(
+        inbox: Receiver<Input>,
+        scheduled: Arc<AtomicBool>,
+        slots: Vec<ProcessorSlot>,
+        policy: Box<dyn Policy>,
+        host: MemorySpaceId,
+        metrics: Addr<Metrics>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        Scheduler {
+            inbox,
+            scheduled,
+            graph: TaskGraph::new(),
+            ready: BTreeMap::new(),
+            ready_len: 0,
+            slots,
+            policy,
+            host,
+            waiters: HashMap::new(),
+            idle_waiters: Vec::new(),
+            metrics,
+            events: Vec::new(),
+            progress,
+            newly_ready: Vec::new(),
+            tile_access: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, input: Input) {
+        match input {
+            Input::Submit(s) => self.submit(s),
+            Input::Done(c) => self.done(c),
+            Input::Wait { task, reply } => match self.graph.status(task) {
+                Ok(TaskStatus::Pending) => self.waiters.entry(task).or_default().push(reply),
+                Ok(TaskStatus::Done) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Ok(TaskStatus::Failed(f)) => {
+                    let _ = reply.send(Err(f));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Failure {
+                        task,
+                        message: Arc::from(e.to_string()),
+                    }));
+                }
+            },
+            Input::WaitAll { reply } => self.idle_waiters.push(reply),
+            Input::ForgetTile(tile) => self.graph.forget_tile(tile),
+            Input::Shutdown { reply } => {
+                // Closing the mailboxes ends the processor threads.
+                self.slots.clear();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn submit(&mut self, s: Submission) {
+        let Submission {
+            id,
+            op,
+            args,
+            body,
+            priority,
+            after,
+            flops,
+            dtype,
+        } = s;
+        let name = op.name();
+        self.events.push(TaskEvent::Submitted { op: name });
+        self.tile_access.clear();
+        self.tile_access.extend(args.iter().map(|(t, a)| (t.id(), *a)));
+        // Handles only come from earlier submissions, so `after` is always
+        // known; filtering keeps ids aligned with the submitter's even if not.
+        let next = self.graph.next_id();
+        let after: Vec<TaskId> = after.into_iter().filter(|a| *a < next).collect();
+        let pending = Pending {
+            op,
+            args,
+            body,
+            priority,
+            flops,
+            dtype,
+        };
+        let Ok((gid, state)) = self.graph.add(pending, &self.tile_access, &after) else {
+            return;
+        };
+        debug_assert_eq!(gid, id, "submission order and graph order must agree");
+        match state {
+            Submitted::Ready => self.push_ready(gid, priority),
+            Submitted::Waiting => {}
+            Submitted::Cancelled(_) => {
+                self.events.push(TaskEvent::Failed { op: name, processor: None });
+                self.progress.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn push_ready(&mut self, id: TaskId, priority: i32) {
+        self.ready.entry(priority).or_default().push_back(id);
+        self.ready_len += 1;
+    }
+
+    fn done(&mut self, c: Completion) {
+        if let Some(slot) = self.slots.get_mut(c.processor) {
+            slot.queued_tasks = slot.queued_tasks.saturating_sub(1);
+            slot.queued_seconds = (slot.queued_seconds - c.est_seconds).max(0.0);
+        }
+        match c.result {
+            Ok(()) => {
+                self.events.push(TaskEvent::Completed {
+                    op: c.op,
+                    processor: c.processor,
+                    seconds: c.seconds,
+                });
+                self.progress.completed.fetch_add(1, Ordering::Relaxed);
+                let mut ready = std::mem::take(&mut self.newly_ready);
+                self.graph.complete(c.id, &mut ready);
+                for id in ready.drain(..) {
+                    let priority = self.graph.payload(id).map_or(0, |p| p.priority);
+                    self.push_ready(id, priority);
+                }
+                self.newly_ready = ready;
+                self.answer(c.id, Ok(()));
+            }
+            Err(message) => {
+                self.events.push(TaskEvent::Failed {
+                    op: c.op,
+                    processor: Some(c.processor),
+                });
+                let mut cancelled = Vec::new();
+                let cause = self.graph.fail(c.id, &message, &mut cancelled);
+                self.progress
+                    .failed
+                    .fetch_add(1 + cancelled.len() as u64, Ordering::Relaxed);
+                self.answer(c.id, Err(cause.clone()));
+                for (id, pending) in cancelled {
+                    if let Some(p) = pending {
+                        self.events.push(TaskEvent::Failed {
+                            op: p.op.name(),
+                            processor: None,
+                        });
+                    }
+                    self.answer(id, Err(cause.clone()));
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, id: TaskId, result: Result<(), Failure>) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        if let Some(list) = self.waiters.remove(&id) {
+            for w in list {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    /// Places ready tasks, highest priority first, while processors have room.
+    fn dispatch(&mut self) {
+        let host = [self.host];
+        let mut inputs: Vec<(u64, &[MemorySpaceId])> = Vec::new();
+        while let Some(mut class) = self.ready.last_entry() {
+            let Some(&id) = class.get().front() else {
+                class.remove();
+                continue;
+            };
+            let Some(p) = self.graph.payload(id) else {
+                // Cancelled while it waited.
+                class.get_mut().pop_front();
+                self.ready_len -= 1;
+                continue;
+            };
+            // Every tile lives in host memory for now: the request still
+            // carries where inputs are, so policies need not change when
+            // device memory arrives.
+            inputs.clear();
+            inputs.extend(p.args.iter().filter(|(_, a)| a.reads()).map(|(t, _)| (t.meta().bytes(), &host[..])));
+            let request = PlacementRequest {
+                op: p.op.name(),
+                dtype: p.dtype,
+                flops: p.flops,
+                inputs: &inputs,
+            };
+            let loads: Vec<ProcessorLoad<'_>> = self.slots.iter().map(ProcessorSlot::load).collect();
+            let Some(choice) = self.policy.place(&request, &loads) else {
+                break;
+            };
+            let bandwidth = 0.0;
+            let est_seconds = tessera_core::policy::estimate_seconds(&request, loads[choice].desc, bandwidth);
+            drop(loads);
+            class.get_mut().pop_front();
+            if class.get().is_empty() {
+                class.remove();
+            }
+            self.ready_len -= 1;
+            let Some(task) = self.graph.take_payload(id) else {
+                continue;
+            };
+            let slot = &mut self.slots[choice];
+            let sent = slot.mailbox.send(Dispatch {
+                id,
+                op: task.op,
+                args: task.args,
+                body: task.body,
+                est_seconds,
+            });
+            if sent.is_ok() {
+                slot.queued_tasks += 1;
+                slot.queued_seconds += est_seconds;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.graph.live() == 0 {
+            for w in self.idle_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+        if self.events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.events);
+        self.metrics.do_send(EventBatch {
+            events,
+            ready: self.ready_len,
+            queued: self.slots.iter().map(|s| s.queued_tasks).collect(),
+        });
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+}
+
+impl Handler<Drain> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
+        // Clear the flag first: anything posted from now on sends a new Drain.
+        self.scheduled.store(false, Ordering::Release);
+        let mut applied = 0u32;
+        while let Ok(input) = self.inbox.try_recv() {
+            self.apply(input);
+            applied += 1;
+            // Keep processors fed during a long burst of submissions.
+            if applied % 1024 == 0 {
+                self.dispatch();
+            }
+        }
+        self.dispatch();
+        self.flush();
+    }
+}
