@@ -1,0 +1,9 @@
+//! Integration tests across crates, in one binary so CI links once.
+
+mod integration {
+    mod cholesky;
+    mod faults;
+    mod lifecycle;
+    mod metrics;
+    mod properties;
+}
