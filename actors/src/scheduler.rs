@@ -18,11 +18,12 @@ use crate::lane::{Completion, Input, Submission};
 use crate::metrics::{EventBatch, Metrics, TaskEvent};
 use crate::task::Body;
 use crate::tile::Tile;
-use actix::{Actor, Addr, Context, Handler, Message};
+use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tessera_core::graph::{Failure, Submitted, TaskGraph, TaskId, TaskStatus};
 use tessera_core::policy::{PlacementRequest, Policy, ProcessorLoad};
 use tessera_core::processor::{MemorySpaceId, ProcessorDesc};
@@ -100,6 +101,11 @@ pub(crate) struct Scheduler {
     metrics: Addr<Metrics>,
     events: Vec<TaskEvent>,
     progress: Arc<Progress>,
+    /// Running average of task run times (seconds), and whether it is short.
+    mean_task_seconds: f64,
+    short_tasks: bool,
+    /// Whether a timer will flush the pending events.
+    flush_pending: bool,
     // Reused buffers, so the hot path does not allocate.
     newly_ready: Vec<TaskId>,
     tile_access: Vec<(TileId, Access)>,
@@ -129,6 +135,9 @@ impl Scheduler {
             metrics,
             events: Vec::new(),
             progress,
+            mean_task_seconds: 0.0,
+            short_tasks: false,
+            flush_pending: false,
             newly_ready: Vec::new(),
             tile_access: Vec::new(),
         }
@@ -214,6 +223,8 @@ impl Scheduler {
             slot.queued_tasks = slot.queued_tasks.saturating_sub(1);
             slot.queued_seconds = (slot.queued_seconds - c.est_seconds).max(0.0);
         }
+        self.mean_task_seconds = 0.9 * self.mean_task_seconds + 0.1 * c.seconds;
+        self.short_tasks = self.mean_task_seconds < SHORT_TASK_SECONDS;
         match c.result {
             Ok(()) => {
                 self.events.push(TaskEvent::Completed {
@@ -322,12 +333,20 @@ impl Scheduler {
         }
     }
 
-    fn flush(&mut self) {
+    fn answer_idle_waiters(&mut self) {
         if self.graph.live() == 0 {
             for w in self.idle_waiters.drain(..) {
                 let _ = w.send(());
             }
         }
+    }
+
+    /// Sends the metrics actor what happened since the last batch. Batches
+    /// go out by size or on a timer, never per drain: on a chain of tiny
+    /// tasks a message per drain would wake the metrics thread for every
+    /// task.
+    fn flush_metrics(&mut self) {
+        self.flush_pending = false;
         if self.events.is_empty() {
             return;
         }
@@ -344,12 +363,8 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 }
 
-impl Handler<Drain> for Scheduler {
-    type Result = ();
-
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        // Clear the flag first: anything posted from now on sends a new Drain.
-        self.scheduled.store(false, Ordering::Release);
+impl Scheduler {
+    fn drain_once(&mut self, ctx: &mut Context<Self>) {
         let mut applied = 0u32;
         while let Ok(input) = self.inbox.try_recv() {
             self.apply(input);
@@ -360,6 +375,71 @@ impl Handler<Drain> for Scheduler {
             }
         }
         self.dispatch();
-        self.flush();
+        self.answer_idle_waiters();
+        if self.events.len() >= METRICS_BATCH || (self.graph.live() == 0 && !self.events.is_empty()) {
+            self.flush_metrics();
+        } else if !self.events.is_empty() && !self.flush_pending {
+            self.flush_pending = true;
+            ctx.run_later(METRICS_PERIOD, |act, _| act.flush_metrics());
+        }
+    }
+
+    /// Whether to stay hot after a drain: tasks are in flight and recent
+    /// ones were short, so a completion is due within microseconds and
+    /// waking the arbiter for it would cost more than the task.
+    fn worth_polling(&self) -> bool {
+        self.short_tasks && self.slots.iter().any(|s| s.queued_tasks > 0)
+    }
+
+    /// Polls the inbox for up to [`POLL`] holding the wake flag, so that
+    /// posters need not wake the arbiter. Returns whether input arrived.
+    fn poll_inbox(&self) -> bool {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            // A Drain is already on its way: it will run us again.
+            return false;
+        }
+        let deadline = Instant::now() + POLL;
+        let mut spins = 0u32;
+        loop {
+            if !self.inbox.is_empty() {
+                return true;
+            }
+            spins += 1;
+            if spins % 64 == 0 {
+                if Instant::now() > deadline {
+                    self.scheduled.store(false, Ordering::Release);
+                    // Anything posted before the store above sent no Drain.
+                    return !self.inbox.is_empty();
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// Events sent to the metrics actor in one batch at most...
+const METRICS_BATCH: usize = 4096;
+/// ... and at least this often while events are pending.
+const METRICS_PERIOD: Duration = Duration::from_millis(10);
+
+/// How long the scheduler polls for completions of short tasks.
+const POLL: Duration = Duration::from_micros(30);
+/// Tasks shorter than this on average keep the scheduler polling.
+const SHORT_TASK_SECONDS: f64 = 50e-6;
+
+impl Handler<Drain> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        loop {
+            // Clear the flag first: anything posted from now on sends a new Drain.
+            self.scheduled.store(false, Ordering::Release);
+            self.drain_once(ctx);
+            if !(self.worth_polling() && self.poll_inbox()) {
+                return;
+            }
+        }
     }
 }
