@@ -12,7 +12,7 @@
 //!
 //! let rt = Runtime::builder().cpu_workers(2).build()?;
 //! let gen = SpdMatrix { n: 100, seed: 7 };
-//! let a = TiledMatrix::generate(&rt, gen.n, 32, DType::F64, gen)?;
+//! let a = TiledMatrix::generate(&rt, "A", gen.n, 32, DType::F64, gen)?;
 //! cholesky(&rt, &a)?;
 //! let r = residual(&rt, &a, gen)?;
 //! assert!(r < 1e-14, "residual {r}");
@@ -76,9 +76,10 @@ pub struct TiledMatrix {
 
 impl TiledMatrix {
     /// Allocates the lower tiles and fills them with `entries`, one task per
-    /// tile, in parallel.
+    /// tile, in parallel. Tiles are labelled `name[i,j]` in errors.
     pub fn generate<E: MatrixEntries>(
         rt: &Runtime,
+        name: &str,
         n: usize,
         tile: usize,
         dtype: DType,
@@ -94,7 +95,7 @@ impl TiledMatrix {
         for i in 0..nt {
             for j in 0..=i {
                 let shape = TileShape::new(tile.min(n - i * tile), tile.min(n - j * tile));
-                let t = rt.tile_named(&format!("A[{i},{j}]"), TileData::zeros(dtype, shape), shape)?;
+                let t = rt.tile_named(&format!("{name}[{i},{j}]"), TileData::zeros(dtype, shape), shape)?;
                 let (r0, c0) = (i * tile, j * tile);
                 rt.submit(
                     Task::closure("generate", move |ctx| {
@@ -204,7 +205,7 @@ pub fn residual<E: MatrixEntries>(rt: &Runtime, l: &TiledMatrix, entries: E) -> 
         )?;
     }
     // R = A, then R -= L_ik·L_jkᵀ for every k <= j; R_jj by syrk (lower only).
-    let r = TiledMatrix::generate(rt, l.n, l.tile, l.dtype, entries)?;
+    let r = TiledMatrix::generate(rt, "R", l.n, l.tile, l.dtype, entries)?;
     for i in 0..nt {
         for j in 0..=i {
             for k in 0..=j {

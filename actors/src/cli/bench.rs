@@ -81,7 +81,7 @@ pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
     let mut theirs = Vec::new();
     let mut tasks = 0;
     for rep in 0..args.reps {
-        let a = TiledMatrix::generate(&rt, n, tile, args.dtype, entries)?;
+        let a = TiledMatrix::generate(&rt, "A", n, tile, args.dtype, entries)?;
         rt.wait_all()?;
         let progress = ProgressLine::start(Arc::clone(&rt), "tessera cholesky");
         let start = Instant::now();

@@ -15,7 +15,7 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
         eprintln!("metrics: http://{addr}/metrics");
     }
     let entries = SpdMatrix { n, seed: args.seed };
-    let a = TiledMatrix::generate(&rt, n, tile, args.dtype, entries)?;
+    let a = TiledMatrix::generate(&rt, "A", n, tile, args.dtype, entries)?;
     rt.wait_all()?;
     let progress = ProgressLine::start(Arc::clone(&rt), "cholesky");
     let start = Instant::now();

@@ -6,7 +6,7 @@ use tessera::{DType, Runtime};
 fn check(n: usize, tile: usize, dtype: DType, bound: f64) {
     let rt = Runtime::builder().cpu_workers(2).build().unwrap();
     let gen = SpdMatrix { n, seed: 42 };
-    let a = TiledMatrix::generate(&rt, n, tile, dtype, gen).unwrap();
+    let a = TiledMatrix::generate(&rt, "A", n, tile, dtype, gen).unwrap();
     let tasks = cholesky(&rt, &a).unwrap();
     let nt = n.div_ceil(tile);
     // potrf + trsm + syrk + gemm counts of the right-looking algorithm.
@@ -37,7 +37,7 @@ fn a_wrong_factor_has_a_large_residual() {
     // The check must be able to fail: perturb one factor entry.
     let rt = Runtime::builder().cpu_workers(2).build().unwrap();
     let gen = SpdMatrix { n: 64, seed: 3 };
-    let a = TiledMatrix::generate(&rt, 64, 16, DType::F64, gen).unwrap();
+    let a = TiledMatrix::generate(&rt, "A", 64, 16, DType::F64, gen).unwrap();
     cholesky(&rt, &a).unwrap();
     rt.submit(
         tessera::Task::closure("perturb", |ctx| {

@@ -25,7 +25,7 @@ impl MatrixEntries for Indefinite {
 fn non_spd_matrix_fails_potrf_naming_the_tile_and_cancels_dependants() {
     let rt = Runtime::builder().cpu_workers(2).build().unwrap();
     // n=40 in tiles of 10: the first negative pivot is in tile (2,2).
-    let a = TiledMatrix::generate(&rt, 40, 10, tessera::DType::F64, Indefinite { bad: 25 }).unwrap();
+    let a = TiledMatrix::generate(&rt, "A", 40, 10, tessera::DType::F64, Indefinite { bad: 25 }).unwrap();
     cholesky(&rt, &a).unwrap();
     rt.wait_all().unwrap();
     let probe = rt.submit(Task::closure("probe", |_| Ok(())).read(a.tile(3, 3))).unwrap();

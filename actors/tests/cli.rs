@@ -1,0 +1,91 @@
+//! The `tessera` command as a user runs it.
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .expect("run tessera")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn run_cholesky_json_has_the_documented_fields_and_a_small_residual() {
+    let out = tessera(&["run", "cholesky", "--n", "96", "--tile", "32", "--check", "--json", "--workers", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    for field in ["n", "tile", "dtype", "seconds", "gflops", "residual", "tasks"] {
+        assert!(v.get(field).is_some(), "missing {field}: {v}");
+    }
+    assert_eq!(v["n"], 96);
+    assert_eq!(v["dtype"], "f64");
+    assert_eq!(v["tasks"], 3 + 3 + 3 + 1);
+    assert!(v["residual"].as_f64().unwrap() < 1e-14);
+}
+
+#[test]
+fn run_cholesky_table_in_f32() {
+    let out = tessera(&["run", "cholesky", "--n", "64", "--tile", "16", "--dtype", "f32", "--check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("GFLOP/s") && text.contains("f32"), "{text}");
+}
+
+#[test]
+fn bad_sizes_are_usage_errors_not_panics() {
+    for args in [
+        &["run", "cholesky", "--n", "0"][..],
+        &["run", "cholesky", "--n", "64", "--tile", "0"],
+        &["run", "cholesky", "--n", "64", "--tile", "128"],
+        &["run", "cholesky", "--dtype", "f16"],
+        &["bench", "overhead", "--tasks", "0"],
+    ] {
+        let out = tessera(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Usage") || err.contains("--help"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_metrics_port_in_use_fails_with_a_message() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tessera(&["run", "cholesky", "--n", "32", "--tile", "16", "--metrics", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr) && err.contains("metrics"), "{err}");
+}
+
+#[test]
+fn info_and_bench_overhead_print_json() {
+    let out = tessera(&["info", "--json"]);
+    assert!(out.status.success());
+    let v = stdout_json(&out);
+    assert!(!v["processors"].as_array().unwrap().is_empty());
+    assert_eq!(v["memory_spaces"][0]["kind"], "Host");
+
+    let out = tessera(&["bench", "overhead", "--tasks", "2000", "--chain", "500", "--json", "--workers", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    assert!(v["independent_us_per_task"].as_f64().unwrap() > 0.0);
+    assert!(v["chain_us_per_task"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_cholesky_reports_a_ratio_against_faer() {
+    let out = tessera(&["bench", "cholesky", "--n", "128", "--tile", "32", "--reps", "1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    let ratio = v["ratio"].as_f64().unwrap();
+    let ours = v["tessera_gflops"].as_f64().unwrap();
+    let theirs = v["baseline_gflops"].as_f64().unwrap();
+    assert!((ratio - ours / theirs).abs() < 1e-9);
+}
