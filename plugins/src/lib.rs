@@ -1,34 +1,32 @@
 //! # tessera-plugin: the device-plugin boundary
 //!
 //! Device backends (CUDA, wgpu, and whatever a plugin author ships) load at
-//! run time as shared libraries behind a C ABI. This crate will hold that ABI
-//! (versioned `#[repr(C)]` tables that carry their own size, as the PJRT C API
-//! does), the safe SDK with `export_plugin!`, and the host-side loader; see
-//! issue #3.
+//! run time as shared libraries behind a C ABI, so a plugin built by another
+//! compiler, or against an older Tessera, still loads. The model is the
+//! PJRT C API: one exported entry point returns a table of `extern "C"`
+//! functions over `#[repr(C)]` structs, each carrying its own size, and
+//! errors are opaque handles with messages.
 //!
-//! For now it holds the version handshake every later piece rests on: a
-//! plugin states the ABI version it was built for and the size of its
-//! function table, and the host accepts it only when the major versions agree
-//! and the table is at least as large as the host needs.
+//! - [`abi`]: the table and the structs that cross the boundary;
+//! - [`sdk`]: the safe side for plugin authors, the [`DevicePlugin`] trait
+//!   and the [`export_plugin!`] macro;
+//! - [`loader`]: the host side, which finds, checks and wraps plugins.
 //!
 //! ```
-//! use tessera_plugin::{AbiVersion, check_abi, HOST_ABI};
+//! use tessera_plugin::abi::{AbiVersion, HOST_ABI};
+//! use tessera_plugin::check_abi;
 //! assert!(check_abi(HOST_ABI, 64, 64).is_ok());
 //! let newer_major = AbiVersion { major: HOST_ABI.major + 1, minor: 0 };
 //! assert!(check_abi(newer_major, 64, 64).is_err());
 //! ```
 
-/// A plugin ABI version: plugins with the same major version interoperate;
-/// a newer minor version only appends fields and functions.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AbiVersion {
-    pub major: u32,
-    pub minor: u32,
-}
+pub mod abi;
+pub mod loader;
+pub mod sdk;
 
-/// The ABI version this host speaks.
-pub const HOST_ABI: AbiVersion = AbiVersion { major: 0, minor: 1 };
+pub use abi::{AbiVersion, HOST_ABI};
+pub use loader::{LoadedPlugin, PluginLoadError};
+pub use sdk::{DeviceDesc, DevicePlugin, OpCall, PluginError};
 
 /// Why the host refuses a plugin at the handshake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

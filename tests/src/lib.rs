@@ -111,3 +111,34 @@ pub fn parse_exposition(text: &str) -> Result<Exposition, String> {
     }
     Ok(out)
 }
+
+/// Builds a test plugin package with the cargo that runs these tests, into
+/// the same target directory (so dependencies are shared), and returns the
+/// library's path. `cargo test` does not build cdylib packages by itself.
+pub fn built_plugin(package: &str) -> std::path::PathBuf {
+    use std::sync::Mutex;
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build for the test plugin");
+    assert!(status.success(), "building {package} failed");
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    profile_dir.join(file)
+}

@@ -5,5 +5,6 @@ mod integration {
     mod faults;
     mod lifecycle;
     mod metrics;
+    mod plugins;
     mod properties;
 }
