@@ -87,6 +87,11 @@ fn next(mailbox: &Receiver<Dispatch>) -> Option<Dispatch> {
 /// become task failures, so the processor survives them.
 fn run(task: Dispatch) -> Result<(), String> {
     let Dispatch { op, args, body, .. } = task;
+    // Bring every tile home first: a device may hold the only valid replica.
+    for (tile, access) in &args {
+        tile.acquire_on_host(*access)
+            .map_err(|e| format!("{} on {}: {e}", op.name(), tile.name()))?;
+    }
     match body {
         Some(body) => run_closure(&args, body),
         None => run_kernel(&op, &args),

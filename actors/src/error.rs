@@ -1,7 +1,7 @@
 //! Errors of the runtime: what failed, to what, and what to do next.
 
 use tessera_core::graph::{Failure, TaskId};
-use tessera_core::{CoreError, OpName};
+use tessera_core::{CoreError, DType, OpName};
 
 /// Errors from building, feeding or stopping a [`crate::Runtime`].
 #[derive(Debug, thiserror::Error)]
@@ -14,8 +14,8 @@ pub enum RuntimeError {
     ShutDown,
     #[error("task rejected at submission: {0}")]
     Invalid(#[from] CoreError),
-    #[error("no processor implements `{op}`: enable a device that does, or use another op")]
-    NoProcessor { op: OpName },
+    #[error("no processor implements `{op}` on {}: enable a device that does (--devices), or use another op or element type", dtype.map_or("tasks without tiles".to_string(), |d| format!("{d} tiles")))]
+    NoProcessor { op: OpName, dtype: Option<DType> },
     #[error("tile `{tile}` is both an input and the output of `{op}`: kernels cannot alias their output")]
     AliasedOutput { op: OpName, tile: String },
     #[error("host memory budget exceeded: a {needed}-byte tile would bring use to {would_be} of {budget} bytes (raise the budget with --host-mem or free tiles)")]

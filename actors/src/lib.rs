@@ -22,6 +22,8 @@
 //! (bookkeeping), [`linalg`] (tiled algorithms built on the above).
 
 pub mod cpu_processor;
+mod device_memory;
+pub mod device_processor;
 pub mod error;
 pub mod host_memory;
 pub mod lane;
@@ -34,7 +36,7 @@ pub mod task;
 pub mod tile;
 
 pub use error::{RuntimeError, TaskFailed};
-pub use runtime::{ProgressSnapshot, Runtime, RuntimeBuilder, HOST_MEMORY};
+pub use runtime::{PluginSummary, ProgressSnapshot, Runtime, RuntimeBuilder, HOST_MEMORY};
 pub use task::{Task, TaskContext, TaskHandle};
 pub use tessera_core::{Access, DType, Op, OpName, TileData, TileShape};
 pub use tile::Tile;

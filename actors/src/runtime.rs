@@ -30,6 +30,8 @@
 //! ```
 
 use crate::cpu_processor;
+use crate::device_memory::DeviceMemory;
+use crate::device_processor;
 use crate::error::{RuntimeError, TaskFailed};
 use crate::host_memory::{physical_memory, HostAccount, HostMemory, Reserve};
 use crate::lane::{Input, Lane, Submission};
@@ -41,7 +43,9 @@ use crate::tile::Tile;
 use actix::{Actor, Addr, Arbiter, System};
 use crossbeam_channel::{bounded, unbounded};
 use prometheus::Registry;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -49,7 +53,9 @@ use tessera_core::graph::TaskId;
 use tessera_core::op::OpName;
 use tessera_core::policy::EarliestFinish;
 use tessera_core::processor::{MemoryKind, MemorySpaceDesc, MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind};
-use tessera_core::{Access, Op, TileData, TileId, TileMeta, TileShape};
+use tessera_core::{Access, DType, Op, TileData, TileId, TileMeta, TileShape};
+use tessera_plugin::loader::discover;
+use tessera_plugin::LoadedPlugin;
 
 /// The host memory space's id.
 pub const HOST_MEMORY: MemorySpaceId = MemorySpaceId(0);
@@ -61,6 +67,17 @@ pub struct RuntimeBuilder {
     host_memory: Option<u64>,
     metrics_addr: Option<String>,
     cpu_gflops: Option<(f64, f64)>,
+    devices: Option<Vec<String>>,
+    plugin_paths: Vec<PathBuf>,
+    plugin_options: HashMap<String, String>,
+}
+
+/// A loaded plugin as `tessera info` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginSummary {
+    pub name: String,
+    pub path: PathBuf,
+    pub devices: Vec<String>,
 }
 
 impl RuntimeBuilder {
@@ -91,13 +108,78 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Which kinds of processor to use: `cpu` and plugin names (`wgpu`,
+    /// `cuda`, ...). Default: the CPU and every plugin found. Naming a kind
+    /// no plugin provides is an error at [`RuntimeBuilder::build`].
+    pub fn devices<S: AsRef<str>>(mut self, kinds: &[S]) -> Self {
+        self.devices = Some(kinds.iter().map(|k| k.as_ref().to_string()).collect());
+        self
+    }
+
+    /// Loads the plugin at `path`, besides those found next to the
+    /// executable and in `TESSERA_PLUGIN_PATH`.
+    pub fn plugin(mut self, path: impl Into<PathBuf>) -> Self {
+        self.plugin_paths.push(path.into());
+        self
+    }
+
+    /// Options passed to the plugin named `name` when it starts.
+    pub fn plugin_options(mut self, name: &str, options: &str) -> Self {
+        self.plugin_options.insert(name.to_string(), options.to_string());
+        self
+    }
+
+    fn wants(&self, kind: &str) -> bool {
+        self.devices.as_ref().is_none_or(|d| d.iter().any(|k| k == kind))
+    }
+
+    /// Loads the plugins that `devices` asks for; failures are kept as
+    /// messages and the plugin is skipped.
+    fn load_plugins(&self) -> (Vec<Arc<LoadedPlugin>>, Vec<String>) {
+        let mut loaded: Vec<Arc<LoadedPlugin>> = Vec::new();
+        let mut skipped = Vec::new();
+        for path in discover(&self.plugin_paths) {
+            let explicit = self.plugin_paths.contains(&path);
+            let kind = plugin_kind_from_file(&path);
+            if !explicit && !kind.as_deref().is_some_and(|k| self.wants(k)) {
+                continue;
+            }
+            let options = kind
+                .as_deref()
+                .and_then(|k| self.plugin_options.get(k))
+                .map_or("", String::as_str);
+            match LoadedPlugin::load(&path, options) {
+                Ok(p) if self.wants(p.name()) && !loaded.iter().any(|l| l.name() == p.name()) => {
+                    loaded.push(Arc::new(p));
+                }
+                Ok(_) => {}
+                Err(e) => skipped.push(e.to_string()),
+            }
+        }
+        (loaded, skipped)
+    }
+
     /// Starts the actors and processor threads.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         let workers = match self.cpu_workers {
+            _ if !self.wants("cpu") => 0,
             Some(0) => return Err(RuntimeError::Start("at least one CPU worker is needed".into())),
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let (plugins, skipped) = self.load_plugins();
+        if let Some(kinds) = &self.devices {
+            for k in kinds {
+                if k != "cpu" && !plugins.iter().any(|p| p.name() == k) {
+                    let why = if skipped.is_empty() {
+                        "no plugin by that name was found next to the executable or in TESSERA_PLUGIN_PATH".to_string()
+                    } else {
+                        skipped.join("; ")
+                    };
+                    return Err(RuntimeError::Start(format!("device kind `{k}` is not available: {why}")));
+                }
+            }
+        }
         let host_budget = match self.host_memory {
             Some(0) => return Err(RuntimeError::Start("the host memory budget must be above zero".into())),
             Some(b) => b,
@@ -109,14 +191,14 @@ impl RuntimeBuilder {
             None => None,
         };
         let (gflops_f32, gflops_f64) = self.cpu_gflops.unwrap_or((60.0, 30.0));
-        let memory = vec![MemorySpaceDesc {
+        let mut memory = vec![MemorySpaceDesc {
             id: HOST_MEMORY,
             kind: MemoryKind::Host,
             name: "host".into(),
             capacity: host_budget,
             bandwidth: 10e9,
         }];
-        let processors: Vec<ProcessorDesc> = (0..workers)
+        let mut processors: Vec<ProcessorDesc> = (0..workers)
             .map(|i| ProcessorDesc {
                 id: ProcessorId(i as u32),
                 kind: ProcessorKind::Cpu,
@@ -125,8 +207,13 @@ impl RuntimeBuilder {
                 gflops_f32,
                 gflops_f64,
                 ops: OpName::ALL.to_vec(),
+                dtypes: vec![DType::F32, DType::F64],
             })
             .collect();
+        let device_memories = describe_devices(&plugins, &mut processors, &mut memory);
+        if processors.is_empty() {
+            return Err(RuntimeError::Start("no processor: enable `cpu` or a device plugin".into()));
+        }
         let names = processors.iter().map(|p| p.name.clone()).collect();
         let metrics = Metrics::new(&registry, names).map_err(|e| RuntimeError::Start(e.to_string()))?;
 
@@ -135,7 +222,8 @@ impl RuntimeBuilder {
         let mut mailboxes = Vec::new();
         for p in &processors {
             let (tx, rx) = unbounded();
-            slots.push(ProcessorSlot::new(p.clone(), tx));
+            let bandwidth = memory.iter().find(|m| m.id == p.memory).map_or(10e9, |m| m.bandwidth);
+            slots.push(ProcessorSlot::new(p.clone(), tx, bandwidth));
             mailboxes.push(rx);
         }
         let scheduled = Arc::new(AtomicBool::new(false));
@@ -155,14 +243,26 @@ impl RuntimeBuilder {
             workers: Vec::new(),
         };
         for (i, mailbox) in mailboxes.into_iter().enumerate() {
-            match cpu_processor::spawn(i, mailbox, Arc::clone(&lane)) {
+            let spawned = match i.checked_sub(workers) {
+                None => cpu_processor::spawn(i, mailbox, Arc::clone(&lane)),
+                Some(d) => device_processor::spawn(i, Arc::clone(&device_memories[d]), mailbox, Arc::clone(&lane)),
+            };
+            match spawned {
                 Ok(t) => threads.workers.push(t),
                 Err(e) => {
                     threads.stop(&lane);
-                    return Err(RuntimeError::Start(format!("cannot start CPU processor {i}: {e}")));
+                    return Err(RuntimeError::Start(format!("cannot start processor {}: {e}", processors[i].name)));
                 }
             }
         }
+        let plugin_summaries = plugins
+            .iter()
+            .map(|p| PluginSummary {
+                name: p.name().to_string(),
+                path: p.path().to_path_buf(),
+                devices: p.devices().iter().map(|d| d.name.clone()).collect(),
+            })
+            .collect();
         Ok(Runtime {
             lane,
             submit: Mutex::new(SubmitState { next: 0, closed: false }),
@@ -175,8 +275,64 @@ impl RuntimeBuilder {
             metrics_addr: server.as_ref().map(MetricsServer::addr),
             threads: Mutex::new(Some(threads)),
             server: Mutex::new(server),
+            plugins: plugin_summaries,
+            skipped_plugins: skipped,
         })
     }
+}
+
+/// `libtessera_device_wgpu.so` → `wgpu`.
+fn plugin_kind_from_file(path: &std::path::Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_prefix(std::env::consts::DLL_PREFIX)?.strip_suffix(std::env::consts::DLL_SUFFIX)?;
+    Some(stem.strip_prefix("tessera_device_")?.to_string())
+}
+
+/// Adds a processor and a memory space for every device of every plugin.
+/// A device runs the catalogue ops it supports for at least one element
+/// type, on the element types it supports for all of them.
+fn describe_devices(
+    plugins: &[Arc<LoadedPlugin>],
+    processors: &mut Vec<ProcessorDesc>,
+    memory: &mut Vec<MemorySpaceDesc>,
+) -> Vec<Arc<DeviceMemory>> {
+    let mut mems = Vec::new();
+    for plugin in plugins {
+        for (d, dev) in plugin.devices().iter().enumerate() {
+            let d = d as u32;
+            let supports = |op: OpName, dt: DType| {
+                device_processor::op_code_of(op).is_some_and(|c| plugin.supports(d, c, device_processor::dtype_code_of(dt)))
+            };
+            let all = [DType::F32, DType::F64];
+            let ops: Vec<OpName> = OpName::ALL.iter().copied().filter(|o| all.iter().any(|t| supports(*o, *t))).collect();
+            let dtypes: Vec<DType> = all.iter().copied().filter(|t| !ops.is_empty() && ops.iter().all(|o| supports(*o, *t))).collect();
+            let space = MemorySpaceId(memory.len() as u32);
+            let name = format!("{}{}", plugin.name(), d);
+            memory.push(MemorySpaceDesc {
+                id: space,
+                kind: MemoryKind::Device,
+                name: name.clone(),
+                capacity: dev.memory_bytes,
+                bandwidth: dev.h2d_bandwidth,
+            });
+            processors.push(ProcessorDesc {
+                id: ProcessorId(processors.len() as u32),
+                kind: match dev.kind {
+                    1 => ProcessorKind::Cuda,
+                    2 => ProcessorKind::Wgpu,
+                    _ => ProcessorKind::Other,
+                },
+                name: name.clone(),
+                memory: space,
+                gflops_f32: dev.gflops_f32,
+                gflops_f64: dev.gflops_f64,
+                ops,
+                dtypes,
+            });
+            mems.push(Arc::new(DeviceMemory::new(Arc::clone(plugin), d, space, name, dev.memory_bytes)));
+        }
+    }
+    mems
 }
 
 struct ActorSetup {
@@ -219,7 +375,7 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                 let for_host = metrics.clone();
                 let host = HostMemory::start_in_arbiter(&side_handle, move |_| HostMemory::new(host_budget, for_host));
                 let policy = Box::new(EarliestFinish::new(10e9));
-                let scheduler = Scheduler::new(inbox, scheduled, slots, policy, HOST_MEMORY, metrics, progress).start();
+                let scheduler = Scheduler::new(inbox, scheduled, slots, policy, metrics, progress).start();
                 (System::current(), scheduler, host)
             });
             if ready_tx.send(started).is_ok() {
@@ -284,6 +440,8 @@ pub struct Runtime {
     metrics_addr: Option<SocketAddr>,
     threads: Mutex<Option<Threads>>,
     server: Mutex<Option<MetricsServer>>,
+    plugins: Vec<PluginSummary>,
+    skipped_plugins: Vec<String>,
 }
 
 /// Counts of tasks so far, for progress lines.
@@ -312,6 +470,16 @@ impl Runtime {
     /// The memory spaces tiles can live in.
     pub fn memory_spaces(&self) -> &[MemorySpaceDesc] {
         &self.memory
+    }
+
+    /// The plugins in use.
+    pub fn plugins(&self) -> &[PluginSummary] {
+        &self.plugins
+    }
+
+    /// Plugins that were found but not loaded, each with the reason.
+    pub fn skipped_plugins(&self) -> &[String] {
+        &self.skipped_plugins
     }
 
     /// Where `/metrics` is served, if it is.
@@ -377,12 +545,12 @@ impl Runtime {
         let metas: Vec<(Access, TileMeta)> = args.iter().map(|(t, a)| (*a, t.meta())).collect();
         op.check(&metas)?;
         let name = op.name();
-        if !self.processors.iter().any(|p| p.supports(name)) {
-            return Err(RuntimeError::NoProcessor { op: name });
+        let dtype = metas.first().map(|(_, m)| m.dtype);
+        if !self.processors.iter().any(|p| p.supports(name, dtype)) {
+            return Err(RuntimeError::NoProcessor { op: name, dtype });
         }
         check_body(&op, &args, body.is_some())?;
         let flops = op.flops(&metas);
-        let dtype = metas.first().map(|(_, m)| m.dtype);
         let mut state = lock(&self.submit);
         if state.closed {
             return Err(RuntimeError::ShutDown);

@@ -60,15 +60,18 @@ struct Pending {
 pub(crate) struct ProcessorSlot {
     pub desc: ProcessorDesc,
     pub mailbox: Sender<Dispatch>,
+    /// Bytes/s of copies into this processor's memory.
+    copy_bandwidth: f64,
     queued_seconds: f64,
     queued_tasks: usize,
 }
 
 impl ProcessorSlot {
-    pub fn new(desc: ProcessorDesc, mailbox: Sender<Dispatch>) -> Self {
+    pub fn new(desc: ProcessorDesc, mailbox: Sender<Dispatch>, copy_bandwidth: f64) -> Self {
         ProcessorSlot {
             desc,
             mailbox,
+            copy_bandwidth,
             queued_seconds: 0.0,
             queued_tasks: 0,
         }
@@ -81,6 +84,7 @@ impl ProcessorSlot {
             queued_tasks: self.queued_tasks,
             has_room: self.queued_tasks == 0
                 || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < QUEUE_HORIZON_SECONDS),
+            copy_bandwidth: self.copy_bandwidth,
         }
     }
 }
@@ -94,8 +98,6 @@ pub(crate) struct Scheduler {
     ready_len: usize,
     slots: Vec<ProcessorSlot>,
     policy: Box<dyn Policy>,
-    /// The one memory space tiles live in until device tiers arrive (#3, #4).
-    host: MemorySpaceId,
     waiters: HashMap<TaskId, Vec<Sender<Result<(), Failure>>>>,
     idle_waiters: Vec<Sender<()>>,
     metrics: Addr<Metrics>,
@@ -117,7 +119,6 @@ impl Scheduler {
         scheduled: Arc<AtomicBool>,
         slots: Vec<ProcessorSlot>,
         policy: Box<dyn Policy>,
-        host: MemorySpaceId,
         metrics: Addr<Metrics>,
         progress: Arc<Progress>,
     ) -> Self {
@@ -129,7 +130,6 @@ impl Scheduler {
             ready_len: 0,
             slots,
             policy,
-            host,
             waiters: HashMap::new(),
             idle_waiters: Vec::new(),
             metrics,
@@ -279,8 +279,6 @@ impl Scheduler {
 
     /// Places ready tasks, highest priority first, while processors have room.
     fn dispatch(&mut self) {
-        let host = [self.host];
-        let mut inputs: Vec<(u64, &[MemorySpaceId])> = Vec::new();
         while let Some(mut class) = self.ready.last_entry() {
             let Some(&id) = class.get().front() else {
                 class.remove();
@@ -292,11 +290,18 @@ impl Scheduler {
                 self.ready_len -= 1;
                 continue;
             };
-            // Every tile lives in host memory for now: the request still
-            // carries where inputs are, so policies need not change when
-            // device memory arrives.
-            inputs.clear();
-            inputs.extend(p.args.iter().filter(|(_, a)| a.reads()).map(|(t, _)| (t.meta().bytes(), &host[..])));
+            // Where each input has a valid replica, so the policy can
+            // charge for copies into processors that lack one.
+            // (Empty for tasks without tiles: no allocation on that path.)
+            let spaces: Vec<Vec<MemorySpaceId>> =
+                p.args.iter().filter(|(_, a)| a.reads()).map(|(t, _)| t.valid_spaces()).collect();
+            let inputs: Vec<(u64, &[MemorySpaceId])> = p
+                .args
+                .iter()
+                .filter(|(_, a)| a.reads())
+                .zip(&spaces)
+                .map(|((t, _), s)| (t.meta().bytes(), s.as_slice()))
+                .collect();
             let request = PlacementRequest {
                 op: p.op.name(),
                 dtype: p.dtype,
@@ -307,8 +312,8 @@ impl Scheduler {
             let Some(choice) = self.policy.place(&request, &loads) else {
                 break;
             };
-            let bandwidth = 0.0;
-            let est_seconds = tessera_core::policy::estimate_seconds(&request, loads[choice].desc, bandwidth);
+            let est_seconds =
+                tessera_core::policy::estimate_seconds(&request, loads[choice].desc, loads[choice].copy_bandwidth);
             drop(loads);
             class.get_mut().pop_front();
             if class.get().is_empty() {

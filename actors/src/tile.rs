@@ -1,19 +1,53 @@
-//! Tile handles: how user code and tasks refer to data.
+//! Tile handles: how user code and tasks refer to data, and where the
+//! replicas of each tile are.
 //!
-//! A [`Tile`] is a cheap, clonable handle to one logical tile. Its contents
-//! sit behind a lock that tasks take for the duration of a kernel; the task
-//! graph orders conflicting accesses, so the lock is never contended and
-//! exists to keep the code safe, not to serialise work.
+//! A [`Tile`] is a cheap, clonable handle to one logical tile. Its host copy
+//! sits behind a lock that tasks take for the duration of a kernel; the task
+//! graph orders conflicting accesses, so that lock is never contended.
+//!
+//! Each tile also tracks its replicas (host memory and any device memories)
+//! with MSI states. A processor makes the tile valid in its own memory
+//! before a task ([`Tile::acquire_on_host`], [`Tile::acquire_on_device`]),
+//! which copies it from wherever a valid replica is, and records the access:
+//! a write invalidates every other replica. Replicas stay where they are
+//! after a task (write-back, not write-through), so a chain of device tasks
+//! on one tile never round-trips through the host.
 
+use crate::device_memory::DeviceMemory;
 use crate::host_memory::HostAccount;
+use crate::runtime::HOST_MEMORY;
 use std::fmt;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tessera_core::{DType, TileData, TileId, TileMeta, TileShape};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tessera_core::processor::MemorySpaceId;
+use tessera_core::tile::Replicas;
+use tessera_core::{Access, DType, TileData, TileId, TileMeta, TileShape};
+
+/// Replica states and the device buffers holding them.
+struct Coherence {
+    replicas: Replicas,
+    buffers: Vec<(Arc<DeviceMemory>, u64)>,
+    bytes: u64,
+}
+
+impl Coherence {
+    fn buffer_in(&self, space: MemorySpaceId) -> Option<(&Arc<DeviceMemory>, u64)> {
+        self.buffers.iter().find(|(m, _)| m.space == space).map(|(m, b)| (m, *b))
+    }
+}
+
+impl Drop for Coherence {
+    fn drop(&mut self) {
+        for (mem, buffer) in self.buffers.drain(..) {
+            mem.free(buffer, self.bytes);
+        }
+    }
+}
 
 pub(crate) struct TileCell {
     pub(crate) meta: TileMeta,
     pub(crate) label: Option<Arc<str>>,
     data: RwLock<TileData>,
+    coherence: Mutex<Coherence>,
     /// Returns the tile's bytes to the host budget when the tile dies.
     _account: HostAccount,
 }
@@ -28,6 +62,11 @@ impl Tile {
             meta,
             label: label.map(Arc::from),
             data: RwLock::new(data),
+            coherence: Mutex::new(Coherence {
+                replicas: Replicas::new(HOST_MEMORY),
+                buffers: Vec::new(),
+                bytes: meta.bytes(),
+            }),
             _account: account,
         }))
     }
@@ -56,6 +95,11 @@ impl Tile {
         }
     }
 
+    /// Memory spaces holding a valid replica now.
+    pub fn valid_spaces(&self) -> Vec<MemorySpaceId> {
+        self.coherence().replicas.valid_spaces().collect()
+    }
+
     /// A poisoned lock means a closure panicked while writing; the task graph
     /// already treats the tile as failed, so the data is handed out as is.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, TileData> {
@@ -64,6 +108,80 @@ impl Tile {
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, TileData> {
         self.0.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn coherence(&self) -> MutexGuard<'_, Coherence> {
+        self.0.coherence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copies the tile from a device holding the only valid replicas into
+    /// host memory. Called with the coherence lock held.
+    fn pull_to_host(&self, c: &mut Coherence) -> Result<(), String> {
+        let Some(src) = c.replicas.valid_spaces().next() else {
+            return Err(format!("{} has no valid replica anywhere", self.name()));
+        };
+        let (mem, buffer) = c
+            .buffer_in(src)
+            .ok_or_else(|| format!("{}: replica in space {} has no buffer", self.name(), src.0))?;
+        let mut data = self.write();
+        let bytes = data.as_bytes_mut();
+        // SAFETY: `bytes` is the tile's host buffer, exactly the tile's size,
+        // held under the write lock until the stream is synchronised below.
+        unsafe {
+            mem.plugin
+                .copy_d2h(mem.device, mem.copy_stream, bytes.as_mut_ptr(), buffer, bytes.len() as u64)
+                .map_err(|e| format!("copying {} from {}: {e}", self.name(), mem.name))?;
+        }
+        mem.plugin
+            .stream_sync(mem.device, mem.copy_stream)
+            .map_err(|e| format!("copying {} from {}: {e}", self.name(), mem.name))?;
+        c.replicas.acquire(HOST_MEMORY, Access::Read);
+        Ok(())
+    }
+
+    /// Makes the host replica valid for `access` (copying it back from a
+    /// device if needed) and records the access.
+    pub(crate) fn acquire_on_host(&self, access: Access) -> Result<(), String> {
+        let mut c = self.coherence();
+        if access.reads() && !c.replicas.is_valid_in(HOST_MEMORY) {
+            self.pull_to_host(&mut c)?;
+        }
+        c.replicas.acquire(HOST_MEMORY, access);
+        Ok(())
+    }
+
+    /// Makes a replica in `mem` valid for `access`, allocating it and
+    /// queueing the copy on `stream` if needed, records the access and
+    /// returns the device buffer.
+    ///
+    /// The copy reads the host replica asynchronously: the caller must
+    /// synchronise `stream` before the task completes. Until then nothing can
+    /// change the host replica, since only a later task may write the tile.
+    pub(crate) fn acquire_on_device(&self, mem: &Arc<DeviceMemory>, stream: u32, access: Access) -> Result<u64, String> {
+        let mut c = self.coherence();
+        let buffer = match c.buffer_in(mem.space) {
+            Some((_, b)) => b,
+            None => {
+                let b = mem.alloc(c.bytes)?;
+                c.buffers.push((Arc::clone(mem), b));
+                b
+            }
+        };
+        if access.reads() && !c.replicas.is_valid_in(mem.space) {
+            if !c.replicas.is_valid_in(HOST_MEMORY) {
+                self.pull_to_host(&mut c)?;
+            }
+            let data = self.read();
+            let bytes = data.as_bytes();
+            // SAFETY: see the doc comment: the host buffer outlives the copy.
+            unsafe {
+                mem.plugin
+                    .copy_h2d(mem.device, stream, buffer, bytes.as_ptr(), bytes.len() as u64)
+                    .map_err(|e| format!("copying {} to {}: {e}", self.name(), mem.name))?;
+            }
+        }
+        c.replicas.acquire(mem.space, access);
+        Ok(buffer)
     }
 }
 

@@ -34,6 +34,9 @@ pub struct ProcessorLoad<'a> {
     pub queued_tasks: usize,
     /// Whether it may take another task now.
     pub has_room: bool,
+    /// Bytes/s for copying a missing input into its memory (0: use the
+    /// policy's default).
+    pub copy_bandwidth: f64,
 }
 
 /// Places ready tasks on processors.
@@ -87,10 +90,11 @@ impl Policy for EarliestFinish {
     fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize> {
         let mut best: Option<(usize, f64, usize)> = None;
         for (i, p) in procs.iter().enumerate() {
-            if !p.has_room || !p.desc.supports(task.op) {
+            if !p.has_room || !p.desc.supports(task.op, task.dtype) {
                 continue;
             }
-            let finish = p.queued_seconds + estimate_seconds(task, p.desc, self.bandwidth);
+            let bandwidth = if p.copy_bandwidth > 0.0 { p.copy_bandwidth } else { self.bandwidth };
+            let finish = p.queued_seconds + estimate_seconds(task, p.desc, bandwidth);
             let better = match best {
                 None => true,
                 Some((_, f, q)) => finish < f || (finish == f && p.queued_tasks < q),
@@ -117,6 +121,7 @@ mod tests {
             gflops_f32: gflops,
             gflops_f64: gflops,
             ops,
+            dtypes: vec![DType::F32, DType::F64],
         }
     }
 
@@ -126,6 +131,7 @@ mod tests {
             queued_seconds,
             queued_tasks,
             has_room: true,
+            copy_bandwidth: 0.0,
         }
     }
 
@@ -163,5 +169,17 @@ mod tests {
         assert_eq!(eft.place(&closure, &[load(&a, 0.0, 2), load(&b, 0.0, 1)]), Some(1));
         let full = ProcessorLoad { has_room: false, ..load(&b, 0.0, 0) };
         assert_eq!(eft.place(&task, &[load(&a, 0.0, 0), full]), None);
+    }
+
+    #[test]
+    fn respects_element_types() {
+        let mut f32_only = proc(0, 1, 1000.0, vec![OpName::Gemm]);
+        f32_only.dtypes = vec![DType::F32];
+        let cpu = proc(1, 0, 10.0, vec![OpName::Gemm]);
+        let mut eft = EarliestFinish::new(1e9);
+        let f64_task = PlacementRequest { op: OpName::Gemm, dtype: Some(DType::F64), flops: 1e9, inputs: &[] };
+        assert_eq!(eft.place(&f64_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]), Some(1));
+        let f32_task = PlacementRequest { dtype: Some(DType::F32), ..f64_task };
+        assert_eq!(eft.place(&f32_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]), Some(0));
     }
 }

@@ -30,6 +30,8 @@ pub enum ProcessorKind {
     Cpu,
     Cuda,
     Wgpu,
+    /// A device from a plugin of another kind.
+    Other,
 }
 
 impl ProcessorKind {
@@ -38,6 +40,7 @@ impl ProcessorKind {
             ProcessorKind::Cpu => "cpu",
             ProcessorKind::Cuda => "cuda",
             ProcessorKind::Wgpu => "wgpu",
+            ProcessorKind::Other => "other",
         }
     }
 }
@@ -76,14 +79,16 @@ pub struct ProcessorDesc {
     /// performance model has measured better.
     pub gflops_f32: f64,
     pub gflops_f64: f64,
-    /// Ops it implements.
+    /// Ops it implements...
     pub ops: Vec<OpName>,
+    /// ... on tiles of these element types.
+    pub dtypes: Vec<DType>,
 }
 
 impl ProcessorDesc {
-    /// Whether it can run `op` on `dtype` tiles.
-    pub fn supports(&self, op: OpName) -> bool {
-        self.ops.contains(&op)
+    /// Whether it can run `op` on tiles of `dtype` (`None`: a task without tiles).
+    pub fn supports(&self, op: OpName, dtype: Option<DType>) -> bool {
+        self.ops.contains(&op) && dtype.is_none_or(|d| self.dtypes.contains(&d))
     }
 
     /// Estimated speed for `dtype`, in FLOP/s.

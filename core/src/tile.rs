@@ -120,6 +120,22 @@ impl TileData {
         Ok(())
     }
 
+    /// The contents as raw bytes, for copies to and from devices.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            TileData::F32(v) => bytemuck::cast_slice(v),
+            TileData::F64(v) => bytemuck::cast_slice(v),
+        }
+    }
+
+    /// The contents as raw bytes, to be overwritten by a copy from a device.
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            TileData::F32(v) => bytemuck::cast_slice_mut(v),
+            TileData::F64(v) => bytemuck::cast_slice_mut(v),
+        }
+    }
+
     /// Element `(i, j)` widened to f64, for checks and printing.
     pub fn get(&self, rows: usize, i: usize, j: usize) -> f64 {
         match self {

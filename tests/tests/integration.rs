@@ -2,6 +2,7 @@
 
 mod integration {
     mod cholesky;
+    mod devices;
     mod faults;
     mod lifecycle;
     mod metrics;

@@ -1,15 +1,15 @@
 //! `tessera info`: what this machine offers.
 
-use super::CliResult;
-use tessera::Runtime;
+use super::{runtime, CliResult, CommonArgs};
 
-pub fn run(json: bool) -> CliResult {
-    let rt = Runtime::builder().build()?;
-    if json {
+pub fn run(args: &CommonArgs) -> CliResult {
+    let rt = runtime(args, None)?;
+    if args.json {
         let out = serde_json::json!({
             "processors": rt.processors(),
             "memory_spaces": rt.memory_spaces(),
-            "plugins": [],
+            "plugins": rt.plugins(),
+            "skipped_plugins": rt.skipped_plugins(),
         });
         println!("{out}");
         return Ok(());
@@ -37,6 +37,13 @@ pub fn run(json: bool) -> CliResult {
     for m in rt.memory_spaces() {
         println!("  {:<8} {:<6} budget {:.2} GiB", m.name, m.kind.as_str(), m.capacity as f64 / (1u64 << 30) as f64);
     }
-    println!("plugins: none (device plugins arrive with issue #3)");
+    if rt.plugins().is_empty() {
+        println!("plugins: none found (put libtessera_device_*.so next to tessera or in TESSERA_PLUGIN_PATH)");
+    } else {
+        println!("plugins:");
+        for p in rt.plugins() {
+            println!("  {:<8} {} devices [{}]  {}", p.name, p.devices.len(), p.devices.join(", "), p.path.display());
+        }
+    }
     Ok(())
 }

@@ -19,12 +19,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List processors and memory spaces.
-    Info {
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// List processors, memory spaces and plugins.
+    Info(CommonArgs),
     /// Run an application.
     #[command(subcommand)]
     Run(RunCommand),
@@ -55,6 +51,13 @@ pub struct CommonArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Processor kinds to use, comma-separated: cpu and plugin names
+    /// (wgpu, cuda, ...). Default: cpu and every plugin found.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<String>>,
+    /// Load this plugin library too (repeatable).
+    #[arg(long = "plugin")]
+    pub plugins: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -128,12 +131,22 @@ pub(crate) fn runtime(common: &CommonArgs, metrics: Option<&str>) -> Result<Runt
     if let Some(addr) = metrics {
         b = b.metrics(addr);
     }
-    b.build()
+    if let Some(kinds) = &common.devices {
+        b = b.devices(kinds);
+    }
+    for p in &common.plugins {
+        b = b.plugin(p);
+    }
+    let rt = b.build()?;
+    for why in rt.skipped_plugins() {
+        eprintln!("tessera: warning: plugin skipped: {why}");
+    }
+    Ok(rt)
 }
 
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Info { json } => info::run(json),
+        Command::Info(args) => info::run(&args),
         Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
         Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),

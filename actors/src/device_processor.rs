@@ -1,0 +1,136 @@
+//! Device processors: one thread per plugin device, fed like a CPU
+//! processor, running catalogue ops through the plugin.
+//!
+//! For each task the thread makes every tile valid in the device's memory
+//! (copying from host or from another device as the replica states say),
+//! launches the op on a compute stream, synchronises, and posts the
+//! completion. Replicas stay on the device afterwards, so dependent tasks on
+//! the same device find their inputs there.
+
+use crate::cpu_processor::Dispatch;
+use crate::device_memory::DeviceMemory;
+use crate::lane::{Completion, Input, Lane};
+use crossbeam_channel::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tessera_core::op::Side;
+use tessera_core::{DType, Op};
+use tessera_plugin::abi::{self, dtype_code, op_code, Shape};
+use tessera_plugin::OpCall;
+
+/// Starts the thread of processor `index`, which drives `mem`'s device.
+pub(crate) fn spawn(index: usize, mem: Arc<DeviceMemory>, mailbox: Receiver<Dispatch>, lane: Arc<Lane>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("tessera-{}", mem.name))
+        .spawn(move || {
+            while let Ok(task) = mailbox.recv() {
+                let (id, op, est_seconds) = (task.id, task.op.name(), task.est_seconds);
+                let start = Instant::now();
+                let result = run(&mem, task);
+                let done = Completion {
+                    id,
+                    processor: index,
+                    op,
+                    est_seconds,
+                    result,
+                    seconds: start.elapsed().as_secs_f64(),
+                };
+                if lane.post(Input::Done(done)).is_err() {
+                    return;
+                }
+            }
+        })
+}
+
+fn run(mem: &Arc<DeviceMemory>, task: Dispatch) -> Result<(), String> {
+    let stream = 0;
+    let out_name = task.args.last().map_or_else(|| "no tile".to_string(), |(t, _)| t.name());
+    let context = |e: String| format!("{} on {out_name} on {}: {e}", task.op.name(), mem.name);
+    let call = op_call(&task.op, &task.args.iter().map(|(t, _)| (t.dtype(), t.shape())).collect::<Vec<_>>())
+        .map_err(context)?;
+    let mut buffers = Vec::with_capacity(task.args.len());
+    for (tile, access) in &task.args {
+        buffers.push(tile.acquire_on_device(mem, stream, *access).map_err(context)?);
+    }
+    let launched = mem.plugin.launch(mem.device, stream, &call, &buffers);
+    // Synchronise even after a failed launch: queued copies read host memory.
+    let synced = mem.plugin.stream_sync(mem.device, stream);
+    launched.map_err(|e| context(e.to_string()))?;
+    synced.map_err(|e| context(e.to_string()))
+}
+
+/// The ABI form of a catalogue op on tiles of these types and shapes.
+pub(crate) fn op_call(op: &Op, args: &[(DType, tessera_core::TileShape)]) -> Result<OpCall, String> {
+    let (code, flags, alpha, beta) = match op {
+        Op::Gemm {
+            trans_a,
+            trans_b,
+            alpha,
+            beta,
+        } => {
+            let mut f = 0;
+            if *trans_a {
+                f |= abi::FLAG_TRANS_A;
+            }
+            if *trans_b {
+                f |= abi::FLAG_TRANS_B;
+            }
+            (op_code::GEMM, f, *alpha, *beta)
+        }
+        Op::Syrk { alpha, beta } => (op_code::SYRK, 0, *alpha, *beta),
+        Op::Trsm { side, trans, alpha } => {
+            let mut f = 0;
+            if *trans {
+                f |= abi::FLAG_TRANS_B;
+            }
+            if *side == Side::Right {
+                f |= abi::FLAG_SIDE_RIGHT;
+            }
+            (op_code::TRSM, f, *alpha, 0.0)
+        }
+        Op::Potrf => (op_code::POTRF, 0, 1.0, 0.0),
+        Op::Closure { .. } => return Err("closures run on CPU processors only".into()),
+    };
+    if args.len() > abi::MAX_ARGS {
+        return Err(format!("{} arguments, the plugin ABI takes at most {}", args.len(), abi::MAX_ARGS));
+    }
+    let dtype = match args.first().map(|(d, _)| *d) {
+        Some(DType::F32) => dtype_code::F32,
+        Some(DType::F64) => dtype_code::F64,
+        None => return Err("an op without tiles".into()),
+    };
+    Ok(OpCall {
+        op: code,
+        dtype,
+        flags,
+        alpha,
+        beta,
+        shapes: args
+            .iter()
+            .map(|(_, s)| Shape {
+                rows: s.rows as u64,
+                cols: s.cols as u64,
+            })
+            .collect(),
+    })
+}
+
+/// ABI codes of an op name, for support queries.
+pub(crate) fn op_code_of(name: tessera_core::OpName) -> Option<u32> {
+    use tessera_core::OpName;
+    match name {
+        OpName::Gemm => Some(op_code::GEMM),
+        OpName::Syrk => Some(op_code::SYRK),
+        OpName::Trsm => Some(op_code::TRSM),
+        OpName::Potrf => Some(op_code::POTRF),
+        OpName::Closure => None,
+    }
+}
+
+pub(crate) fn dtype_code_of(d: DType) -> u32 {
+    match d {
+        DType::F32 => dtype_code::F32,
+        DType::F64 => dtype_code::F64,
+    }
+}

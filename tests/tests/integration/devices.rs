@@ -1,0 +1,117 @@
+//! The device path end to end, on the fake plugin: placement, copies both
+//! ways, replica coherence, and device failures.
+
+use tessera::linalg::{cholesky, residual, SpdMatrix, TiledMatrix};
+use tessera::{DType, Op, Runtime, RuntimeError, Task, TileData, TileShape};
+use tessera_tests::{built_plugin, parse_exposition};
+
+fn runtime(options: &str, cpus: usize) -> Runtime {
+    Runtime::builder()
+        .cpu_workers(cpus)
+        .devices(&["cpu", "fake"])
+        .plugin(built_plugin("tessera-device-fake"))
+        .plugin_options("fake", options)
+        .build()
+        .unwrap()
+}
+
+/// Completed tasks per processor, from the metrics registry, once every
+/// task event has reached the metrics actor.
+fn completed_on(rt: &Runtime, processor: &str, expected_total: f64) -> f64 {
+    use prometheus::Encoder;
+    for _ in 0..200 {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new().encode(&rt.registry().gather(), &mut buf).unwrap();
+        let e = parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
+        if e.sum("tessera_tasks_completed_total") >= expected_total {
+            return e
+                .samples
+                .iter()
+                .filter(|s| s.name == "tessera_tasks_completed_total" && s.labels.get("processor").map(String::as_str) == Some(processor))
+                .map(|s| s.value)
+                .sum();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("metrics never showed {expected_total} completions");
+}
+
+#[test]
+fn cholesky_on_cpu_and_device_has_a_small_residual() {
+    let rt = runtime("", 2);
+    assert!(rt.processors().iter().any(|p| p.name == "fake0"));
+    let gen = SpdMatrix { n: 160, seed: 9 };
+    let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
+    let tasks = cholesky(&rt, &a).unwrap();
+    let r = residual(&rt, &a, gen).unwrap();
+    assert!(r < 1e-14, "residual {r:e}");
+    let p = rt.progress();
+    assert_eq!(p.failed, 0);
+    let on_device = completed_on(&rt, "fake0", p.submitted as f64);
+    assert!(on_device > 0.0, "the fast fake device took none of {tasks} tasks");
+}
+
+#[test]
+fn a_tile_written_on_the_device_is_copied_back_for_the_cpu() {
+    let rt = runtime("", 1);
+    let t = rt.tile(TileData::F64(vec![9.0]), TileShape::new(1, 1)).unwrap();
+    // With a device 30x faster and idle, potrf goes there.
+    rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
+    // fetch runs on the CPU: the only valid replica is on the device.
+    assert_eq!(rt.fetch(&t).unwrap(), TileData::F64(vec![3.0]));
+    // A CPU write invalidates the device replica; the next device task must
+    // see the new value, not its stale copy.
+    rt.submit(
+        Task::closure("set", |ctx| {
+            *ctx.tile_mut(0).ok_or("ro")? = TileData::F64(vec![16.0]);
+            Ok(())
+        })
+        .write(&t),
+    )
+    .unwrap();
+    rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
+    assert_eq!(rt.fetch(&t).unwrap(), TileData::F64(vec![4.0]));
+    assert!(completed_on(&rt, "fake0", 5.0) >= 2.0);
+}
+
+#[test]
+fn a_failing_device_fails_its_task_with_the_plugin_named_and_work_goes_on() {
+    let rt = runtime("fail-launch", 1);
+    let t = rt.tile(TileData::F64(vec![4.0]), TileShape::new(1, 1)).unwrap();
+    let h = rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
+    let err = rt.wait(&h).unwrap_err().to_string();
+    assert!(err.contains("fake") && err.contains("injected launch failure"), "{err}");
+    assert!(err.contains("potrf"), "{err}");
+    let ok = rt.spawn(|| {}).unwrap();
+    rt.wait(&ok).unwrap();
+}
+
+#[test]
+fn device_memory_exhaustion_is_a_task_error() {
+    // 64 bytes of device memory cannot hold a 10x10 f64 tile.
+    let rt = runtime("memory=64", 1);
+    let t = rt.tile(TileData::F64(vec![1.0; 100]), TileShape::new(10, 10)).unwrap();
+    let c = rt.tile(TileData::F64(vec![0.0; 100]), TileShape::new(10, 10)).unwrap();
+    let h = rt.submit(Task::op(Op::gemm(1.0, 1.0)).read(&t).read(&t).read_write(&c)).unwrap();
+    let err = rt.wait(&h).unwrap_err().to_string();
+    assert!(err.contains("device budget") || err.contains("out of device memory"), "{err}");
+}
+
+#[test]
+fn asking_for_a_missing_device_kind_is_an_error() {
+    let err = Runtime::builder().devices(&["cpu", "nosuchdevice"]).build().err().expect("must fail");
+    assert!(matches!(err, RuntimeError::Start(_)), "{err}");
+    assert!(err.to_string().contains("nosuchdevice"), "{err}");
+}
+
+#[test]
+fn a_broken_plugin_is_skipped_and_the_runtime_runs() {
+    let rt = Runtime::builder()
+        .cpu_workers(1)
+        .plugin(built_plugin("tessera-device-oldabi"))
+        .build()
+        .unwrap();
+    assert!(rt.skipped_plugins().iter().any(|s| s.contains("ABI")), "{:?}", rt.skipped_plugins());
+    let h = rt.spawn(|| {}).unwrap();
+    rt.wait(&h).unwrap();
+}
