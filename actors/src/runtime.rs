@@ -144,11 +144,8 @@ impl RuntimeBuilder {
             if !explicit && !kind.as_deref().is_some_and(|k| self.wants(k)) {
                 continue;
             }
-            let options = kind
-                .as_deref()
-                .and_then(|k| self.plugin_options.get(k))
-                .map_or("", String::as_str);
-            match LoadedPlugin::load(&path, options) {
+            let options_for = |name: &str| self.plugin_options.get(name).cloned().unwrap_or_default();
+            match LoadedPlugin::load_with(&path, options_for) {
                 Ok(p) if self.wants(p.name()) && !loaded.iter().any(|l| l.name() == p.name()) => {
                     loaded.push(Arc::new(p));
                 }

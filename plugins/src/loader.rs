@@ -55,6 +55,12 @@ impl std::fmt::Debug for LoadedPlugin {
 impl LoadedPlugin {
     /// Loads the plugin at `path` and starts it with `options`.
     pub fn load(path: &Path, options: &str) -> Result<LoadedPlugin, PluginLoadError> {
+        Self::load_with(path, |_| options.to_string())
+    }
+
+    /// Loads the plugin at `path` and starts it with the options
+    /// `options_for` gives for its name (known from its table before init).
+    pub fn load_with(path: &Path, options_for: impl Fn(&str) -> String) -> Result<LoadedPlugin, PluginLoadError> {
         let path_buf = path.to_path_buf();
         // SAFETY: loading a library runs its initialisers; that is what
         // loading a plugin means, and the user chose the file.
@@ -85,6 +91,7 @@ impl LoadedPlugin {
         // SAFETY: `name` is a static string in the library.
         let name = unsafe { api.name.as_str() }.to_string();
         let mut state: *mut PluginState = std::ptr::null_mut();
+        let options = options_for(&name);
         let options_str = Str {
             ptr: options.as_ptr(),
             len: options.len(),

@@ -8,4 +8,5 @@ mod integration {
     mod metrics;
     mod plugins;
     mod properties;
+    mod wgpu;
 }

@@ -9,7 +9,7 @@ fn runtime(options: &str, cpus: usize) -> Runtime {
     Runtime::builder()
         .cpu_workers(cpus)
         .devices(&["cpu", "fake"])
-        .plugin(built_plugin("tessera-device-fake"))
+        .plugin(built_plugin("tessera-test-plugin-fake"))
         .plugin_options("fake", options)
         .build()
         .unwrap()
@@ -108,7 +108,7 @@ fn asking_for_a_missing_device_kind_is_an_error() {
 fn a_broken_plugin_is_skipped_and_the_runtime_runs() {
     let rt = Runtime::builder()
         .cpu_workers(1)
-        .plugin(built_plugin("tessera-device-oldabi"))
+        .plugin(built_plugin("tessera-test-plugin-oldabi"))
         .build()
         .unwrap();
     assert!(rt.skipped_plugins().iter().any(|s| s.contains("ABI")), "{:?}", rt.skipped_plugins());

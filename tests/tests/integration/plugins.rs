@@ -5,7 +5,7 @@ use tessera_tests::built_plugin;
 
 #[test]
 fn the_fake_plugin_loads_and_reports_its_devices() {
-    let path = built_plugin("tessera-device-fake");
+    let path = built_plugin("tessera-test-plugin-fake");
     let p = LoadedPlugin::load(&path, "devices=2,memory=4096").unwrap();
     assert_eq!(p.name(), "fake");
     assert_eq!(p.devices().len(), 2);
@@ -29,7 +29,7 @@ fn the_fake_plugin_loads_and_reports_its_devices() {
 
 #[test]
 fn init_failure_and_no_devices_are_clear_errors() {
-    let path = built_plugin("tessera-device-fake");
+    let path = built_plugin("tessera-test-plugin-fake");
     let err = LoadedPlugin::load(&path, "fail-init").unwrap_err();
     assert!(matches!(err, PluginLoadError::InitFailed { .. }), "{err}");
     assert!(err.to_string().contains("injected init failure"), "{err}");
@@ -40,7 +40,7 @@ fn init_failure_and_no_devices_are_clear_errors() {
 
 #[test]
 fn a_plugin_for_another_abi_is_refused_before_init() {
-    let path = built_plugin("tessera-device-oldabi");
+    let path = built_plugin("tessera-test-plugin-oldabi");
     let err = LoadedPlugin::load(&path, "").unwrap_err();
     assert!(matches!(err, PluginLoadError::Abi { .. }), "{err}");
     assert!(err.to_string().contains("99"), "{err}");
@@ -48,7 +48,7 @@ fn a_plugin_for_another_abi_is_refused_before_init() {
 
 #[test]
 fn a_panic_inside_a_plugin_becomes_an_error() {
-    let path = built_plugin("tessera-device-fake");
+    let path = built_plugin("tessera-test-plugin-fake");
     let p = LoadedPlugin::load(&path, "panic-launch").unwrap();
     let call = tessera_plugin::OpCall {
         op: tessera_plugin::abi::op_code::POTRF,
