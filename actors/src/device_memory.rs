@@ -24,7 +24,9 @@ impl DeviceMemory {
         let copy_stream = plugin
             .devices()
             .get(device as usize)
-            .map_or(0, |d| if d.copy_streams > 0 { d.compute_streams } else { 0 });
+            // Streams are numbered compute first, then host-to-device, then
+            // device-to-host: pulls use the last copy stream there is.
+            .map_or(0, |d| d.compute_streams + d.copy_streams.min(2).saturating_sub(1));
         DeviceMemory {
             plugin,
             device,
@@ -50,6 +52,14 @@ impl DeviceMemory {
             self.used.fetch_sub(bytes, Ordering::AcqRel);
             e.to_string()
         })
+    }
+
+    /// Compute streams of the device: its processor runs that many tasks at once.
+    pub fn compute_streams(&self) -> u32 {
+        self.plugin
+            .devices()
+            .get(self.device as usize)
+            .map_or(1, |d| d.compute_streams.max(1))
     }
 
     pub fn free(&self, buffer: u64, bytes: u64) {

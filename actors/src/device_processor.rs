@@ -19,15 +19,27 @@ use tessera_core::{DType, Op};
 use tessera_plugin::abi::{self, dtype_code, op_code, Shape};
 use tessera_plugin::OpCall;
 
-/// Starts the thread of processor `index`, which drives `mem`'s device.
-pub(crate) fn spawn(index: usize, mem: Arc<DeviceMemory>, mailbox: Receiver<Dispatch>, lane: Arc<Lane>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("tessera-{}", mem.name))
-        .spawn(move || {
+/// Starts the threads of processor `index`, which drives `mem`'s device:
+/// one per compute stream, all taking tasks from the processor's mailbox,
+/// so independent tasks run concurrently on different streams.
+pub(crate) fn spawn(index: usize, mem: Arc<DeviceMemory>, mailbox: Receiver<Dispatch>, lane: Arc<Lane>, streams: u32) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for stream in 0..streams.max(1) {
+        let (mem, mailbox, lane) = (Arc::clone(&mem), mailbox.clone(), Arc::clone(&lane));
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("tessera-{}s{stream}", mem.name))
+                .spawn(move || serve(index, &mem, &mailbox, &lane, stream))?,
+        );
+    }
+    Ok(threads)
+}
+
+fn serve(index: usize, mem: &Arc<DeviceMemory>, mailbox: &Receiver<Dispatch>, lane: &Lane, stream: u32) {
             while let Ok(task) = mailbox.recv() {
                 let (id, op, est_seconds) = (task.id, task.op.name(), task.est_seconds);
                 let start = Instant::now();
-                let result = run(&mem, task);
+                let result = run(mem, stream, task);
                 let done = Completion {
                     id,
                     processor: index,
@@ -40,11 +52,9 @@ pub(crate) fn spawn(index: usize, mem: Arc<DeviceMemory>, mailbox: Receiver<Disp
                     return;
                 }
             }
-        })
 }
 
-fn run(mem: &Arc<DeviceMemory>, task: Dispatch) -> Result<(), String> {
-    let stream = 0;
+fn run(mem: &Arc<DeviceMemory>, stream: u32, task: Dispatch) -> Result<(), String> {
     let out_name = task.args.last().map_or_else(|| "no tile".to_string(), |(t, _)| t.name());
     let context = |e: String| format!("{} on {out_name} on {}: {e}", task.op.name(), mem.name);
     let call = op_call(&task.op, &task.args.iter().map(|(t, _)| (t.dtype(), t.shape())).collect::<Vec<_>>())

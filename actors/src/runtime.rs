@@ -220,7 +220,11 @@ impl RuntimeBuilder {
         for p in &processors {
             let (tx, rx) = unbounded();
             let bandwidth = memory.iter().find(|m| m.id == p.memory).map_or(10e9, |m| m.bandwidth);
-            slots.push(ProcessorSlot::new(p.clone(), tx, bandwidth));
+            let concurrency = match p.id.0.checked_sub(workers as u32) {
+                None => 1,
+                Some(d) => device_memories[d as usize].compute_streams() as usize,
+            };
+            slots.push(ProcessorSlot::new(p.clone(), tx, bandwidth, concurrency));
             mailboxes.push(rx);
         }
         let scheduled = Arc::new(AtomicBool::new(false));
@@ -241,11 +245,15 @@ impl RuntimeBuilder {
         };
         for (i, mailbox) in mailboxes.into_iter().enumerate() {
             let spawned = match i.checked_sub(workers) {
-                None => cpu_processor::spawn(i, mailbox, Arc::clone(&lane)),
-                Some(d) => device_processor::spawn(i, Arc::clone(&device_memories[d]), mailbox, Arc::clone(&lane)),
+                None => cpu_processor::spawn(i, mailbox, Arc::clone(&lane)).map(|t| vec![t]),
+                Some(d) => {
+                    let mem = Arc::clone(&device_memories[d]);
+                    let streams = mem.compute_streams();
+                    device_processor::spawn(i, mem, mailbox, Arc::clone(&lane), streams)
+                }
             };
             match spawned {
-                Ok(t) => threads.workers.push(t),
+                Ok(t) => threads.workers.extend(t),
                 Err(e) => {
                     threads.stop(&lane);
                     return Err(RuntimeError::Start(format!("cannot start processor {}: {e}", processors[i].name)));

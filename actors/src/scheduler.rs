@@ -62,16 +62,20 @@ pub(crate) struct ProcessorSlot {
     pub mailbox: Sender<Dispatch>,
     /// Bytes/s of copies into this processor's memory.
     copy_bandwidth: f64,
+    /// Tasks it runs at once (a device's compute streams): it always has
+    /// room for that many.
+    concurrency: usize,
     queued_seconds: f64,
     queued_tasks: usize,
 }
 
 impl ProcessorSlot {
-    pub fn new(desc: ProcessorDesc, mailbox: Sender<Dispatch>, copy_bandwidth: f64) -> Self {
+    pub fn new(desc: ProcessorDesc, mailbox: Sender<Dispatch>, copy_bandwidth: f64, concurrency: usize) -> Self {
         ProcessorSlot {
             desc,
             mailbox,
             copy_bandwidth,
+            concurrency: concurrency.max(1),
             queued_seconds: 0.0,
             queued_tasks: 0,
         }
@@ -82,7 +86,7 @@ impl ProcessorSlot {
             desc: &self.desc,
             queued_seconds: self.queued_seconds,
             queued_tasks: self.queued_tasks,
-            has_room: self.queued_tasks == 0
+            has_room: self.queued_tasks < self.concurrency
                 || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < QUEUE_HORIZON_SECONDS),
             copy_bandwidth: self.copy_bandwidth,
         }

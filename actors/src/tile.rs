@@ -22,23 +22,41 @@ use tessera_core::processor::MemorySpaceId;
 use tessera_core::tile::Replicas;
 use tessera_core::{Access, DType, TileData, TileId, TileMeta, TileShape};
 
+/// A tile's buffer in one device memory.
+struct DeviceReplica {
+    mem: Arc<DeviceMemory>,
+    buffer: u64,
+    /// Recorded after the copy that filled the buffer, while other streams
+    /// of the device may still need to wait for it.
+    filled: Option<u64>,
+}
+
+impl DeviceReplica {
+    fn forget_event(&mut self) {
+        if let Some(ev) = self.filled.take() {
+            self.mem.plugin.event_destroy(self.mem.device, ev);
+        }
+    }
+}
+
 /// Replica states and the device buffers holding them.
 struct Coherence {
     replicas: Replicas,
-    buffers: Vec<(Arc<DeviceMemory>, u64)>,
+    buffers: Vec<DeviceReplica>,
     bytes: u64,
 }
 
 impl Coherence {
-    fn buffer_in(&self, space: MemorySpaceId) -> Option<(&Arc<DeviceMemory>, u64)> {
-        self.buffers.iter().find(|(m, _)| m.space == space).map(|(m, b)| (m, *b))
+    fn replica(&mut self, space: MemorySpaceId) -> Option<&mut DeviceReplica> {
+        self.buffers.iter_mut().find(|r| r.mem.space == space)
     }
 }
 
 impl Drop for Coherence {
     fn drop(&mut self) {
-        for (mem, buffer) in self.buffers.drain(..) {
-            mem.free(buffer, self.bytes);
+        for mut r in self.buffers.drain(..) {
+            r.forget_event();
+            r.mem.free(r.buffer, self.bytes);
         }
     }
 }
@@ -120,9 +138,11 @@ impl Tile {
         let Some(src) = c.replicas.valid_spaces().next() else {
             return Err(format!("{} has no valid replica anywhere", self.name()));
         };
-        let (mem, buffer) = c
-            .buffer_in(src)
-            .ok_or_else(|| format!("{}: replica in space {} has no buffer", self.name(), src.0))?;
+        let name = self.name();
+        let replica = c
+            .replica(src)
+            .ok_or_else(|| format!("{name}: replica in space {} has no buffer", src.0))?;
+        let (mem, buffer) = (&replica.mem, replica.buffer);
         let mut data = self.write();
         let bytes = data.as_bytes_mut();
         // SAFETY: `bytes` is the tile's host buffer, exactly the tile's size,
@@ -157,28 +177,42 @@ impl Tile {
     /// The copy reads the host replica asynchronously: the caller must
     /// synchronise `stream` before the task completes. Until then nothing can
     /// change the host replica, since only a later task may write the tile.
+    /// A task on another stream of the same device that reads the replica
+    /// meanwhile waits for the copy's event on its own stream.
     pub(crate) fn acquire_on_device(&self, mem: &Arc<DeviceMemory>, stream: u32, access: Access) -> Result<u64, String> {
         let mut c = self.coherence();
-        let buffer = match c.buffer_in(mem.space) {
-            Some((_, b)) => b,
-            None => {
-                let b = mem.alloc(c.bytes)?;
-                c.buffers.push((Arc::clone(mem), b));
-                b
-            }
-        };
+        if c.replica(mem.space).is_none() {
+            let buffer = mem.alloc(c.bytes)?;
+            c.buffers.push(DeviceReplica {
+                mem: Arc::clone(mem),
+                buffer,
+                filled: None,
+            });
+        }
+        let copy_error = |e: tessera_plugin::PluginError| format!("copying {} to {}: {e}", self.name(), mem.name);
         if access.reads() && !c.replicas.is_valid_in(mem.space) {
             if !c.replicas.is_valid_in(HOST_MEMORY) {
                 self.pull_to_host(&mut c)?;
             }
             let data = self.read();
             let bytes = data.as_bytes();
+            let replica = c.replica(mem.space).ok_or("replica vanished")?;
             // SAFETY: see the doc comment: the host buffer outlives the copy.
             unsafe {
                 mem.plugin
-                    .copy_h2d(mem.device, stream, buffer, bytes.as_ptr(), bytes.len() as u64)
-                    .map_err(|e| format!("copying {} to {}: {e}", self.name(), mem.name))?;
+                    .copy_h2d(mem.device, stream, replica.buffer, bytes.as_ptr(), bytes.len() as u64)
+                    .map_err(copy_error)?;
             }
+            replica.forget_event();
+            replica.filled = Some(mem.plugin.event_record(mem.device, stream).map_err(copy_error)?);
+        } else if let Some(ev) = c.replica(mem.space).and_then(|r| r.filled) {
+            mem.plugin.stream_wait_event(mem.device, stream, ev).map_err(copy_error)?;
+        }
+        let replica = c.replica(mem.space).ok_or("replica vanished")?;
+        let buffer = replica.buffer;
+        if access.writes() {
+            // Whoever reads this replica next runs after this task ends.
+            replica.forget_event();
         }
         c.replicas.acquire(mem.space, access);
         Ok(buffer)

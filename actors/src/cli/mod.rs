@@ -39,8 +39,30 @@ enum RunCommand {
 enum BenchCommand {
     /// Per-task overhead: independent empty tasks and a dependent chain.
     Overhead(OverheadArgs),
-    /// Tiled Cholesky against faer's own parallel Cholesky, same matrix, same run.
+    /// Tiled Cholesky against a library's own Cholesky (faer on CPU,
+    /// cuSOLVER with a CUDA device), same matrix, same run.
     Cholesky(CholeskyBenchArgs),
+    /// Streaming GEMM over host tiles on one device: the stream pool against
+    /// one stream, copies alone and kernels alone.
+    Multistream(MultistreamArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MultistreamArgs {
+    /// Plugin device to measure.
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    /// Tile order (f64 tiles).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tile: u64,
+    /// Independent GEMMs, each on three fresh tiles.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tiles: u64,
+    /// Compute streams in the pool.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub streams: u32,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -124,7 +146,15 @@ pub(crate) fn check_sizes(n: u64, tile: u64) {
 }
 
 pub(crate) fn runtime(common: &CommonArgs, metrics: Option<&str>) -> Result<Runtime, RuntimeError> {
-    let mut b = Runtime::builder();
+    build(common, metrics, Runtime::builder())
+}
+
+/// A runtime whose plugin `name` starts with `options`.
+pub(crate) fn runtime_with_options(common: &CommonArgs, name: &str, options: &str) -> Result<Runtime, RuntimeError> {
+    build(common, None, Runtime::builder().plugin_options(name, options))
+}
+
+fn build(common: &CommonArgs, metrics: Option<&str>, mut b: tessera::RuntimeBuilder) -> Result<Runtime, RuntimeError> {
     if let Some(w) = common.workers {
         b = b.cpu_workers(usize::try_from(w).unwrap_or(usize::MAX));
     }
@@ -150,5 +180,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
         Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),
+        Command::Bench(BenchCommand::Multistream(args)) => bench::multistream(&args),
     }
 }

@@ -62,3 +62,17 @@ fn a_panic_inside_a_plugin_becomes_an_error() {
     let err = p.launch(0, 0, &call, &[b]).unwrap_err();
     assert!(err.to_string().contains("plugin panicked: injected panic"), "{err}");
 }
+
+#[test]
+fn the_cuda_plugin_without_a_driver_says_so_instead_of_crashing() {
+    let path = built_plugin("tessera-device-cuda");
+    match LoadedPlugin::load(&path, "") {
+        // A machine with CUDA: the plugin must find devices.
+        Ok(p) => assert!(!p.devices().is_empty()),
+        Err(e) => {
+            assert!(matches!(e, PluginLoadError::InitFailed { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("cuda") && (msg.contains("no CUDA driver") || msg.contains("not found")), "{msg}");
+        }
+    }
+}
