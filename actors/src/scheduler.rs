@@ -29,6 +29,18 @@ use tessera_core::policy::{PlacementRequest, Policy, ProcessorLoad};
 use tessera_core::processor::{MemorySpaceId, ProcessorDesc};
 use tessera_core::{Access, DType, Op, TileId};
 
+/// What became of a ready task at a placement attempt.
+enum Placement {
+    Sent,
+    /// Its processor is busy: it stays ready.
+    Wait,
+    /// Cancelled meanwhile: drop it from the ready queue.
+    Gone,
+}
+
+/// Ready tasks examined past ones that must wait, per dispatch.
+const LOOKAHEAD: usize = 64;
+
 /// Wake-up: empty the inbox.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -281,65 +293,88 @@ impl Scheduler {
         }
     }
 
-    /// Places ready tasks, highest priority first, while processors have room.
+    /// Places ready tasks, highest priority first, while processors have
+    /// room. A task that should wait for a busy processor stays queued and
+    /// the tasks behind it get their turn, up to [`LOOKAHEAD`] of them.
     fn dispatch(&mut self) {
-        while let Some(mut class) = self.ready.last_entry() {
-            let Some(&id) = class.get().front() else {
-                class.remove();
-                continue;
-            };
-            let Some(p) = self.graph.payload(id) else {
-                // Cancelled while it waited.
-                class.get_mut().pop_front();
-                self.ready_len -= 1;
-                continue;
-            };
-            // Where each input has a valid replica, so the policy can
-            // charge for copies into processors that lack one.
-            // (Empty for tasks without tiles: no allocation on that path.)
-            let spaces: Vec<Vec<MemorySpaceId>> =
-                p.args.iter().filter(|(_, a)| a.reads()).map(|(t, _)| t.valid_spaces()).collect();
-            let inputs: Vec<(u64, &[MemorySpaceId])> = p
-                .args
-                .iter()
-                .filter(|(_, a)| a.reads())
-                .zip(&spaces)
-                .map(|((t, _), s)| (t.meta().bytes(), s.as_slice()))
-                .collect();
-            let request = PlacementRequest {
-                op: p.op.name(),
-                dtype: p.dtype,
-                flops: p.flops,
-                inputs: &inputs,
-            };
-            let loads: Vec<ProcessorLoad<'_>> = self.slots.iter().map(ProcessorSlot::load).collect();
-            let Some(choice) = self.policy.place(&request, &loads) else {
-                break;
-            };
-            let est_seconds =
-                tessera_core::policy::estimate_seconds(&request, loads[choice].desc, loads[choice].copy_bandwidth);
-            drop(loads);
-            class.get_mut().pop_front();
-            if class.get().is_empty() {
-                class.remove();
+        let classes: Vec<i32> = self.ready.keys().rev().copied().collect();
+        let mut waiting = 0usize;
+        'classes: for prio in classes {
+            let mut idx = 0;
+            loop {
+                if self.slots.iter().all(|s| !s.load().has_room) {
+                    break 'classes;
+                }
+                let Some(&id) = self.ready.get(&prio).and_then(|q| q.get(idx)) else {
+                    break;
+                };
+                match self.place(id) {
+                    Placement::Gone | Placement::Sent => {
+                        if let Some(q) = self.ready.get_mut(&prio) {
+                            q.remove(idx);
+                        }
+                        self.ready_len -= 1;
+                    }
+                    Placement::Wait => {
+                        idx += 1;
+                        waiting += 1;
+                        if waiting >= LOOKAHEAD {
+                            break 'classes;
+                        }
+                    }
+                }
             }
-            self.ready_len -= 1;
-            let Some(task) = self.graph.take_payload(id) else {
-                continue;
-            };
-            let slot = &mut self.slots[choice];
-            let sent = slot.mailbox.send(Dispatch {
-                id,
-                op: task.op,
-                args: task.args,
-                body: task.body,
-                est_seconds,
-            });
-            if sent.is_ok() {
-                slot.queued_tasks += 1;
-                slot.queued_seconds += est_seconds;
+            if self.ready.get(&prio).is_some_and(VecDeque::is_empty) {
+                self.ready.remove(&prio);
             }
         }
+    }
+
+    /// Asks the policy where ready task `id` goes and sends it there.
+    fn place(&mut self, id: TaskId) -> Placement {
+        let Some(p) = self.graph.payload(id) else {
+            // Cancelled while it waited.
+            return Placement::Gone;
+        };
+        // Where each input has a valid replica, so the policy can charge
+        // for copies into processors that lack one. (Empty for tasks
+        // without tiles: no allocation on that path.)
+        let spaces: Vec<Vec<MemorySpaceId>> = p.args.iter().filter(|(_, a)| a.reads()).map(|(t, _)| t.valid_spaces()).collect();
+        let inputs: Vec<(u64, &[MemorySpaceId])> = p
+            .args
+            .iter()
+            .filter(|(_, a)| a.reads())
+            .zip(&spaces)
+            .map(|((t, _), s)| (t.meta().bytes(), s.as_slice()))
+            .collect();
+        let request = PlacementRequest {
+            op: p.op.name(),
+            dtype: p.dtype,
+            flops: p.flops,
+            inputs: &inputs,
+        };
+        let loads: Vec<ProcessorLoad<'_>> = self.slots.iter().map(ProcessorSlot::load).collect();
+        let Some(choice) = self.policy.place(&request, &loads) else {
+            return Placement::Wait;
+        };
+        let est_seconds = tessera_core::policy::estimate_seconds(&request, loads[choice].desc, loads[choice].copy_bandwidth);
+        drop(loads);
+        let Some(task) = self.graph.take_payload(id) else {
+            return Placement::Gone;
+        };
+        let slot = &mut self.slots[choice];
+        let sent = slot.mailbox.send(Dispatch {
+            id,
+            op: task.op,
+            args: task.args,
+            body: task.body,
+            est_seconds,
+        });
+        if sent.is_ok() {
+            slot.queued_tasks += 1;
+            slot.queued_seconds += est_seconds;
+        }
+        Placement::Sent
     }
 
     fn answer_idle_waiters(&mut self) {

@@ -44,8 +44,8 @@ pub trait Policy: Send {
     /// A short name for metrics and reports.
     fn name(&self) -> &'static str;
 
-    /// Index into `procs` of the processor to run `task`, or `None` if no
-    /// processor with room can run it now.
+    /// Index into `procs` of the processor to run `task` now, or `None` if
+    /// it should wait (the processor it belongs on is full, or none can run it).
     fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize>;
 }
 
@@ -88,9 +88,12 @@ impl Policy for EarliestFinish {
     }
 
     fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize> {
+        // The best finish over every capable processor, full or not: if the
+        // best one is full, the task waits for it rather than running later
+        // somewhere slow.
         let mut best: Option<(usize, f64, usize)> = None;
         for (i, p) in procs.iter().enumerate() {
-            if !p.has_room || !p.desc.supports(task.op, task.dtype) {
+            if !p.desc.supports(task.op, task.dtype) {
                 continue;
             }
             let bandwidth = if p.copy_bandwidth > 0.0 { p.copy_bandwidth } else { self.bandwidth };
@@ -103,7 +106,7 @@ impl Policy for EarliestFinish {
                 best = Some((i, finish, p.queued_tasks));
             }
         }
-        best.map(|(i, _, _)| i)
+        best.and_then(|(i, _, _)| procs[i].has_room.then_some(i))
     }
 }
 
@@ -169,6 +172,17 @@ mod tests {
         assert_eq!(eft.place(&closure, &[load(&a, 0.0, 2), load(&b, 0.0, 1)]), Some(1));
         let full = ProcessorLoad { has_room: false, ..load(&b, 0.0, 0) };
         assert_eq!(eft.place(&task, &[load(&a, 0.0, 0), full]), None);
+    }
+
+    #[test]
+    fn waits_for_a_full_processor_that_still_finishes_first() {
+        let slow = proc(0, 0, 1.0, vec![OpName::Gemm]);
+        let fast = proc(1, 0, 1000.0, vec![OpName::Gemm]);
+        let task = PlacementRequest { op: OpName::Gemm, dtype: Some(DType::F64), flops: 1e9, inputs: &[] };
+        let mut eft = EarliestFinish::new(1e9);
+        let full_fast = ProcessorLoad { has_room: false, ..load(&fast, 0.01, 4) };
+        // 1 s on the slow one against 0.011 s after the fast one's queue: wait.
+        assert_eq!(eft.place(&task, &[load(&slow, 0.0, 0), full_fast]), None);
     }
 
     #[test]

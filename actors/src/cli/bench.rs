@@ -118,7 +118,7 @@ pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
         };
         theirs.push(seconds);
         eprintln!(
-            "rep {}/{}: tessera {:.3} s, faer {:.3} s",
+            "rep {}/{}: tessera {:.3} s, baseline {:.3} s",
             rep + 1,
             args.reps,
             ours[ours.len() - 1],
