@@ -1,8 +1,10 @@
 //! The memory of one plugin device: allocation with accounting, and the
 //! stream on which other threads copy tiles out of it.
 
+use crate::tile::Tile;
+use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tessera_core::processor::MemorySpaceId;
 use tessera_plugin::LoadedPlugin;
 
@@ -17,17 +19,21 @@ pub(crate) struct DeviceMemory {
     pub copy_stream: u32,
     pub budget: u64,
     used: AtomicU64,
+    /// Tiles to copy in ahead of their tasks; closed at shutdown.
+    prefetch: Mutex<Option<Sender<Tile>>>,
 }
 
 impl DeviceMemory {
-    pub fn new(plugin: Arc<LoadedPlugin>, device: u32, space: MemorySpaceId, name: String, budget: u64) -> Self {
+    /// The memory and the receiving end of its prefetch queue.
+    pub fn new(plugin: Arc<LoadedPlugin>, device: u32, space: MemorySpaceId, name: String, budget: u64) -> (Self, Receiver<Tile>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
         let copy_stream = plugin
             .devices()
             .get(device as usize)
             // Streams are numbered compute first, then host-to-device, then
-            // device-to-host: pulls use the last copy stream there is.
-            .map_or(0, |d| d.compute_streams + d.copy_streams.min(2).saturating_sub(1));
-        DeviceMemory {
+            // one device-to-host: pulls use the last copy stream there is.
+            .map_or(0, |d| d.compute_streams + d.copy_streams.saturating_sub(1));
+        let mem = DeviceMemory {
             plugin,
             device,
             space,
@@ -35,6 +41,35 @@ impl DeviceMemory {
             copy_stream,
             budget,
             used: AtomicU64::new(0),
+            prefetch: Mutex::new(Some(tx)),
+        };
+        (mem, rx)
+    }
+
+    /// Host-to-device copy streams, for prefetching: every copy stream but
+    /// the last, which carries device-to-host pulls.
+    pub fn prefetch_streams(&self) -> std::ops::Range<u32> {
+        let (compute, copy) = self
+            .plugin
+            .devices()
+            .get(self.device as usize)
+            .map_or((0, 0), |d| (d.compute_streams, d.copy_streams));
+        compute..compute + copy.saturating_sub(1)
+    }
+
+    /// Asks for `tile` to be copied in ahead of time (best effort).
+    pub fn prefetch(&self, tile: &Tile) {
+        if let Ok(q) = self.prefetch.lock() {
+            if let Some(tx) = q.as_ref() {
+                let _ = tx.send(tile.clone());
+            }
+        }
+    }
+
+    /// Closes the prefetch queue so its threads end.
+    pub fn close_prefetch(&self) {
+        if let Ok(mut q) = self.prefetch.lock() {
+            q.take();
         }
     }
 

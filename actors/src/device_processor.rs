@@ -35,6 +35,30 @@ pub(crate) fn spawn(index: usize, mem: Arc<DeviceMemory>, mailbox: Receiver<Disp
     Ok(threads)
 }
 
+/// Starts one prefetch thread per host-to-device copy stream of `mem`.
+/// Prefetching is best effort: a failed copy (the device full, say) is
+/// skipped, and the task that needs the tile copies it itself.
+pub(crate) fn spawn_prefetchers(mem: &Arc<DeviceMemory>, queue: Receiver<crate::tile::Tile>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for stream in mem.prefetch_streams() {
+        let (mem, queue) = (Arc::clone(mem), queue.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("tessera-{}p{stream}", mem.name))
+                .spawn(move || {
+                    while let Ok(tile) = queue.recv() {
+                        if let Ok(true) = tile.prefetch_to(&mem, stream) {
+                            // Small copies read host memory asynchronously:
+                            // finish before the tile could change.
+                            let _ = mem.plugin.stream_sync(mem.device, stream);
+                        }
+                    }
+                })?,
+        );
+    }
+    Ok(threads)
+}
+
 fn serve(index: usize, mem: &Arc<DeviceMemory>, mailbox: &Receiver<Dispatch>, lane: &Lane, stream: u32) {
             while let Ok(task) = mailbox.recv() {
                 let (id, op, est_seconds) = (task.id, task.op.name(), task.est_seconds);

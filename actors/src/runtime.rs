@@ -207,7 +207,8 @@ impl RuntimeBuilder {
                 dtypes: vec![DType::F32, DType::F64],
             })
             .collect();
-        let device_memories = describe_devices(&plugins, &mut processors, &mut memory);
+        let (device_memories, prefetch_queues): (Vec<Arc<DeviceMemory>>, Vec<_>) =
+            describe_devices(&plugins, &mut processors, &mut memory).into_iter().unzip();
         if processors.is_empty() {
             return Err(RuntimeError::Start("no processor: enable `cpu` or a device plugin".into()));
         }
@@ -220,11 +221,8 @@ impl RuntimeBuilder {
         for p in &processors {
             let (tx, rx) = unbounded();
             let bandwidth = memory.iter().find(|m| m.id == p.memory).map_or(10e9, |m| m.bandwidth);
-            let concurrency = match p.id.0.checked_sub(workers as u32) {
-                None => 1,
-                Some(d) => device_memories[d as usize].compute_streams() as usize,
-            };
-            slots.push(ProcessorSlot::new(p.clone(), tx, bandwidth, concurrency));
+            let device = p.id.0.checked_sub(workers as u32).map(|d| Arc::clone(&device_memories[d as usize]));
+            slots.push(ProcessorSlot::new(p.clone(), tx, bandwidth, device));
             mailboxes.push(rx);
         }
         let scheduled = Arc::new(AtomicBool::new(false));
@@ -242,7 +240,17 @@ impl RuntimeBuilder {
             system: started.system,
             actors: Some(started.thread),
             workers: Vec::new(),
+            devices: device_memories.clone(),
         };
+        for (mem, queue) in device_memories.iter().zip(prefetch_queues) {
+            match device_processor::spawn_prefetchers(mem, queue) {
+                Ok(t) => threads.workers.extend(t),
+                Err(e) => {
+                    threads.stop(&lane);
+                    return Err(RuntimeError::Start(format!("cannot start prefetching for {}: {e}", mem.name)));
+                }
+            }
+        }
         for (i, mailbox) in mailboxes.into_iter().enumerate() {
             let spawned = match i.checked_sub(workers) {
                 None => cpu_processor::spawn(i, mailbox, Arc::clone(&lane)).map(|t| vec![t]),
@@ -300,7 +308,7 @@ fn describe_devices(
     plugins: &[Arc<LoadedPlugin>],
     processors: &mut Vec<ProcessorDesc>,
     memory: &mut Vec<MemorySpaceDesc>,
-) -> Vec<Arc<DeviceMemory>> {
+) -> Vec<(Arc<DeviceMemory>, crossbeam_channel::Receiver<Tile>)> {
     let mut mems = Vec::new();
     for plugin in plugins {
         for (d, dev) in plugin.devices().iter().enumerate() {
@@ -334,7 +342,8 @@ fn describe_devices(
                 ops,
                 dtypes,
             });
-            mems.push(Arc::new(DeviceMemory::new(Arc::clone(plugin), d, space, name, dev.memory_bytes)));
+            let (mem, queue) = DeviceMemory::new(Arc::clone(plugin), d, space, name, dev.memory_bytes);
+            mems.push((Arc::new(mem), queue));
         }
     }
     mems
@@ -405,6 +414,8 @@ struct Threads {
     system: System,
     actors: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    /// Their prefetch queues must be closed for their threads to end.
+    devices: Vec<Arc<DeviceMemory>>,
 }
 
 impl Threads {
@@ -414,6 +425,9 @@ impl Threads {
         let (tx, rx) = bounded(1);
         if lane.post(Input::Shutdown { reply: tx }).is_ok() {
             let _ = rx.recv();
+        }
+        for d in &self.devices {
+            d.close_prefetch();
         }
         for w in self.workers.drain(..) {
             let _ = w.join();

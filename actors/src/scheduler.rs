@@ -14,6 +14,7 @@
 //! arriving later is not stuck behind a long queue.
 
 use crate::cpu_processor::Dispatch;
+use crate::device_memory::DeviceMemory;
 use crate::lane::{Completion, Input, Submission};
 use crate::metrics::{EventBatch, Metrics, TaskEvent};
 use crate::task::Body;
@@ -77,17 +78,21 @@ pub(crate) struct ProcessorSlot {
     /// Tasks it runs at once (a device's compute streams): it always has
     /// room for that many.
     concurrency: usize,
+    /// A device's memory, to prefetch into; `None` for CPU processors.
+    device: Option<Arc<DeviceMemory>>,
     queued_seconds: f64,
     queued_tasks: usize,
 }
 
 impl ProcessorSlot {
-    pub fn new(desc: ProcessorDesc, mailbox: Sender<Dispatch>, copy_bandwidth: f64, concurrency: usize) -> Self {
+    pub fn new(desc: ProcessorDesc, mailbox: Sender<Dispatch>, copy_bandwidth: f64, device: Option<Arc<DeviceMemory>>) -> Self {
+        let concurrency = device.as_ref().map_or(1, |d| d.compute_streams() as usize);
         ProcessorSlot {
             desc,
             mailbox,
             copy_bandwidth,
-            concurrency: concurrency.max(1),
+            concurrency,
+            device,
             queued_seconds: 0.0,
             queued_tasks: 0,
         }
@@ -207,6 +212,7 @@ impl Scheduler {
         // known; filtering keeps ids aligned with the submitter's even if not.
         let next = self.graph.next_id();
         let after: Vec<TaskId> = after.into_iter().filter(|a| *a < next).collect();
+        self.prefetch(&op, dtype, &args);
         let pending = Pending {
             op,
             args,
@@ -225,6 +231,29 @@ impl Scheduler {
             Submitted::Cancelled(_) => {
                 self.events.push(TaskEvent::Failed { op: name, processor: None });
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Starts copying a new task's inputs to the device it will most
+    /// likely run on, while earlier tasks compute. Only tiles whose contents
+    /// are final (no pending writer) are worth copying; this runs before the
+    /// task joins the graph, when its own writes are not pending yet.
+    fn prefetch(&self, op: &Op, dtype: Option<DType>, args: &[(Tile, Access)]) {
+        let name = op.name();
+        let Some(dtype) = dtype else {
+            return;
+        };
+        let speed = |s: &&ProcessorSlot| s.desc.flops_per_second(dtype);
+        let capable = || self.slots.iter().filter(|s| s.desc.supports(name, Some(dtype)));
+        let best = capable().max_by(|a, b| speed(a).total_cmp(&speed(b)));
+        // Only when a device is the fastest choice: a CPU would run it in place.
+        let Some(device) = best.and_then(|s| s.device.as_ref()) else {
+            return;
+        };
+        for (tile, access) in args {
+            if access.reads() && !self.graph.has_pending_writer(tile.id()) {
+                device.prefetch(tile);
             }
         }
     }

@@ -219,6 +219,22 @@ impl Tile {
     }
 }
 
+impl Tile {
+    /// Copies the tile into `mem` ahead of the task that will need it, if
+    /// its host replica is valid and the device has none. Returns whether a
+    /// copy was queued on `stream`.
+    pub(crate) fn prefetch_to(&self, mem: &Arc<DeviceMemory>, stream: u32) -> Result<bool, String> {
+        {
+            let c = self.coherence();
+            if c.replicas.is_valid_in(mem.space) || !c.replicas.is_valid_in(HOST_MEMORY) {
+                return Ok(false);
+            }
+        }
+        self.acquire_on_device(mem, stream, Access::Read)?;
+        Ok(true)
+    }
+}
+
 impl fmt::Debug for Tile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Tile({}, {} {})", self.name(), self.shape(), self.dtype())

@@ -347,6 +347,15 @@ impl<P> TaskGraph<P> {
         cause
     }
 
+    /// Whether a live task will still write `tile`: until then its contents
+    /// are not final, and copying them ahead of time would be wasted.
+    pub fn has_pending_writer(&self, tile: TileId) -> bool {
+        self.tiles
+            .get(&tile)
+            .and_then(|d| d.last_writer)
+            .is_some_and(|w| self.is_live(w))
+    }
+
     /// Forgets what the graph remembers about a tile that no longer exists.
     pub fn forget_tile(&mut self, tile: TileId) {
         self.tiles.remove(&tile);
@@ -379,6 +388,18 @@ mod tests {
         g.complete(r2, &mut ready);
         assert_eq!(ready, vec![w2]);
         assert_eq!(g.live(), 1);
+    }
+
+    #[test]
+    fn pending_writers_are_known_until_they_complete() {
+        let mut g = TaskGraph::<()>::new();
+        let (w, _) = g.add((), &[(A, Access::Write)], &[]).unwrap();
+        let (r, _) = g.add((), &[(A, Access::Read)], &[]).unwrap();
+        assert!(g.has_pending_writer(A));
+        assert!(!g.has_pending_writer(B));
+        let mut ready = Vec::new();
+        g.complete(w, &mut ready);
+        assert!(!g.has_pending_writer(A), "readers do not count: {r}");
     }
 
     #[test]

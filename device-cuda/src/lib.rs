@@ -6,8 +6,9 @@
 //! `is_culib_present` before its first call).
 //!
 //! Per device: a pool of compute streams (option `streams=N`, default 4),
-//! each with its own cuBLAS and cuSOLVER handles and workspace, then two
-//! copy streams, host-to-device and device-to-host, and for every stream a
+//! each with its own cuBLAS and cuSOLVER handles and workspace, then
+//! host-to-device copy streams (option `copy=N`, default 4) and one
+//! device-to-host stream, and for every stream a
 //! pair of pinned staging buffers for copies from pageable memory. Ops: cuBLAS `gemm`,
 //! `syrk`, `trsm` and cuSOLVER `potrf` on f32 and f64 tiles; a failed
 //! factorisation (cuSOLVER's `devInfo`) is reported at `stream_sync`.
@@ -105,13 +106,19 @@ impl DevicePlugin for CudaPlugin {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(4)
             .max(1);
+        let copy = options
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("copy="))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(4)
+            .max(1);
         let count = CudaContext::device_count().map_err(|e| err("counting CUDA devices", e))?;
         let mut devices = Vec::new();
         let mut desc = Vec::new();
         for ordinal in 0..usize::try_from(count).unwrap_or(0) {
             let ctx = CudaContext::new(ordinal).map_err(|e| err("creating a CUDA context", e))?;
             let mut streams = Vec::new();
-            for _ in 0..compute + 2 {
+            for _ in 0..compute + copy + 1 {
                 streams.push(ctx.new_stream().map_err(|e| err("creating a stream", e))?);
             }
             let mut handles = Vec::new();
@@ -125,7 +132,7 @@ impl DevicePlugin for CudaPlugin {
                 kind: 1,
                 memory_bytes: total as u64,
                 compute_streams: compute as u32,
-                copy_streams: 2,
+                copy_streams: (copy + 1) as u32,
                 // Sustained cuBLAS rates measured on an H100 (DGEMM ~58 TFLOP/s,
                 // SGEMM ~52); performance models refine them per device.
                 gflops_f32: 50_000.0,

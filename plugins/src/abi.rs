@@ -78,6 +78,9 @@ pub struct DeviceInfo {
     /// 1 = CUDA, 2 = wgpu, 0 = other.
     pub kind: u32,
     pub memory_bytes: u64,
+    /// Streams are numbered: compute streams first, then copy streams, the
+    /// last of which carries device-to-host copies and the others
+    /// host-to-device ones.
     pub compute_streams: u32,
     pub copy_streams: u32,
     pub gflops_f32: f64,

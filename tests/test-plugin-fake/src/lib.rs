@@ -10,7 +10,8 @@
 //! - `fail-launch`: every launch fails;
 //! - `panic-launch`: every launch panics (the SDK must turn it into an error);
 //! - `devices=N`: number of devices (default 1);
-//! - `f32-only`: only f32 ops are supported.
+//! - `f32-only`: only f32 ops are supported;
+//! - `copy=N`: N copy streams (default 0), so the runtime prefetches.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,13 +90,14 @@ impl DevicePlugin for Fake {
             option(options, "devices").and_then(|v| v.parse().ok()).unwrap_or(1)
         };
         let memory = option(options, "memory").and_then(|v| v.parse().ok()).unwrap_or(1 << 30);
+        let copy_streams = option(options, "copy").and_then(|v| v.parse().ok()).unwrap_or(0);
         let devices = (0..count)
             .map(|i| DeviceDesc {
                 name: format!("fake{i}"),
                 kind: 0,
                 memory_bytes: memory,
                 compute_streams: 1,
-                copy_streams: 0,
+                copy_streams,
                 gflops_f32: 1000.0,
                 gflops_f64: 1000.0,
                 h2d_bandwidth: 1e12,

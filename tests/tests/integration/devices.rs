@@ -52,6 +52,21 @@ fn cholesky_on_cpu_and_device_has_a_small_residual() {
 }
 
 #[test]
+fn prefetching_into_the_device_keeps_results_exact() {
+    // Three copy streams: two prefetch threads and one for pulls back.
+    let rt = runtime("copy=3", 2);
+    let gen = SpdMatrix { n: 192, seed: 4 };
+    let a = TiledMatrix::generate(&rt, "A", 192, 32, DType::F64, gen).unwrap();
+    rt.wait_all().unwrap();
+    cholesky(&rt, &a).unwrap();
+    let r = residual(&rt, &a, gen).unwrap();
+    assert!(r < 1e-14, "residual {r:e}");
+    assert_eq!(rt.progress().failed, 0);
+    // Dropping joins the prefetch threads too (a hang here is the failure).
+    drop(rt);
+}
+
+#[test]
 fn a_tile_written_on_the_device_is_copied_back_for_the_cpu() {
     let rt = runtime("", 1);
     let t = rt.tile(TileData::F64(vec![9.0]), TileShape::new(1, 1)).unwrap();
