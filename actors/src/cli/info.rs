@@ -45,5 +45,8 @@ pub fn run(args: &CommonArgs) -> CliResult {
             println!("  {:<8} {} devices [{}]  {}", p.name, p.devices.len(), p.devices.join(", "), p.path.display());
         }
     }
+    for why in rt.skipped_plugins() {
+        println!("  skipped: {why}");
+    }
     Ok(())
 }

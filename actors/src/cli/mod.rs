@@ -168,8 +168,12 @@ fn build(common: &CommonArgs, metrics: Option<&str>, mut b: tessera::RuntimeBuil
         b = b.plugin(p);
     }
     let rt = b.build()?;
-    for why in rt.skipped_plugins() {
-        eprintln!("tessera: warning: plugin skipped: {why}");
+    // Plugins found but unusable here (no driver, say) are worth a warning
+    // when devices were asked for; `tessera info` always lists them.
+    if common.devices.is_some() {
+        for why in rt.skipped_plugins() {
+            eprintln!("tessera: warning: plugin skipped: {why}");
+        }
     }
     Ok(rt)
 }
