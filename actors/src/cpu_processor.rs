@@ -35,7 +35,11 @@ const SPIN: Duration = Duration::from_micros(50);
 
 /// Starts the thread of CPU processor `index`; it exits when its mailbox
 /// closes.
-pub(crate) fn spawn(index: usize, mailbox: Receiver<Dispatch>, lane: Arc<Lane>) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn spawn(
+    index: usize,
+    mailbox: Receiver<Dispatch>,
+    lane: Arc<Lane>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("tessera-cpu{index}"))
         .spawn(move || {
@@ -116,7 +120,13 @@ fn run_closure(args: &[(Tile, Access)], body: Body) -> Result<(), String> {
     }
     let guards = unique
         .iter()
-        .map(|(t, w)| if *w { Guard::Write(t.write()) } else { Guard::Read(t.read()) })
+        .map(|(t, w)| {
+            if *w {
+                Guard::Write(t.write())
+            } else {
+                Guard::Read(t.read())
+            }
+        })
         .collect();
     let mut ctx = TaskContext { guards, slots };
     match catch_unwind(AssertUnwindSafe(|| body(&mut ctx))) {
@@ -141,7 +151,10 @@ fn run_kernel(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {
     let views: Vec<KernelInput<'_>> = inputs
         .iter()
         .map(|(t, _)| {
-            let slot = unique.iter().position(|u| Arc::ptr_eq(&u.0, &t.0)).unwrap_or(0);
+            let slot = unique
+                .iter()
+                .position(|u| Arc::ptr_eq(&u.0, &t.0))
+                .unwrap_or(0);
             KernelInput {
                 data: &guards[slot],
                 shape: t.shape(),
@@ -149,11 +162,18 @@ fn run_kernel(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {
         })
         .collect();
     let mut out = out_tile.write();
-    let result = catch_unwind(AssertUnwindSafe(|| kernels::execute(op, &views, &mut out, out_tile.shape())));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        kernels::execute(op, &views, &mut out, out_tile.shape())
+    }));
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("{} on {}: {e}", op.name(), out_tile.name())),
-        Err(panic) => Err(format!("{} on {} panicked: {}", op.name(), out_tile.name(), panic_message(&panic))),
+        Err(panic) => Err(format!(
+            "{} on {} panicked: {}",
+            op.name(),
+            out_tile.name(),
+            panic_message(&panic)
+        )),
     }
 }
 

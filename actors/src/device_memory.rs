@@ -25,7 +25,13 @@ pub(crate) struct DeviceMemory {
 
 impl DeviceMemory {
     /// The memory and the receiving end of its prefetch queue.
-    pub fn new(plugin: Arc<LoadedPlugin>, device: u32, space: MemorySpaceId, name: String, budget: u64) -> (Self, Receiver<Tile>) {
+    pub fn new(
+        plugin: Arc<LoadedPlugin>,
+        device: u32,
+        space: MemorySpaceId,
+        name: String,
+        budget: u64,
+    ) -> (Self, Receiver<Tile>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let copy_stream = plugin
             .devices()

@@ -9,6 +9,7 @@
 
 use crate::cpu_processor::Dispatch;
 use crate::device_memory::DeviceMemory;
+use crate::kernel::KernelRegistry;
 use crate::lane::{Completion, Input, Lane};
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
@@ -22,14 +23,26 @@ use tessera_plugin::OpCall;
 /// Starts the threads of processor `index`, which drives `mem`'s device:
 /// one per compute stream, all taking tasks from the processor's mailbox,
 /// so independent tasks run concurrently on different streams.
-pub(crate) fn spawn(index: usize, mem: Arc<DeviceMemory>, mailbox: Receiver<Dispatch>, lane: Arc<Lane>, streams: u32) -> std::io::Result<Vec<JoinHandle<()>>> {
+pub(crate) fn spawn(
+    index: usize,
+    mem: Arc<DeviceMemory>,
+    mailbox: Receiver<Dispatch>,
+    lane: Arc<Lane>,
+    streams: u32,
+    kernels: Arc<KernelRegistry>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for stream in 0..streams.max(1) {
-        let (mem, mailbox, lane) = (Arc::clone(&mem), mailbox.clone(), Arc::clone(&lane));
+        let (mem, mailbox, lane, kernels) = (
+            Arc::clone(&mem),
+            mailbox.clone(),
+            Arc::clone(&lane),
+            Arc::clone(&kernels),
+        );
         threads.push(
             std::thread::Builder::new()
                 .name(format!("tessera-{}s{stream}", mem.name))
-                .spawn(move || serve(index, &mem, &mailbox, &lane, stream))?,
+                .spawn(move || serve(index, &mem, &mailbox, &lane, stream, &kernels))?,
         );
     }
     Ok(threads)
@@ -38,7 +51,10 @@ pub(crate) fn spawn(index: usize, mem: Arc<DeviceMemory>, mailbox: Receiver<Disp
 /// Starts one prefetch thread per host-to-device copy stream of `mem`.
 /// Prefetching is best effort: a failed copy (the device full, say) is
 /// skipped, and the task that needs the tile copies it itself.
-pub(crate) fn spawn_prefetchers(mem: &Arc<DeviceMemory>, queue: Receiver<crate::tile::Tile>) -> std::io::Result<Vec<JoinHandle<()>>> {
+pub(crate) fn spawn_prefetchers(
+    mem: &Arc<DeviceMemory>,
+    queue: Receiver<crate::tile::Tile>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for stream in mem.prefetch_streams() {
         let (mem, queue) = (Arc::clone(mem), queue.clone());
@@ -59,35 +75,82 @@ pub(crate) fn spawn_prefetchers(mem: &Arc<DeviceMemory>, queue: Receiver<crate::
     Ok(threads)
 }
 
-fn serve(index: usize, mem: &Arc<DeviceMemory>, mailbox: &Receiver<Dispatch>, lane: &Lane, stream: u32) {
-            while let Ok(task) = mailbox.recv() {
-                let (id, op, est_seconds) = (task.id, task.op.name(), task.est_seconds);
-                let start = Instant::now();
-                let result = run(mem, stream, task);
-                let done = Completion {
-                    id,
-                    processor: index,
-                    op,
-                    est_seconds,
-                    result,
-                    seconds: start.elapsed().as_secs_f64(),
-                };
-                if lane.post(Input::Done(done)).is_err() {
-                    return;
-                }
-            }
+fn serve(
+    index: usize,
+    mem: &Arc<DeviceMemory>,
+    mailbox: &Receiver<Dispatch>,
+    lane: &Lane,
+    stream: u32,
+    kernels: &KernelRegistry,
+) {
+    while let Ok(task) = mailbox.recv() {
+        let (id, op, est_seconds) = (task.id, task.op.name(), task.est_seconds);
+        let start = Instant::now();
+        let result = run(mem, stream, task, kernels);
+        let done = Completion {
+            id,
+            processor: index,
+            op,
+            est_seconds,
+            result,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        if lane.post(Input::Done(done)).is_err() {
+            return;
+        }
+    }
 }
 
-fn run(mem: &Arc<DeviceMemory>, stream: u32, task: Dispatch) -> Result<(), String> {
-    let out_name = task.args.last().map_or_else(|| "no tile".to_string(), |(t, _)| t.name());
+fn run(
+    mem: &Arc<DeviceMemory>,
+    stream: u32,
+    task: Dispatch,
+    kernels: &KernelRegistry,
+) -> Result<(), String> {
+    let out_name = task
+        .args
+        .last()
+        .map_or_else(|| "no tile".to_string(), |(t, _)| t.name());
     let context = |e: String| format!("{} on {out_name} on {}: {e}", task.op.name(), mem.name);
-    let call = op_call(&task.op, &task.args.iter().map(|(t, _)| (t.dtype(), t.shape())).collect::<Vec<_>>())
-        .map_err(context)?;
     let mut buffers = Vec::with_capacity(task.args.len());
-    for (tile, access) in &task.args {
-        buffers.push(tile.acquire_on_device(mem, stream, *access).map_err(context)?);
-    }
-    let launched = mem.plugin.launch(mem.device, stream, &call, &buffers);
+    let launched = if let Op::Kernel {
+        kernel,
+        label,
+        grid,
+        scalars,
+        ..
+    } = &task.op
+    {
+        let handle = kernels
+            .get(*kernel, mem.space)
+            .ok_or_else(|| context(format!("kernel `{label}` was not compiled for this device")))?;
+        for (tile, access) in &task.args {
+            buffers.push(
+                tile.acquire_on_device(mem, stream, *access)
+                    .map_err(context)?,
+            );
+        }
+        let bytes: Vec<u8> = scalars.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        mem.plugin
+            .launch_kernel(mem.device, stream, handle, *grid, &buffers, &bytes)
+    } else {
+        let call = op_call(
+            &task.op,
+            &task
+                .args
+                .iter()
+                .map(|(t, _)| (t.dtype(), t.shape()))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(context)?;
+        for (tile, access) in &task.args {
+            buffers.push(
+                tile.acquire_on_device(mem, stream, *access)
+                    .map_err(context)?,
+            );
+        }
+        mem.plugin.launch(mem.device, stream, &call, &buffers)
+    };
     // Synchronise even after a failed launch: queued copies read host memory.
     let synced = mem.plugin.stream_sync(mem.device, stream);
     launched.map_err(|e| context(e.to_string()))?;
@@ -95,7 +158,10 @@ fn run(mem: &Arc<DeviceMemory>, stream: u32, task: Dispatch) -> Result<(), Strin
 }
 
 /// The ABI form of a catalogue op on tiles of these types and shapes.
-pub(crate) fn op_call(op: &Op, args: &[(DType, tessera_core::TileShape)]) -> Result<OpCall, String> {
+pub(crate) fn op_call(
+    op: &Op,
+    args: &[(DType, tessera_core::TileShape)],
+) -> Result<OpCall, String> {
     let (code, flags, alpha, beta) = match op {
         Op::Gemm {
             trans_a,
@@ -125,9 +191,14 @@ pub(crate) fn op_call(op: &Op, args: &[(DType, tessera_core::TileShape)]) -> Res
         }
         Op::Potrf => (op_code::POTRF, 0, 1.0, 0.0),
         Op::Closure { .. } => return Err("closures run on CPU processors only".into()),
+        Op::Kernel { .. } => return Err("user kernels launch through launch_kernel".into()),
     };
     if args.len() > abi::MAX_ARGS {
-        return Err(format!("{} arguments, the plugin ABI takes at most {}", args.len(), abi::MAX_ARGS));
+        return Err(format!(
+            "{} arguments, the plugin ABI takes at most {}",
+            args.len(),
+            abi::MAX_ARGS
+        ));
     }
     let dtype = match args.first().map(|(d, _)| *d) {
         Some(DType::F32) => dtype_code::F32,
@@ -158,7 +229,7 @@ pub(crate) fn op_code_of(name: tessera_core::OpName) -> Option<u32> {
         OpName::Syrk => Some(op_code::SYRK),
         OpName::Trsm => Some(op_code::TRSM),
         OpName::Potrf => Some(op_code::POTRF),
-        OpName::Closure => None,
+        OpName::Closure | OpName::Kernel => None,
     }
 }
 

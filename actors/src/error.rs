@@ -19,7 +19,19 @@ pub enum RuntimeError {
     #[error("tile `{tile}` is both an input and the output of `{op}`: kernels cannot alias their output")]
     AliasedOutput { op: OpName, tile: String },
     #[error("host memory budget exceeded: a {needed}-byte tile would bring use to {would_be} of {budget} bytes (raise the budget with --host-mem or free tiles)")]
-    HostBudget { needed: u64, would_be: u64, budget: u64 },
+    HostBudget {
+        needed: u64,
+        would_be: u64,
+        budget: u64,
+    },
+    #[error("kernel `{entry}` on {device}: {message}")]
+    KernelCompile {
+        entry: String,
+        device: String,
+        message: String,
+    },
+    #[error("no device can run kernel `{entry}`: give CUDA C source for cuda devices or WGSL for wgpu, and enable such a device")]
+    NoKernelDevice { entry: String },
     #[error(transparent)]
     Task(#[from] TaskFailed),
 }

@@ -26,6 +26,7 @@ mod device_memory;
 pub mod device_processor;
 pub mod error;
 pub mod host_memory;
+pub mod kernel;
 pub mod lane;
 pub mod linalg;
 pub mod metrics;

@@ -45,7 +45,9 @@ pub struct SpdMatrix {
 impl MatrixEntries for SpdMatrix {
     fn entry(&self, i: usize, j: usize) -> f64 {
         let (lo, hi) = if i < j { (i, j) } else { (j, i) };
-        let key = (lo as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (hi as u64) ^ self.seed.rotate_left(17);
+        let key = (lo as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (hi as u64)
+            ^ self.seed.rotate_left(17);
         let unit = (splitmix64(key) >> 11) as f64 / (1u64 << 53) as f64;
         let v = 2.0 * unit - 1.0;
         if i == j {
@@ -95,7 +97,11 @@ impl TiledMatrix {
         for i in 0..nt {
             for j in 0..=i {
                 let shape = TileShape::new(tile.min(n - i * tile), tile.min(n - j * tile));
-                let t = rt.tile_named(&format!("{name}[{i},{j}]"), TileData::zeros(dtype, shape), shape)?;
+                let t = rt.tile_named(
+                    &format!("{name}[{i},{j}]"),
+                    TileData::zeros(dtype, shape),
+                    shape,
+                )?;
                 let (r0, c0) = (i * tile, j * tile);
                 rt.submit(
                     Task::closure("generate", move |ctx| {
@@ -164,12 +170,25 @@ pub fn cholesky(rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
                 trans: true,
                 alpha: 1.0,
             };
-            rt.submit(Task::op(trsm).read(a.tile(k, k)).read_write(a.tile(i, k)).priority(pk - (i - k) as i32))?;
+            rt.submit(
+                Task::op(trsm)
+                    .read(a.tile(k, k))
+                    .read_write(a.tile(i, k))
+                    .priority(pk - (i - k) as i32),
+            )?;
             tasks += 1;
         }
         for i in k + 1..nt {
-            let syrk = Op::Syrk { alpha: -1.0, beta: 1.0 };
-            rt.submit(Task::op(syrk).read(a.tile(i, k)).read_write(a.tile(i, i)).priority(pk - 2 * (i - k) as i32))?;
+            let syrk = Op::Syrk {
+                alpha: -1.0,
+                beta: 1.0,
+            };
+            rt.submit(
+                Task::op(syrk)
+                    .read(a.tile(i, k))
+                    .read_write(a.tile(i, i))
+                    .priority(pk - 2 * (i - k) as i32),
+            )?;
             tasks += 1;
             for j in k + 1..i {
                 let prio = pk - (i - k) as i32 - (j - k) as i32;
@@ -191,7 +210,11 @@ pub fn cholesky(rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
 /// against the original `entries`, computed with runtime tasks: the check
 /// costs about as much as the factorisation and runs just as parallel.
 /// The strict upper triangles of `l`'s diagonal tiles are zeroed.
-pub fn residual<E: MatrixEntries>(rt: &Runtime, l: &TiledMatrix, entries: E) -> Result<f64, RuntimeError> {
+pub fn residual<E: MatrixEntries>(
+    rt: &Runtime,
+    l: &TiledMatrix,
+    entries: E,
+) -> Result<f64, RuntimeError> {
     let nt = l.nt;
     for k in 0..nt {
         let rows = l.tile(k, k).shape().rows;
@@ -210,7 +233,10 @@ pub fn residual<E: MatrixEntries>(rt: &Runtime, l: &TiledMatrix, entries: E) -> 
         for j in 0..=i {
             for k in 0..=j {
                 if i == j {
-                    let syrk = Op::Syrk { alpha: -1.0, beta: 1.0 };
+                    let syrk = Op::Syrk {
+                        alpha: -1.0,
+                        beta: 1.0,
+                    };
                     rt.submit(Task::op(syrk).read(l.tile(i, k)).read_write(r.tile(i, i)))?;
                 } else {
                     rt.submit(

@@ -17,17 +17,29 @@
 //! | `tessera_memory_budget_bytes` | gauge | `space` | that space's budget |
 
 use actix::{Actor, Context, Handler, Message};
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 use std::collections::HashMap;
 use tessera_core::OpName;
 
 /// One thing that happened to a task.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TaskEvent {
-    Submitted { op: OpName },
-    Completed { op: OpName, processor: usize, seconds: f64 },
+    Submitted {
+        op: OpName,
+    },
+    Completed {
+        op: OpName,
+        processor: usize,
+        seconds: f64,
+    },
     /// `processor` is `None` for a task cancelled before it ran.
-    Failed { op: OpName, processor: Option<usize> },
+    Failed {
+        op: OpName,
+        processor: Option<usize>,
+    },
 }
 
 /// Events since the last batch, and the queues as they stand now.
@@ -78,11 +90,17 @@ impl Metrics {
         let op_proc = &["op", "processor"];
         let series = Series {
             submitted: IntCounterVec::new(
-                Opts::new("tessera_tasks_submitted_total", "Tasks accepted by the scheduler."),
+                Opts::new(
+                    "tessera_tasks_submitted_total",
+                    "Tasks accepted by the scheduler.",
+                ),
                 &["op"],
             )?,
             completed: IntCounterVec::new(
-                Opts::new("tessera_tasks_completed_total", "Tasks that ran to success."),
+                Opts::new(
+                    "tessera_tasks_completed_total",
+                    "Tasks that ran to success.",
+                ),
                 op_proc,
             )?,
             failed: IntCounterVec::new(
@@ -93,17 +111,29 @@ impl Metrics {
                 op_proc,
             )?,
             duration: HistogramVec::new(
-                HistogramOpts::new("tessera_task_duration_seconds", "Kernel or closure run time.")
-                    .buckets(prometheus::exponential_buckets(1e-6, 4.0, 13)?),
+                HistogramOpts::new(
+                    "tessera_task_duration_seconds",
+                    "Kernel or closure run time.",
+                )
+                .buckets(prometheus::exponential_buckets(1e-6, 4.0, 13)?),
                 op_proc,
             )?,
-            ready: IntGauge::new("tessera_ready_tasks", "Ready tasks waiting for a processor.")?,
+            ready: IntGauge::new(
+                "tessera_ready_tasks",
+                "Ready tasks waiting for a processor.",
+            )?,
             queued: IntGaugeVec::new(
-                Opts::new("tessera_processor_queued_tasks", "Tasks placed on a processor and not finished."),
+                Opts::new(
+                    "tessera_processor_queued_tasks",
+                    "Tasks placed on a processor and not finished.",
+                ),
                 &["processor"],
             )?,
             memory_used: IntGaugeVec::new(
-                Opts::new("tessera_memory_used_bytes", "Bytes of tile data held in a memory space."),
+                Opts::new(
+                    "tessera_memory_used_bytes",
+                    "Bytes of tile data held in a memory space.",
+                ),
                 &["space"],
             )?,
             memory_budget: IntGaugeVec::new(
@@ -130,13 +160,23 @@ impl Metrics {
     }
 
     fn processor(&self, index: usize) -> &str {
-        self.processor_names.get(index).map_or("unknown", String::as_str)
+        self.processor_names
+            .get(index)
+            .map_or("unknown", String::as_str)
     }
 
     fn record(&mut self, event: TaskEvent) {
         match event {
-            TaskEvent::Submitted { op } => self.series.submitted.with_label_values(&[op.as_str()]).inc(),
-            TaskEvent::Completed { op, processor, seconds } => {
+            TaskEvent::Submitted { op } => self
+                .series
+                .submitted
+                .with_label_values(&[op.as_str()])
+                .inc(),
+            TaskEvent::Completed {
+                op,
+                processor,
+                seconds,
+            } => {
                 if !self.cached.contains_key(&(op, processor)) {
                     let labels = [op.as_str(), self.processor(processor)];
                     let handles = Cached {
@@ -152,7 +192,10 @@ impl Metrics {
             }
             TaskEvent::Failed { op, processor } => {
                 let proc = processor.map_or("none", |p| self.processor(p)).to_string();
-                self.series.failed.with_label_values(&[op.as_str(), proc.as_str()]).inc();
+                self.series
+                    .failed
+                    .with_label_values(&[op.as_str(), proc.as_str()])
+                    .inc();
             }
         }
     }
@@ -174,7 +217,10 @@ impl Handler<EventBatch> for Metrics {
                     Some((o, n)) if *o == op => *n += 1,
                     _ => {
                         if let Some((o, n)) = run.take() {
-                            self.series.submitted.with_label_values(&[o.as_str()]).inc_by(n);
+                            self.series
+                                .submitted
+                                .with_label_values(&[o.as_str()])
+                                .inc_by(n);
                         }
                         run = Some((op, 1));
                     }
@@ -184,9 +230,14 @@ impl Handler<EventBatch> for Metrics {
             }
         }
         if let Some((o, n)) = run {
-            self.series.submitted.with_label_values(&[o.as_str()]).inc_by(n);
+            self.series
+                .submitted
+                .with_label_values(&[o.as_str()])
+                .inc_by(n);
         }
-        self.series.ready.set(i64::try_from(batch.ready).unwrap_or(i64::MAX));
+        self.series
+            .ready
+            .set(i64::try_from(batch.ready).unwrap_or(i64::MAX));
         for (i, q) in batch.queued.iter().enumerate() {
             let name = self.processor(i).to_string();
             self.series

@@ -53,17 +53,23 @@ fn serve(server: &tiny_http::Server, registry: &Registry) {
             let encoder = TextEncoder::new();
             match encoder.encode(&registry.gather(), &mut body) {
                 Ok(()) => {
-                    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], encoder.format_type().as_bytes());
+                    let header = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        encoder.format_type().as_bytes(),
+                    );
                     let mut r = tiny_http::Response::from_data(body);
                     if let Ok(h) = header {
                         r = r.with_header(h);
                     }
                     r
                 }
-                Err(e) => tiny_http::Response::from_data(e.to_string().into_bytes()).with_status_code(500),
+                Err(e) => {
+                    tiny_http::Response::from_data(e.to_string().into_bytes()).with_status_code(500)
+                }
             }
         } else {
-            tiny_http::Response::from_data(b"not found: try /metrics\n".to_vec()).with_status_code(404)
+            tiny_http::Response::from_data(b"not found: try /metrics\n".to_vec())
+                .with_status_code(404)
         };
         // A client that hung up mid-response is not our problem.
         let _ = request.respond(response);

@@ -34,6 +34,7 @@ use crate::device_memory::DeviceMemory;
 use crate::device_processor;
 use crate::error::{RuntimeError, TaskFailed};
 use crate::host_memory::{physical_memory, HostAccount, HostMemory, Reserve};
+use crate::kernel::{Kernel, KernelRegistry, KernelSource};
 use crate::lane::{Input, Lane, Submission};
 use crate::metrics::Metrics;
 use crate::metrics_server::MetricsServer;
@@ -52,7 +53,9 @@ use std::thread::JoinHandle;
 use tessera_core::graph::TaskId;
 use tessera_core::op::OpName;
 use tessera_core::policy::EarliestFinish;
-use tessera_core::processor::{MemoryKind, MemorySpaceDesc, MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind};
+use tessera_core::processor::{
+    MemoryKind, MemorySpaceDesc, MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind,
+};
 use tessera_core::{Access, DType, Op, TileData, TileId, TileMeta, TileShape};
 use tessera_plugin::loader::discover;
 use tessera_plugin::LoadedPlugin;
@@ -125,12 +128,15 @@ impl RuntimeBuilder {
 
     /// Options passed to the plugin named `name` when it starts.
     pub fn plugin_options(mut self, name: &str, options: &str) -> Self {
-        self.plugin_options.insert(name.to_string(), options.to_string());
+        self.plugin_options
+            .insert(name.to_string(), options.to_string());
         self
     }
 
     fn wants(&self, kind: &str) -> bool {
-        self.devices.as_ref().is_none_or(|d| d.iter().any(|k| k == kind))
+        self.devices
+            .as_ref()
+            .is_none_or(|d| d.iter().any(|k| k == kind))
     }
 
     /// Loads the plugins that `devices` asks for; failures are kept as
@@ -144,7 +150,8 @@ impl RuntimeBuilder {
             if !explicit && !kind.as_deref().is_some_and(|k| self.wants(k)) {
                 continue;
             }
-            let options_for = |name: &str| self.plugin_options.get(name).cloned().unwrap_or_default();
+            let options_for =
+                |name: &str| self.plugin_options.get(name).cloned().unwrap_or_default();
             match LoadedPlugin::load_with(&path, options_for) {
                 Ok(p) if self.wants(p.name()) && !loaded.iter().any(|l| l.name() == p.name()) => {
                     loaded.push(Arc::new(p));
@@ -160,7 +167,11 @@ impl RuntimeBuilder {
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         let workers = match self.cpu_workers {
             _ if !self.wants("cpu") => 0,
-            Some(0) => return Err(RuntimeError::Start("at least one CPU worker is needed".into())),
+            Some(0) => {
+                return Err(RuntimeError::Start(
+                    "at least one CPU worker is needed".into(),
+                ))
+            }
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
@@ -173,12 +184,18 @@ impl RuntimeBuilder {
                     } else {
                         skipped.join("; ")
                     };
-                    return Err(RuntimeError::Start(format!("device kind `{k}` is not available: {why}")));
+                    return Err(RuntimeError::Start(format!(
+                        "device kind `{k}` is not available: {why}"
+                    )));
                 }
             }
         }
         let host_budget = match self.host_memory {
-            Some(0) => return Err(RuntimeError::Start("the host memory budget must be above zero".into())),
+            Some(0) => {
+                return Err(RuntimeError::Start(
+                    "the host memory budget must be above zero".into(),
+                ))
+            }
             Some(b) => b,
             None => physical_memory().map_or(u64::MAX, |m| m / 4 * 3),
         };
@@ -208,25 +225,37 @@ impl RuntimeBuilder {
             })
             .collect();
         let (device_memories, prefetch_queues): (Vec<Arc<DeviceMemory>>, Vec<_>) =
-            describe_devices(&plugins, &mut processors, &mut memory).into_iter().unzip();
+            describe_devices(&plugins, &mut processors, &mut memory)
+                .into_iter()
+                .unzip();
         if processors.is_empty() {
-            return Err(RuntimeError::Start("no processor: enable `cpu` or a device plugin".into()));
+            return Err(RuntimeError::Start(
+                "no processor: enable `cpu` or a device plugin".into(),
+            ));
         }
         let names = processors.iter().map(|p| p.name.clone()).collect();
-        let metrics = Metrics::new(&registry, names).map_err(|e| RuntimeError::Start(e.to_string()))?;
+        let metrics =
+            Metrics::new(&registry, names).map_err(|e| RuntimeError::Start(e.to_string()))?;
 
         let (inbox_tx, inbox_rx) = unbounded();
         let mut slots = Vec::new();
         let mut mailboxes = Vec::new();
         for p in &processors {
             let (tx, rx) = unbounded();
-            let bandwidth = memory.iter().find(|m| m.id == p.memory).map_or(10e9, |m| m.bandwidth);
-            let device = p.id.0.checked_sub(workers as u32).map(|d| Arc::clone(&device_memories[d as usize]));
+            let bandwidth = memory
+                .iter()
+                .find(|m| m.id == p.memory)
+                .map_or(10e9, |m| m.bandwidth);
+            let device =
+                p.id.0
+                    .checked_sub(workers as u32)
+                    .map(|d| Arc::clone(&device_memories[d as usize]));
             slots.push(ProcessorSlot::new(p.clone(), tx, bandwidth, device));
             mailboxes.push(rx);
         }
         let scheduled = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Progress::default());
+        let kernels = Arc::new(KernelRegistry::default());
         let started = start_actors(ActorSetup {
             inbox: inbox_rx,
             scheduled: Arc::clone(&scheduled),
@@ -234,6 +263,7 @@ impl RuntimeBuilder {
             host_budget,
             metrics,
             progress: Arc::clone(&progress),
+            kernels: Arc::clone(&kernels),
         })?;
         let lane = Arc::new(Lane::new(inbox_tx, scheduled, started.scheduler));
         let mut threads = Threads {
@@ -247,7 +277,10 @@ impl RuntimeBuilder {
                 Ok(t) => threads.workers.extend(t),
                 Err(e) => {
                     threads.stop(&lane);
-                    return Err(RuntimeError::Start(format!("cannot start prefetching for {}: {e}", mem.name)));
+                    return Err(RuntimeError::Start(format!(
+                        "cannot start prefetching for {}: {e}",
+                        mem.name
+                    )));
                 }
             }
         }
@@ -257,14 +290,24 @@ impl RuntimeBuilder {
                 Some(d) => {
                     let mem = Arc::clone(&device_memories[d]);
                     let streams = mem.compute_streams();
-                    device_processor::spawn(i, mem, mailbox, Arc::clone(&lane), streams)
+                    device_processor::spawn(
+                        i,
+                        mem,
+                        mailbox,
+                        Arc::clone(&lane),
+                        streams,
+                        Arc::clone(&kernels),
+                    )
                 }
             };
             match spawned {
                 Ok(t) => threads.workers.extend(t),
                 Err(e) => {
                     threads.stop(&lane);
-                    return Err(RuntimeError::Start(format!("cannot start processor {}: {e}", processors[i].name)));
+                    return Err(RuntimeError::Start(format!(
+                        "cannot start processor {}: {e}",
+                        processors[i].name
+                    )));
                 }
             }
         }
@@ -278,7 +321,10 @@ impl RuntimeBuilder {
             .collect();
         Ok(Runtime {
             lane,
-            submit: Mutex::new(SubmitState { next: 0, closed: false }),
+            submit: Mutex::new(SubmitState {
+                next: 0,
+                closed: false,
+            }),
             host: started.host,
             next_tile: AtomicU64::new(0),
             processors,
@@ -290,6 +336,9 @@ impl RuntimeBuilder {
             server: Mutex::new(server),
             plugins: plugin_summaries,
             skipped_plugins: skipped,
+            devices: device_memories,
+            kernels,
+            next_kernel: AtomicU64::new(1),
         })
     }
 }
@@ -297,7 +346,9 @@ impl RuntimeBuilder {
 /// `libtessera_device_wgpu.so` → `wgpu`.
 fn plugin_kind_from_file(path: &std::path::Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    let stem = name.strip_prefix(std::env::consts::DLL_PREFIX)?.strip_suffix(std::env::consts::DLL_SUFFIX)?;
+    let stem = name
+        .strip_prefix(std::env::consts::DLL_PREFIX)?
+        .strip_suffix(std::env::consts::DLL_SUFFIX)?;
     Some(stem.strip_prefix("tessera_device_")?.to_string())
 }
 
@@ -314,11 +365,24 @@ fn describe_devices(
         for (d, dev) in plugin.devices().iter().enumerate() {
             let d = d as u32;
             let supports = |op: OpName, dt: DType| {
-                device_processor::op_code_of(op).is_some_and(|c| plugin.supports(d, c, device_processor::dtype_code_of(dt)))
+                device_processor::op_code_of(op)
+                    .is_some_and(|c| plugin.supports(d, c, device_processor::dtype_code_of(dt)))
             };
             let all = [DType::F32, DType::F64];
-            let ops: Vec<OpName> = OpName::ALL.iter().copied().filter(|o| all.iter().any(|t| supports(*o, *t))).collect();
-            let dtypes: Vec<DType> = all.iter().copied().filter(|t| !ops.is_empty() && ops.iter().all(|o| supports(*o, *t))).collect();
+            let ops: Vec<OpName> = OpName::ALL
+                .iter()
+                .copied()
+                .filter(|o| all.iter().any(|t| supports(*o, *t)))
+                .collect();
+            let mut ops = ops;
+            let dtypes: Vec<DType> = all
+                .iter()
+                .copied()
+                .filter(|t| !ops.is_empty() && ops.iter().all(|o| supports(*o, *t)))
+                .collect();
+            // Any device may run user kernels it compiled; the scheduler
+            // checks which did.
+            ops.push(OpName::Kernel);
             let space = MemorySpaceId(memory.len() as u32);
             let name = format!("{}{}", plugin.name(), d);
             memory.push(MemorySpaceDesc {
@@ -342,7 +406,8 @@ fn describe_devices(
                 ops,
                 dtypes,
             });
-            let (mem, queue) = DeviceMemory::new(Arc::clone(plugin), d, space, name, dev.memory_bytes);
+            let (mem, queue) =
+                DeviceMemory::new(Arc::clone(plugin), d, space, name, dev.memory_bytes);
             mems.push((Arc::new(mem), queue));
         }
     }
@@ -356,6 +421,7 @@ struct ActorSetup {
     host_budget: u64,
     metrics: Metrics,
     progress: Arc<Progress>,
+    kernels: Arc<KernelRegistry>,
 }
 
 struct Started {
@@ -384,12 +450,17 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                     host_budget,
                     metrics,
                     progress,
+                    kernels,
                 } = setup;
                 let metrics = Metrics::start_in_arbiter(&side_handle, move |_| metrics);
                 let for_host = metrics.clone();
-                let host = HostMemory::start_in_arbiter(&side_handle, move |_| HostMemory::new(host_budget, for_host));
+                let host = HostMemory::start_in_arbiter(&side_handle, move |_| {
+                    HostMemory::new(host_budget, for_host)
+                });
                 let policy = Box::new(EarliestFinish::new(10e9));
-                let scheduler = Scheduler::new(inbox, scheduled, slots, policy, metrics, progress).start();
+                let scheduler =
+                    Scheduler::new(inbox, scheduled, slots, policy, metrics, progress, kernels)
+                        .start();
                 (System::current(), scheduler, host)
             });
             if ready_tx.send(started).is_ok() {
@@ -461,6 +532,9 @@ pub struct Runtime {
     server: Mutex<Option<MetricsServer>>,
     plugins: Vec<PluginSummary>,
     skipped_plugins: Vec<String>,
+    devices: Vec<Arc<DeviceMemory>>,
+    kernels: Arc<KernelRegistry>,
+    next_kernel: AtomicU64,
 }
 
 /// Counts of tasks so far, for progress lines.
@@ -526,11 +600,21 @@ impl Runtime {
     }
 
     /// Like [`Runtime::tile`], with a label that errors and traces show.
-    pub fn tile_named(&self, label: &str, data: TileData, shape: TileShape) -> Result<Tile, RuntimeError> {
+    pub fn tile_named(
+        &self,
+        label: &str,
+        data: TileData,
+        shape: TileShape,
+    ) -> Result<Tile, RuntimeError> {
         self.make_tile(Some(label), data, shape)
     }
 
-    fn make_tile(&self, label: Option<&str>, data: TileData, shape: TileShape) -> Result<Tile, RuntimeError> {
+    fn make_tile(
+        &self,
+        label: Option<&str>,
+        data: TileData,
+        shape: TileShape,
+    ) -> Result<Tile, RuntimeError> {
         data.check_shape(shape)?;
         let id = TileId(self.next_tile.fetch_add(1, Ordering::Relaxed));
         let meta = TileMeta {
@@ -589,6 +673,37 @@ impl Runtime {
         Ok(TaskHandle { id })
     }
 
+    /// Registers a user kernel and compiles it on every device whose
+    /// language `source` covers. See [`crate::kernel`].
+    pub fn kernel(&self, source: &KernelSource) -> Result<Kernel, RuntimeError> {
+        let id = self.next_kernel.fetch_add(1, Ordering::Relaxed);
+        let mut compiled = 0;
+        for mem in &self.devices {
+            let Some(code) = source.for_plugin(mem.plugin.name()) else {
+                continue;
+            };
+            let handle = mem
+                .plugin
+                .compile_kernel(mem.device, code, &source.entry)
+                .map_err(|e| RuntimeError::KernelCompile {
+                    entry: source.entry.clone(),
+                    device: mem.name.clone(),
+                    message: e.to_string(),
+                })?;
+            self.kernels.insert(id, mem.space, handle);
+            compiled += 1;
+        }
+        if compiled == 0 {
+            return Err(RuntimeError::NoKernelDevice {
+                entry: source.entry.clone(),
+            });
+        }
+        Ok(Kernel {
+            id,
+            entry: source.entry.clone(),
+        })
+    }
+
     /// Runs `f` on a CPU processor, with no tiles.
     pub fn spawn<F>(&self, f: F) -> Result<TaskHandle, RuntimeError>
     where
@@ -603,10 +718,17 @@ impl Runtime {
     /// Waits for one task; an error says why it did not complete.
     pub fn wait(&self, task: &TaskHandle) -> Result<(), RuntimeError> {
         let (tx, rx) = bounded(1);
-        self.lane.post(Input::Wait { task: task.id, reply: tx })?;
+        self.lane.post(Input::Wait {
+            task: task.id,
+            reply: tx,
+        })?;
         match rx.recv() {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(cause)) => Err(TaskFailed { task: task.id, cause }.into()),
+            Ok(Err(cause)) => Err(TaskFailed {
+                task: task.id,
+                cause,
+            }
+            .into()),
             Err(_) => Err(RuntimeError::ShutDown),
         }
     }
@@ -650,9 +772,14 @@ impl Runtime {
 
 /// Closures need a body; catalogue ops must not alias their output.
 fn check_body(op: &Op, args: &[(Tile, Access)], has_body: bool) -> Result<(), RuntimeError> {
+    if op.name() == OpName::Kernel {
+        return Ok(());
+    }
     if op.name() == OpName::Closure {
         if !has_body {
-            return Err(RuntimeError::Start("a closure task needs a body: use Task::closure".into()));
+            return Err(RuntimeError::Start(
+                "a closure task needs a body: use Task::closure".into(),
+            ));
         }
         return Ok(());
     }

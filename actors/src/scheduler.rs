@@ -15,6 +15,7 @@
 
 use crate::cpu_processor::Dispatch;
 use crate::device_memory::DeviceMemory;
+use crate::kernel::KernelRegistry;
 use crate::lane::{Completion, Input, Submission};
 use crate::metrics::{EventBatch, Metrics, TaskEvent};
 use crate::task::Body;
@@ -85,7 +86,12 @@ pub(crate) struct ProcessorSlot {
 }
 
 impl ProcessorSlot {
-    pub fn new(desc: ProcessorDesc, mailbox: Sender<Dispatch>, copy_bandwidth: f64, device: Option<Arc<DeviceMemory>>) -> Self {
+    pub fn new(
+        desc: ProcessorDesc,
+        mailbox: Sender<Dispatch>,
+        copy_bandwidth: f64,
+        device: Option<Arc<DeviceMemory>>,
+    ) -> Self {
         let concurrency = device.as_ref().map_or(1, |d| d.compute_streams() as usize);
         ProcessorSlot {
             desc,
@@ -124,6 +130,8 @@ pub(crate) struct Scheduler {
     metrics: Addr<Metrics>,
     events: Vec<TaskEvent>,
     progress: Arc<Progress>,
+    /// Which devices compiled which user kernels.
+    kernels: Arc<KernelRegistry>,
     /// Running average of task run times (seconds), and whether it is short.
     mean_task_seconds: f64,
     short_tasks: bool,
@@ -142,6 +150,7 @@ impl Scheduler {
         policy: Box<dyn Policy>,
         metrics: Addr<Metrics>,
         progress: Arc<Progress>,
+        kernels: Arc<KernelRegistry>,
     ) -> Self {
         Scheduler {
             inbox,
@@ -156,6 +165,7 @@ impl Scheduler {
             metrics,
             events: Vec::new(),
             progress,
+            kernels,
             mean_task_seconds: 0.0,
             short_tasks: false,
             flush_pending: false,
@@ -207,7 +217,8 @@ impl Scheduler {
         let name = op.name();
         self.events.push(TaskEvent::Submitted { op: name });
         self.tile_access.clear();
-        self.tile_access.extend(args.iter().map(|(t, a)| (t.id(), *a)));
+        self.tile_access
+            .extend(args.iter().map(|(t, a)| (t.id(), *a)));
         // Handles only come from earlier submissions, so `after` is always
         // known; filtering keeps ids aligned with the submitter's even if not.
         let next = self.graph.next_id();
@@ -229,7 +240,10 @@ impl Scheduler {
             Submitted::Ready => self.push_ready(gid, priority),
             Submitted::Waiting => {}
             Submitted::Cancelled(_) => {
-                self.events.push(TaskEvent::Failed { op: name, processor: None });
+                self.events.push(TaskEvent::Failed {
+                    op: name,
+                    processor: None,
+                });
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -245,7 +259,11 @@ impl Scheduler {
             return;
         };
         let speed = |s: &&ProcessorSlot| s.desc.flops_per_second(dtype);
-        let capable = || self.slots.iter().filter(|s| s.desc.supports(name, Some(dtype)));
+        let capable = || {
+            self.slots
+                .iter()
+                .filter(|s| s.desc.supports(name, Some(dtype)))
+        };
         let best = capable().max_by(|a, b| speed(a).total_cmp(&speed(b)));
         // Only when a device is the fastest choice: a CPU would run it in place.
         let Some(device) = best.and_then(|s| s.device.as_ref()) else {
@@ -368,7 +386,12 @@ impl Scheduler {
         // Where each input has a valid replica, so the policy can charge
         // for copies into processors that lack one. (Empty for tasks
         // without tiles: no allocation on that path.)
-        let spaces: Vec<Vec<MemorySpaceId>> = p.args.iter().filter(|(_, a)| a.reads()).map(|(t, _)| t.valid_spaces()).collect();
+        let spaces: Vec<Vec<MemorySpaceId>> = p
+            .args
+            .iter()
+            .filter(|(_, a)| a.reads())
+            .map(|(t, _)| t.valid_spaces())
+            .collect();
         let inputs: Vec<(u64, &[MemorySpaceId])> = p
             .args
             .iter()
@@ -382,11 +405,32 @@ impl Scheduler {
             flops: p.flops,
             inputs: &inputs,
         };
-        let loads: Vec<ProcessorLoad<'_>> = self.slots.iter().map(ProcessorSlot::load).collect();
-        let Some(choice) = self.policy.place(&request, &loads) else {
+        // A user kernel can only go where it was compiled.
+        let kernel = match &p.op {
+            Op::Kernel { kernel, .. } => Some(*kernel),
+            _ => None,
+        };
+        let eligible: Vec<usize> = (0..self.slots.len())
+            .filter(|i| {
+                kernel.is_none_or(|k| {
+                    self.slots[*i]
+                        .device
+                        .as_ref()
+                        .is_some_and(|d| self.kernels.get(k, d.space).is_some())
+                })
+            })
+            .collect();
+        let loads: Vec<ProcessorLoad<'_>> =
+            eligible.iter().map(|i| self.slots[*i].load()).collect();
+        let Some(pick) = self.policy.place(&request, &loads) else {
             return Placement::Wait;
         };
-        let est_seconds = tessera_core::policy::estimate_seconds(&request, loads[choice].desc, loads[choice].copy_bandwidth);
+        let choice = eligible[pick];
+        let est_seconds = tessera_core::policy::estimate_seconds(
+            &request,
+            loads[pick].desc,
+            loads[pick].copy_bandwidth,
+        );
         drop(loads);
         let Some(task) = self.graph.take_payload(id) else {
             return Placement::Gone;
@@ -449,7 +493,8 @@ impl Scheduler {
         }
         self.dispatch();
         self.answer_idle_waiters();
-        if self.events.len() >= METRICS_BATCH || (self.graph.live() == 0 && !self.events.is_empty()) {
+        if self.events.len() >= METRICS_BATCH || (self.graph.live() == 0 && !self.events.is_empty())
+        {
             self.flush_metrics();
         } else if !self.events.is_empty() && !self.flush_pending {
             self.flush_pending = true;

@@ -63,6 +63,27 @@ impl Task {
         }
     }
 
+    /// A task running user kernel `kernel` over `grid` (global size in x
+    /// and y, threads per block in x) on a device that compiled it; its
+    /// tiles are the kernel's buffer arguments in the order added.
+    pub fn kernel(kernel: &crate::kernel::Kernel, grid: [u32; 3]) -> Task {
+        Task::op(Op::Kernel {
+            kernel: kernel.id,
+            label: kernel.entry.clone().into(),
+            grid,
+            scalars: Vec::new(),
+            flops: 0.0,
+        })
+    }
+
+    /// Scalar arguments of a kernel task, after its buffers.
+    pub fn scalars(mut self, values: &[f64]) -> Task {
+        if let Op::Kernel { scalars, .. } = &mut self.op {
+            scalars.extend_from_slice(values);
+        }
+        self
+    }
+
     /// Adds a tile the task reads.
     pub fn read(mut self, tile: &Tile) -> Task {
         self.args.push((tile.clone(), Access::Read));
@@ -94,9 +115,9 @@ impl Task {
         self
     }
 
-    /// Sets the flop estimate of a closure, for scheduling and metrics.
+    /// Sets the flop estimate of a closure or kernel, for scheduling and metrics.
     pub fn flops(mut self, flops: f64) -> Task {
-        if let Op::Closure { flops: f, .. } = &mut self.op {
+        if let Op::Closure { flops: f, .. } | Op::Kernel { flops: f, .. } = &mut self.op {
             *f = flops;
         }
         self

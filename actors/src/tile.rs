@@ -75,7 +75,12 @@ pub(crate) struct TileCell {
 pub struct Tile(pub(crate) Arc<TileCell>);
 
 impl Tile {
-    pub(crate) fn new(meta: TileMeta, label: Option<&str>, data: TileData, account: HostAccount) -> Tile {
+    pub(crate) fn new(
+        meta: TileMeta,
+        label: Option<&str>,
+        data: TileData,
+        account: HostAccount,
+    ) -> Tile {
         Tile(Arc::new(TileCell {
             meta,
             label: label.map(Arc::from),
@@ -149,7 +154,13 @@ impl Tile {
         // held under the write lock until the stream is synchronised below.
         unsafe {
             mem.plugin
-                .copy_d2h(mem.device, mem.copy_stream, bytes.as_mut_ptr(), buffer, bytes.len() as u64)
+                .copy_d2h(
+                    mem.device,
+                    mem.copy_stream,
+                    bytes.as_mut_ptr(),
+                    buffer,
+                    bytes.len() as u64,
+                )
                 .map_err(|e| format!("copying {} from {}: {e}", self.name(), mem.name))?;
         }
         mem.plugin
@@ -179,7 +190,12 @@ impl Tile {
     /// change the host replica, since only a later task may write the tile.
     /// A task on another stream of the same device that reads the replica
     /// meanwhile waits for the copy's event on its own stream.
-    pub(crate) fn acquire_on_device(&self, mem: &Arc<DeviceMemory>, stream: u32, access: Access) -> Result<u64, String> {
+    pub(crate) fn acquire_on_device(
+        &self,
+        mem: &Arc<DeviceMemory>,
+        stream: u32,
+        access: Access,
+    ) -> Result<u64, String> {
         let mut c = self.coherence();
         if c.replica(mem.space).is_none() {
             let buffer = mem.alloc(c.bytes)?;
@@ -189,7 +205,9 @@ impl Tile {
                 filled: None,
             });
         }
-        let copy_error = |e: tessera_plugin::PluginError| format!("copying {} to {}: {e}", self.name(), mem.name);
+        let copy_error = |e: tessera_plugin::PluginError| {
+            format!("copying {} to {}: {e}", self.name(), mem.name)
+        };
         if access.reads() && !c.replicas.is_valid_in(mem.space) {
             if !c.replicas.is_valid_in(HOST_MEMORY) {
                 self.pull_to_host(&mut c)?;
@@ -200,13 +218,25 @@ impl Tile {
             // SAFETY: see the doc comment: the host buffer outlives the copy.
             unsafe {
                 mem.plugin
-                    .copy_h2d(mem.device, stream, replica.buffer, bytes.as_ptr(), bytes.len() as u64)
+                    .copy_h2d(
+                        mem.device,
+                        stream,
+                        replica.buffer,
+                        bytes.as_ptr(),
+                        bytes.len() as u64,
+                    )
                     .map_err(copy_error)?;
             }
             replica.forget_event();
-            replica.filled = Some(mem.plugin.event_record(mem.device, stream).map_err(copy_error)?);
+            replica.filled = Some(
+                mem.plugin
+                    .event_record(mem.device, stream)
+                    .map_err(copy_error)?,
+            );
         } else if let Some(ev) = c.replica(mem.space).and_then(|r| r.filled) {
-            mem.plugin.stream_wait_event(mem.device, stream, ev).map_err(copy_error)?;
+            mem.plugin
+                .stream_wait_event(mem.device, stream, ev)
+                .map_err(copy_error)?;
         }
         let replica = c.replica(mem.space).ok_or("replica vanished")?;
         let buffer = replica.buffer;
@@ -237,6 +267,12 @@ impl Tile {
 
 impl fmt::Debug for Tile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tile({}, {} {})", self.name(), self.shape(), self.dtype())
+        write!(
+            f,
+            "Tile({}, {} {})",
+            self.name(),
+            self.shape(),
+            self.dtype()
+        )
     }
 }

@@ -17,10 +17,27 @@ fn stdout_json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn run_cholesky_json_has_the_documented_fields_and_a_small_residual() {
-    let out = tessera(&["run", "cholesky", "--n", "96", "--tile", "32", "--check", "--json", "--workers", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tessera(&[
+        "run",
+        "cholesky",
+        "--n",
+        "96",
+        "--tile",
+        "32",
+        "--check",
+        "--json",
+        "--workers",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = stdout_json(&out);
-    for field in ["n", "tile", "dtype", "seconds", "gflops", "residual", "tasks"] {
+    for field in [
+        "n", "tile", "dtype", "seconds", "gflops", "residual", "tasks",
+    ] {
         assert!(v.get(field).is_some(), "missing {field}: {v}");
     }
     assert_eq!(v["n"], 96);
@@ -31,8 +48,14 @@ fn run_cholesky_json_has_the_documented_fields_and_a_small_residual() {
 
 #[test]
 fn run_cholesky_table_in_f32() {
-    let out = tessera(&["run", "cholesky", "--n", "64", "--tile", "16", "--dtype", "f32", "--check"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tessera(&[
+        "run", "cholesky", "--n", "64", "--tile", "16", "--dtype", "f32", "--check",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("GFLOP/s") && text.contains("f32"), "{text}");
 }
@@ -49,7 +72,10 @@ fn bad_sizes_are_usage_errors_not_panics() {
         let out = tessera(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("Usage") || err.contains("--help"), "{args:?}: {err}");
+        assert!(
+            err.contains("Usage") || err.contains("--help"),
+            "{args:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
 }
@@ -58,7 +84,16 @@ fn bad_sizes_are_usage_errors_not_panics() {
 fn a_metrics_port_in_use_fails_with_a_message() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = tessera(&["run", "cholesky", "--n", "32", "--tile", "16", "--metrics", &addr]);
+    let out = tessera(&[
+        "run",
+        "cholesky",
+        "--n",
+        "32",
+        "--tile",
+        "16",
+        "--metrics",
+        &addr,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr) && err.contains("metrics"), "{err}");
@@ -72,8 +107,22 @@ fn info_and_bench_overhead_print_json() {
     assert!(!v["processors"].as_array().unwrap().is_empty());
     assert_eq!(v["memory_spaces"][0]["kind"], "Host");
 
-    let out = tessera(&["bench", "overhead", "--tasks", "2000", "--chain", "500", "--json", "--workers", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tessera(&[
+        "bench",
+        "overhead",
+        "--tasks",
+        "2000",
+        "--chain",
+        "500",
+        "--json",
+        "--workers",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = stdout_json(&out);
     assert!(v["independent_us_per_task"].as_f64().unwrap() > 0.0);
     assert!(v["chain_us_per_task"].as_f64().unwrap() > 0.0);
@@ -81,8 +130,14 @@ fn info_and_bench_overhead_print_json() {
 
 #[test]
 fn bench_cholesky_reports_a_ratio_against_faer() {
-    let out = tessera(&["bench", "cholesky", "--n", "128", "--tile", "32", "--reps", "1", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tessera(&[
+        "bench", "cholesky", "--n", "128", "--tile", "32", "--reps", "1", "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = stdout_json(&out);
     let ratio = v["ratio"].as_f64().unwrap();
     let ours = v["tessera_gflops"].as_f64().unwrap();

@@ -1,9 +1,9 @@
 //! Errors of the model: bad shapes, bad graphs, failed kernels.
 
+use crate::access::Access;
 use crate::dtype::DType;
 use crate::graph::TaskId;
 use crate::op::OpName;
-use crate::access::Access;
 use crate::tile::TileShape;
 
 /// What the model rejects, each variant saying what to fix.
@@ -37,7 +37,9 @@ pub enum CoreError {
     },
     #[error("`{op}` got mismatched tile shapes: {detail}")]
     Shape { op: OpName, detail: String },
-    #[error("task {0} is not known to this graph (tasks can only wait on tasks submitted before them)")]
+    #[error(
+        "task {0} is not known to this graph (tasks can only wait on tasks submitted before them)"
+    )]
     UnknownTask(TaskId),
 }
 

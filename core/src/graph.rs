@@ -321,7 +321,12 @@ impl<P> TaskGraph<P> {
     /// Marks `id` failed with `message`; every task depending on it,
     /// transitively, is cancelled and appended to `cancelled` with its
     /// payload (if not taken). Returns the root cause they all share.
-    pub fn fail(&mut self, id: TaskId, message: &str, cancelled: &mut Vec<(TaskId, Option<P>)>) -> Failure {
+    pub fn fail(
+        &mut self,
+        id: TaskId,
+        message: &str,
+        cancelled: &mut Vec<(TaskId, Option<P>)>,
+    ) -> Failure {
         let cause = Failure {
             task: id,
             message: Arc::from(message),
@@ -405,8 +410,12 @@ mod tests {
     #[test]
     fn duplicate_edges_are_counted_once() {
         let mut g = TaskGraph::<()>::new();
-        let (w, _) = g.add((), &[(A, Access::Write), (B, Access::Write)], &[]).unwrap();
-        let (r, s) = g.add((), &[(A, Access::Read), (B, Access::Read)], &[w]).unwrap();
+        let (w, _) = g
+            .add((), &[(A, Access::Write), (B, Access::Write)], &[])
+            .unwrap();
+        let (r, s) = g
+            .add((), &[(A, Access::Read), (B, Access::Read)], &[w])
+            .unwrap();
         assert_eq!(s, Submitted::Waiting);
         let mut ready = Vec::new();
         g.complete(w, &mut ready);
@@ -419,7 +428,10 @@ mod tests {
         let (t0, _) = g.add((), &[], &[]).unwrap();
         let (t1, s) = g.add((), &[], &[t0]).unwrap();
         assert_eq!(s, Submitted::Waiting);
-        assert_eq!(g.add((), &[], &[TaskId(99)]), Err(CoreError::UnknownTask(TaskId(99))));
+        assert_eq!(
+            g.add((), &[], &[TaskId(99)]),
+            Err(CoreError::UnknownTask(TaskId(99)))
+        );
         let mut ready = Vec::new();
         g.complete(t0, &mut ready);
         assert_eq!(ready, vec![t1]);
@@ -431,7 +443,9 @@ mod tests {
     fn failure_cancels_dependants_and_poisons_written_tiles() {
         let mut g = TaskGraph::<()>::new();
         let (f, _) = g.add((), &[(A, Access::ReadWrite)], &[]).unwrap();
-        let (c1, _) = g.add((), &[(A, Access::Read), (B, Access::Write)], &[]).unwrap();
+        let (c1, _) = g
+            .add((), &[(A, Access::Read), (B, Access::Write)], &[])
+            .unwrap();
         let (c2, _) = g.add((), &[(B, Access::Read)], &[]).unwrap();
         let (other, _) = g.add((), &[(TileId(3), Access::Write)], &[]).unwrap();
         let mut cancelled = Vec::new();

@@ -12,7 +12,9 @@ use crate::tile::{TileData, TileShape};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
 use faer::linalg::matmul::triangular::BlockStructure;
-use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
+use faer::linalg::triangular_solve::{
+    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
+};
 use faer::{Accum, MatMut, MatRef, Par};
 
 /// The element types the kernels are written once for.
@@ -49,7 +51,9 @@ pub fn execute(
     out_shape: TileShape,
 ) -> Result<(), KernelError> {
     if output.len() != out_shape.len() || inputs.iter().any(|i| i.data.len() != i.shape.len()) {
-        return Err(KernelError::Invalid("tile data does not match its shape".into()));
+        return Err(KernelError::Invalid(
+            "tile data does not match its shape".into(),
+        ));
     }
     match output {
         TileData::F32(out) => execute_typed::<f32>(op, inputs, out, out_shape, |d| match d {
@@ -74,7 +78,11 @@ fn execute_typed<T: Real>(
     for input in inputs {
         let slice = slice_of(input.data)
             .ok_or_else(|| KernelError::Invalid("input element type differs from output".into()))?;
-        views.push(MatRef::from_column_major_slice(slice, input.shape.rows, input.shape.cols));
+        views.push(MatRef::from_column_major_slice(
+            slice,
+            input.shape.rows,
+            input.shape.cols,
+        ));
     }
     let c = MatMut::from_column_major_slice_mut(out, out_shape.rows, out_shape.cols);
     let arg = |i: usize| {
@@ -90,8 +98,16 @@ fn execute_typed<T: Real>(
             alpha,
             beta,
         } => {
-            let a = if *trans_a { arg(0)?.transpose() } else { arg(0)? };
-            let b = if *trans_b { arg(1)?.transpose() } else { arg(1)? };
+            let a = if *trans_a {
+                arg(0)?.transpose()
+            } else {
+                arg(0)?
+            };
+            let b = if *trans_b {
+                arg(1)?.transpose()
+            } else {
+                arg(1)?
+            };
             if a.ncols() != b.nrows() || a.nrows() != c.nrows() || b.ncols() != c.ncols() {
                 return Err(KernelError::Invalid("gemm shapes do not agree".into()));
             }
@@ -116,8 +132,11 @@ fn execute_typed<T: Real>(
             trsm(c, l, *side, *trans, *alpha);
         }
         Op::Potrf => potrf(c)?,
-        Op::Closure { .. } => {
-            return Err(KernelError::Invalid("closures have no built-in kernel".into()));
+        Op::Closure { .. } | Op::Kernel { .. } => {
+            return Err(KernelError::Invalid(format!(
+                "`{}` has no CPU kernel",
+                op.name()
+            )));
         }
     }
     Ok(())
@@ -181,14 +200,20 @@ fn trsm<T: Real>(mut b: MatMut<'_, T>, l: MatRef<'_, T>, side: Side, trans: bool
         // X·Lᵀ = B  ⇔  L·Xᵀ = Bᵀ
         (Side::Right, true) => solve_lower_triangular_in_place(l, b.transpose_mut(), Par::Seq),
         // X·L = B  ⇔  Lᵀ·Xᵀ = Bᵀ
-        (Side::Right, false) => solve_upper_triangular_in_place(l.transpose(), b.transpose_mut(), Par::Seq),
+        (Side::Right, false) => {
+            solve_upper_triangular_in_place(l.transpose(), b.transpose_mut(), Par::Seq)
+        }
     }
 }
 
 /// In-place lower Cholesky; the strict upper triangle is left as it was.
 fn potrf<T: Real>(a: MatMut<'_, T>) -> Result<(), KernelError> {
     let n = a.nrows();
-    let mut buf = MemBuffer::new(cholesky_in_place_scratch::<T>(n, Par::Seq, Default::default()));
+    let mut buf = MemBuffer::new(cholesky_in_place_scratch::<T>(
+        n,
+        Par::Seq,
+        Default::default(),
+    ));
     let stack = MemStack::new(&mut buf);
     cholesky_in_place(a, Default::default(), Par::Seq, stack, Default::default())
         .map(|_| ())
@@ -217,7 +242,16 @@ mod tests {
     }
 
     /// Reference product with explicit loops: `op(A)·op(B)`.
-    fn reference_product(a: &[f64], ar: usize, ac: usize, ta: bool, b: &[f64], br: usize, bc: usize, tb: bool) -> (Vec<f64>, usize, usize) {
+    fn reference_product(
+        a: &[f64],
+        ar: usize,
+        ac: usize,
+        ta: bool,
+        b: &[f64],
+        br: usize,
+        bc: usize,
+        tb: bool,
+    ) -> (Vec<f64>, usize, usize) {
         let (m, k) = if ta { (ac, ar) } else { (ar, ac) };
         let n = if tb { br } else { bc };
         let mut out = vec![0.0; m * n];
@@ -236,7 +270,10 @@ mod tests {
     }
 
     fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     }
 
     fn to_f64(d: &TileData) -> Vec<f64> {
@@ -283,15 +320,33 @@ mod tests {
                 let c0 = random(&mut rng, m, n);
                 let (alpha, beta) = (-1.5, 0.5);
                 let (ab, _, _) = reference_product(&a, ar, ac, ta, &b, br, bc, tb);
-                let expect: Vec<f64> = ab.iter().zip(&c0).map(|(p, c)| alpha * p + beta * c).collect();
+                let expect: Vec<f64> = ab
+                    .iter()
+                    .zip(&c0)
+                    .map(|(p, c)| alpha * p + beta * c)
+                    .collect();
                 let mut c = tile(&c0, dtype);
-                let op = Op::Gemm { trans_a: ta, trans_b: tb, alpha, beta };
+                let op = Op::Gemm {
+                    trans_a: ta,
+                    trans_b: tb,
+                    alpha,
+                    beta,
+                };
                 let ins = [
-                    KernelInput { data: &tile(&a, dtype), shape: TileShape::new(ar, ac) },
-                    KernelInput { data: &tile(&b, dtype), shape: TileShape::new(br, bc) },
+                    KernelInput {
+                        data: &tile(&a, dtype),
+                        shape: TileShape::new(ar, ac),
+                    },
+                    KernelInput {
+                        data: &tile(&b, dtype),
+                        shape: TileShape::new(br, bc),
+                    },
                 ];
                 execute(&op, &ins, &mut c, TileShape::new(m, n)).unwrap();
-                assert!(max_diff(&to_f64(&c), &expect) < tol(dtype) * 10.0, "{dtype} {ta} {tb}");
+                assert!(
+                    max_diff(&to_f64(&c), &expect) < tol(dtype) * 10.0,
+                    "{dtype} {ta} {tb}"
+                );
             }
         }
     }
@@ -305,13 +360,32 @@ mod tests {
             let c0 = random(&mut rng, n, n);
             let (aat, _, _) = reference_product(&a, n, k, false, &a, n, k, true);
             let mut c = tile(&c0, dtype);
-            let ins = [KernelInput { data: &tile(&a, dtype), shape: TileShape::new(n, k) }];
-            execute(&Op::Syrk { alpha: -1.0, beta: 1.0 }, &ins, &mut c, TileShape::new(n, n)).unwrap();
+            let ins = [KernelInput {
+                data: &tile(&a, dtype),
+                shape: TileShape::new(n, k),
+            }];
+            execute(
+                &Op::Syrk {
+                    alpha: -1.0,
+                    beta: 1.0,
+                },
+                &ins,
+                &mut c,
+                TileShape::new(n, n),
+            )
+            .unwrap();
             let got = to_f64(&c);
             for j in 0..n {
                 for i in 0..n {
-                    let expect = if i >= j { c0[i + j * n] - aat[i + j * n] } else { c0[i + j * n] };
-                    assert!((got[i + j * n] - expect).abs() < tol(dtype) * 10.0, "{dtype} ({i},{j})");
+                    let expect = if i >= j {
+                        c0[i + j * n] - aat[i + j * n]
+                    } else {
+                        c0[i + j * n]
+                    };
+                    assert!(
+                        (got[i + j * n] - expect).abs() < tol(dtype) * 10.0,
+                        "{dtype} ({i},{j})"
+                    );
                 }
             }
         }
@@ -324,16 +398,34 @@ mod tests {
             for side in [Side::Left, Side::Right] {
                 for trans in [false, true] {
                     let n = 5;
-                    let (br, bc) = match side { Side::Left => (n, 3), Side::Right => (3, n) };
+                    let (br, bc) = match side {
+                        Side::Left => (n, 3),
+                        Side::Right => (3, n),
+                    };
                     let mut l = random(&mut rng, n, n);
                     for j in 0..n {
-                        for i in 0..j { l[i + j * n] = 0.0; }
+                        for i in 0..j {
+                            l[i + j * n] = 0.0;
+                        }
                         l[j + j * n] = 2.0 + l[j + j * n].abs();
                     }
                     let b0 = random(&mut rng, br, bc);
                     let mut x = tile(&b0, dtype);
-                    let ins = [KernelInput { data: &tile(&l, dtype), shape: TileShape::new(n, n) }];
-                    execute(&Op::Trsm { side, trans, alpha: 2.0 }, &ins, &mut x, TileShape::new(br, bc)).unwrap();
+                    let ins = [KernelInput {
+                        data: &tile(&l, dtype),
+                        shape: TileShape::new(n, n),
+                    }];
+                    execute(
+                        &Op::Trsm {
+                            side,
+                            trans,
+                            alpha: 2.0,
+                        },
+                        &ins,
+                        &mut x,
+                        TileShape::new(br, bc),
+                    )
+                    .unwrap();
                     let xv = to_f64(&x);
                     // Multiply back: op(L)·X (left) or X·op(L) (right) must equal 2·B.
                     let (back, _, _) = match side {
@@ -341,7 +433,10 @@ mod tests {
                         Side::Right => reference_product(&xv, br, bc, false, &l, n, n, trans),
                     };
                     let expect: Vec<f64> = b0.iter().map(|v| 2.0 * v).collect();
-                    assert!(max_diff(&back, &expect) < tol(dtype) * 100.0, "{dtype} {side:?} {trans}");
+                    assert!(
+                        max_diff(&back, &expect) < tol(dtype) * 100.0,
+                        "{dtype} {side:?} {trans}"
+                    );
                 }
             }
         }
@@ -356,7 +451,11 @@ mod tests {
             let mut f = tile(&a, dtype);
             execute(&Op::Potrf, &[], &mut f, TileShape::new(n, n)).unwrap();
             let mut l = to_f64(&f);
-            for j in 0..n { for i in 0..j { l[i + j * n] = 0.0; } }
+            for j in 0..n {
+                for i in 0..j {
+                    l[i + j * n] = 0.0;
+                }
+            }
             let (llt, _, _) = reference_product(&l, n, n, false, &l, n, n, true);
             let rel = max_diff(&llt, &a) / a.iter().map(|x| x.abs()).fold(0.0, f64::max);
             assert!(rel < tol(dtype), "{dtype}: {rel}");
@@ -372,10 +471,28 @@ mod tests {
     fn mismatched_inputs_are_errors_not_panics() {
         let mut c = TileData::F64(vec![0.0; 4]);
         let a = TileData::F32(vec![0.0; 4]);
-        let ins = [KernelInput { data: &a, shape: TileShape::new(2, 2) }, KernelInput { data: &a, shape: TileShape::new(2, 2) }];
+        let ins = [
+            KernelInput {
+                data: &a,
+                shape: TileShape::new(2, 2),
+            },
+            KernelInput {
+                data: &a,
+                shape: TileShape::new(2, 2),
+            },
+        ];
         assert!(execute(&Op::gemm(1.0, 0.0), &ins, &mut c, TileShape::new(2, 2)).is_err());
         let b = TileData::F64(vec![0.0; 6]);
-        let ins = [KernelInput { data: &b, shape: TileShape::new(3, 2) }, KernelInput { data: &b, shape: TileShape::new(3, 2) }];
+        let ins = [
+            KernelInput {
+                data: &b,
+                shape: TileShape::new(3, 2),
+            },
+            KernelInput {
+                data: &b,
+                shape: TileShape::new(3, 2),
+            },
+        ];
         assert!(execute(&Op::gemm(1.0, 0.0), &ins, &mut c, TileShape::new(2, 2)).is_err());
     }
 }

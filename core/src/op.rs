@@ -44,15 +44,18 @@ pub enum OpName {
     Potrf,
     /// A user closure: runs on CPU processors only.
     Closure,
+    /// A user kernel compiled from source by a device plugin.
+    Kernel,
 }
 
 impl OpName {
-    pub const ALL: [OpName; 5] = [
+    pub const ALL: [OpName; 6] = [
         OpName::Gemm,
         OpName::Syrk,
         OpName::Trsm,
         OpName::Potrf,
         OpName::Closure,
+        OpName::Kernel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl OpName {
             OpName::Trsm => "trsm",
             OpName::Potrf => "potrf",
             OpName::Closure => "closure",
+            OpName::Kernel => "kernel",
         }
     }
 }
@@ -90,7 +94,20 @@ pub enum Op {
     /// Cholesky factorisation `A = L·Lᵀ` of the lower triangle, in place.
     Potrf,
     /// A user closure with its own label and an optional flop estimate.
-    Closure { label: Cow<'static, str>, flops: f64 },
+    Closure {
+        label: Cow<'static, str>,
+        flops: f64,
+    },
+    /// A user kernel registered with the runtime: its tiles are its buffer
+    /// arguments in order, `scalars` follow them.
+    Kernel {
+        kernel: u64,
+        label: Cow<'static, str>,
+        /// Global size in x and y, and threads per block (workgroup) in x.
+        grid: [u32; 3],
+        scalars: Vec<f64>,
+        flops: f64,
+    },
 }
 
 impl Op {
@@ -130,6 +147,7 @@ impl Op {
             Op::Trsm { .. } => OpName::Trsm,
             Op::Potrf => OpName::Potrf,
             Op::Closure { .. } => OpName::Closure,
+            Op::Kernel { .. } => OpName::Kernel,
         }
     }
 
@@ -138,7 +156,7 @@ impl Op {
         match self {
             Op::Gemm { beta, .. } | Op::Syrk { beta, .. } => *beta != 0.0,
             Op::Trsm { .. } | Op::Potrf => true,
-            Op::Closure { .. } => false,
+            Op::Closure { .. } | Op::Kernel { .. } => false,
         }
     }
 
@@ -148,7 +166,7 @@ impl Op {
             Op::Gemm { .. } => Some(3),
             Op::Syrk { .. } | Op::Trsm { .. } => Some(2),
             Op::Potrf => Some(1),
-            Op::Closure { .. } => None,
+            Op::Closure { .. } | Op::Kernel { .. } => None,
         }
     }
 
@@ -240,7 +258,7 @@ impl Op {
                 }
                 None => 0.0,
             },
-            Op::Closure { flops, .. } => *flops,
+            Op::Closure { flops, .. } | Op::Kernel { flops, .. } => *flops,
         }
     }
 
@@ -260,8 +278,16 @@ fn check_shapes(op: &Op, s: &[TileShape]) -> Result<(), String> {
         Op::Gemm {
             trans_a, trans_b, ..
         } => {
-            let (m, ka) = if *trans_a { (s[0].cols, s[0].rows) } else { (s[0].rows, s[0].cols) };
-            let (kb, n) = if *trans_b { (s[1].cols, s[1].rows) } else { (s[1].rows, s[1].cols) };
+            let (m, ka) = if *trans_a {
+                (s[0].cols, s[0].rows)
+            } else {
+                (s[0].rows, s[0].cols)
+            };
+            let (kb, n) = if *trans_b {
+                (s[1].cols, s[1].rows)
+            } else {
+                (s[1].rows, s[1].cols)
+            };
             if ka != kb || s[2].rows != m || s[2].cols != n {
                 return Err(format!(
                     "op(A) is {m}x{ka}, op(B) is {kb}x{n}, C is {}",
@@ -271,7 +297,10 @@ fn check_shapes(op: &Op, s: &[TileShape]) -> Result<(), String> {
         }
         Op::Syrk { .. } => {
             if !s[1].is_square() || s[1].rows != s[0].rows {
-                return Err(format!("A is {}, C is {} (C must be square with A's rows)", s[0], s[1]));
+                return Err(format!(
+                    "A is {}, C is {} (C must be square with A's rows)",
+                    s[0], s[1]
+                ));
             }
         }
         Op::Trsm { side, .. } => {
@@ -280,7 +309,10 @@ fn check_shapes(op: &Op, s: &[TileShape]) -> Result<(), String> {
                 Side::Right => s[1].cols,
             };
             if !s[0].is_square() || s[0].rows != needed {
-                return Err(format!("L is {}, B is {} (L must be square, {needed} wide)", s[0], s[1]));
+                return Err(format!(
+                    "L is {}, B is {} (L must be square, {needed} wide)",
+                    s[0], s[1]
+                ));
             }
         }
         Op::Potrf => {
@@ -288,7 +320,7 @@ fn check_shapes(op: &Op, s: &[TileShape]) -> Result<(), String> {
                 return Err(format!("A is {} but must be square", s[0]));
             }
         }
-        Op::Closure { .. } => {}
+        Op::Closure { .. } | Op::Kernel { .. } => {}
     }
     Ok(())
 }
@@ -309,10 +341,24 @@ mod tests {
     #[test]
     fn gemm_shapes_are_checked_with_transposes() {
         let op = Op::gemm_nt(1.0, 1.0);
-        let ok = [(Access::Read, t(4, 3)), (Access::Read, t(5, 3)), (Access::ReadWrite, t(4, 5))];
+        let ok = [
+            (Access::Read, t(4, 3)),
+            (Access::Read, t(5, 3)),
+            (Access::ReadWrite, t(4, 5)),
+        ];
         assert!(op.check(&ok).is_ok());
-        let bad = [(Access::Read, t(4, 3)), (Access::Read, t(3, 5)), (Access::ReadWrite, t(4, 5))];
-        assert!(matches!(op.check(&bad), Err(CoreError::Shape { op: OpName::Gemm, .. })));
+        let bad = [
+            (Access::Read, t(4, 3)),
+            (Access::Read, t(3, 5)),
+            (Access::ReadWrite, t(4, 5)),
+        ];
+        assert!(matches!(
+            op.check(&bad),
+            Err(CoreError::Shape {
+                op: OpName::Gemm,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -323,7 +369,11 @@ mod tests {
             Err(CoreError::AccessMode { index: 0, .. })
         ));
         let zero_beta = Op::gemm(1.0, 0.0);
-        let args = [(Access::Read, t(2, 2)), (Access::Read, t(2, 2)), (Access::Write, t(2, 2))];
+        let args = [
+            (Access::Read, t(2, 2)),
+            (Access::Read, t(2, 2)),
+            (Access::Write, t(2, 2)),
+        ];
         assert!(zero_beta.check(&args).is_ok());
     }
 
@@ -331,12 +381,19 @@ mod tests {
     fn mixed_dtypes_and_arity_are_rejected() {
         let mut b = t(4, 4);
         b.dtype = DType::F64;
-        let op = Op::Trsm { side: Side::Right, trans: true, alpha: 1.0 };
+        let op = Op::Trsm {
+            side: Side::Right,
+            trans: true,
+            alpha: 1.0,
+        };
         assert!(matches!(
             op.check(&[(Access::Read, t(4, 4)), (Access::ReadWrite, b)]),
             Err(CoreError::DTypeMismatch { index: 1, .. })
         ));
-        assert!(matches!(op.check(&[(Access::Read, t(4, 4))]), Err(CoreError::Arity { .. })));
+        assert!(matches!(
+            op.check(&[(Access::Read, t(4, 4))]),
+            Err(CoreError::Arity { .. })
+        ));
     }
 
     #[test]
@@ -344,13 +401,30 @@ mod tests {
         let n = 10usize;
         let potrf = Op::Potrf.flops(&[(Access::ReadWrite, t(n, n))]);
         assert!((potrf - (1000.0 / 3.0 + 50.0 + 10.0 / 6.0)).abs() < 1e-9);
-        let trsm = Op::Trsm { side: Side::Right, trans: true, alpha: 1.0 };
-        assert_eq!(trsm.flops(&[(Access::Read, t(n, n)), (Access::ReadWrite, t(7, n))]), 700.0);
-        let syrk = Op::Syrk { alpha: -1.0, beta: 1.0 };
-        assert_eq!(syrk.flops(&[(Access::Read, t(n, 4)), (Access::ReadWrite, t(n, n))]), 440.0);
+        let trsm = Op::Trsm {
+            side: Side::Right,
+            trans: true,
+            alpha: 1.0,
+        };
+        assert_eq!(
+            trsm.flops(&[(Access::Read, t(n, n)), (Access::ReadWrite, t(7, n))]),
+            700.0
+        );
+        let syrk = Op::Syrk {
+            alpha: -1.0,
+            beta: 1.0,
+        };
+        assert_eq!(
+            syrk.flops(&[(Access::Read, t(n, 4)), (Access::ReadWrite, t(n, n))]),
+            440.0
+        );
         // bytes: A read once (4*4*4), C read and written (2*4*4*4).
         let gemm = Op::gemm(1.0, 1.0);
-        let args = [(Access::Read, t(4, 4)), (Access::Read, t(4, 4)), (Access::ReadWrite, t(4, 4))];
+        let args = [
+            (Access::Read, t(4, 4)),
+            (Access::Read, t(4, 4)),
+            (Access::ReadWrite, t(4, 4)),
+        ];
         assert_eq!(gemm.bytes(&args), 64.0 * 4.0);
     }
 }

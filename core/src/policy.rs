@@ -96,7 +96,11 @@ impl Policy for EarliestFinish {
             if !p.desc.supports(task.op, task.dtype) {
                 continue;
             }
-            let bandwidth = if p.copy_bandwidth > 0.0 { p.copy_bandwidth } else { self.bandwidth };
+            let bandwidth = if p.copy_bandwidth > 0.0 {
+                p.copy_bandwidth
+            } else {
+                self.bandwidth
+            };
             let finish = p.queued_seconds + estimate_seconds(task, p.desc, bandwidth);
             let better = match best {
                 None => true,
@@ -142,11 +146,22 @@ mod tests {
     fn picks_the_faster_processor_unless_it_is_busy() {
         let slow = proc(0, 0, 10.0, vec![OpName::Gemm]);
         let fast = proc(1, 0, 100.0, vec![OpName::Gemm]);
-        let task = PlacementRequest { op: OpName::Gemm, dtype: Some(DType::F64), flops: 1e9, inputs: &[] };
+        let task = PlacementRequest {
+            op: OpName::Gemm,
+            dtype: Some(DType::F64),
+            flops: 1e9,
+            inputs: &[],
+        };
         let mut eft = EarliestFinish::new(1e10);
-        assert_eq!(eft.place(&task, &[load(&slow, 0.0, 0), load(&fast, 0.0, 0)]), Some(1));
+        assert_eq!(
+            eft.place(&task, &[load(&slow, 0.0, 0), load(&fast, 0.0, 0)]),
+            Some(1)
+        );
         // 0.01 s on the fast one after 0.5 s of queue loses to 0.1 s on the idle slow one.
-        assert_eq!(eft.place(&task, &[load(&slow, 0.0, 0), load(&fast, 0.5, 3)]), Some(0));
+        assert_eq!(
+            eft.place(&task, &[load(&slow, 0.0, 0), load(&fast, 0.5, 3)]),
+            Some(0)
+        );
     }
 
     #[test]
@@ -156,21 +171,46 @@ mod tests {
         let spaces = [MemorySpaceId(0)];
         // 1 GB to copy at 1 GB/s outweighs the faster kernel.
         let inputs = [(1_000_000_000u64, &spaces[..])];
-        let task = PlacementRequest { op: OpName::Gemm, dtype: Some(DType::F64), flops: 1e9, inputs: &inputs };
+        let task = PlacementRequest {
+            op: OpName::Gemm,
+            dtype: Some(DType::F64),
+            flops: 1e9,
+            inputs: &inputs,
+        };
         let mut eft = EarliestFinish::new(1e9);
-        assert_eq!(eft.place(&task, &[load(&host, 0.0, 0), load(&gpu, 0.0, 0)]), Some(0));
+        assert_eq!(
+            eft.place(&task, &[load(&host, 0.0, 0), load(&gpu, 0.0, 0)]),
+            Some(0)
+        );
     }
 
     #[test]
     fn skips_processors_without_the_op_or_room_and_balances_ties() {
         let a = proc(0, 0, 10.0, vec![OpName::Closure]);
         let b = proc(1, 0, 10.0, vec![OpName::Gemm, OpName::Closure]);
-        let task = PlacementRequest { op: OpName::Gemm, dtype: None, flops: 0.0, inputs: &[] };
+        let task = PlacementRequest {
+            op: OpName::Gemm,
+            dtype: None,
+            flops: 0.0,
+            inputs: &[],
+        };
         let mut eft = EarliestFinish::new(1e9);
-        assert_eq!(eft.place(&task, &[load(&a, 0.0, 0), load(&b, 0.0, 5)]), Some(1));
-        let closure = PlacementRequest { op: OpName::Closure, ..task.clone() };
-        assert_eq!(eft.place(&closure, &[load(&a, 0.0, 2), load(&b, 0.0, 1)]), Some(1));
-        let full = ProcessorLoad { has_room: false, ..load(&b, 0.0, 0) };
+        assert_eq!(
+            eft.place(&task, &[load(&a, 0.0, 0), load(&b, 0.0, 5)]),
+            Some(1)
+        );
+        let closure = PlacementRequest {
+            op: OpName::Closure,
+            ..task.clone()
+        };
+        assert_eq!(
+            eft.place(&closure, &[load(&a, 0.0, 2), load(&b, 0.0, 1)]),
+            Some(1)
+        );
+        let full = ProcessorLoad {
+            has_room: false,
+            ..load(&b, 0.0, 0)
+        };
         assert_eq!(eft.place(&task, &[load(&a, 0.0, 0), full]), None);
     }
 
@@ -178,9 +218,17 @@ mod tests {
     fn waits_for_a_full_processor_that_still_finishes_first() {
         let slow = proc(0, 0, 1.0, vec![OpName::Gemm]);
         let fast = proc(1, 0, 1000.0, vec![OpName::Gemm]);
-        let task = PlacementRequest { op: OpName::Gemm, dtype: Some(DType::F64), flops: 1e9, inputs: &[] };
+        let task = PlacementRequest {
+            op: OpName::Gemm,
+            dtype: Some(DType::F64),
+            flops: 1e9,
+            inputs: &[],
+        };
         let mut eft = EarliestFinish::new(1e9);
-        let full_fast = ProcessorLoad { has_room: false, ..load(&fast, 0.01, 4) };
+        let full_fast = ProcessorLoad {
+            has_room: false,
+            ..load(&fast, 0.01, 4)
+        };
         // 1 s on the slow one against 0.011 s after the fast one's queue: wait.
         assert_eq!(eft.place(&task, &[load(&slow, 0.0, 0), full_fast]), None);
     }
@@ -191,9 +239,23 @@ mod tests {
         f32_only.dtypes = vec![DType::F32];
         let cpu = proc(1, 0, 10.0, vec![OpName::Gemm]);
         let mut eft = EarliestFinish::new(1e9);
-        let f64_task = PlacementRequest { op: OpName::Gemm, dtype: Some(DType::F64), flops: 1e9, inputs: &[] };
-        assert_eq!(eft.place(&f64_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]), Some(1));
-        let f32_task = PlacementRequest { dtype: Some(DType::F32), ..f64_task };
-        assert_eq!(eft.place(&f32_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]), Some(0));
+        let f64_task = PlacementRequest {
+            op: OpName::Gemm,
+            dtype: Some(DType::F64),
+            flops: 1e9,
+            inputs: &[],
+        };
+        assert_eq!(
+            eft.place(&f64_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]),
+            Some(1)
+        );
+        let f32_task = PlacementRequest {
+            dtype: Some(DType::F32),
+            ..f64_task
+        };
+        assert_eq!(
+            eft.place(&f32_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]),
+            Some(0)
+        );
     }
 }

@@ -34,10 +34,17 @@ pub(crate) fn create_handles(stream: &Arc<CudaStream>) -> Result<Handles, Plugin
     // SAFETY: out-pointers are valid; the stream's context is bound.
     unsafe {
         blas_ok(cb::cublasCreate_v2(&mut blas), "create")?;
-        blas_ok(cb::cublasSetStream_v2(blas, stream.cu_stream() as cb::cudaStream_t), "set stream")?;
+        blas_ok(
+            cb::cublasSetStream_v2(blas, stream.cu_stream() as cb::cudaStream_t),
+            "set stream",
+        )?;
         solver_ok(cs::cusolverDnCreate(&mut solver), "create")?;
-        solver_ok(cs::cusolverDnSetStream(solver, stream.cu_stream() as cs::cudaStream_t), "set stream")?;
-        let info = result::malloc_sync(std::mem::size_of::<c_int>()).map_err(|e| err("allocating devInfo", e))?;
+        solver_ok(
+            cs::cusolverDnSetStream(solver, stream.cu_stream() as cs::cudaStream_t),
+            "set stream",
+        )?;
+        let info = result::malloc_sync(std::mem::size_of::<c_int>())
+            .map_err(|e| err("allocating devInfo", e))?;
         Ok(Handles {
             blas,
             solver,
@@ -69,19 +76,24 @@ pub(crate) fn check_potrf(h: &mut Handles) -> Result<(), PluginError> {
     };
     let mut info = [0 as c_int];
     // SAFETY: `info` is a device int written by the synchronised potrf.
-    unsafe { result::memcpy_dtoh_sync(&mut info, h.info) }.map_err(|e| err("reading devInfo", e))?;
+    unsafe { result::memcpy_dtoh_sync(&mut info, h.info) }
+        .map_err(|e| err("reading devInfo", e))?;
     match info[0] {
         0 => Ok(()),
         i if i > 0 => Err(PluginError::new(format!(
             "matrix is not positive definite: pivot {} of {n} is not positive",
             i - 1
         ))),
-        i => Err(PluginError::new(format!("cuSOLVER potrf: argument {} is invalid", -i))),
+        i => Err(PluginError::new(format!(
+            "cuSOLVER potrf: argument {} is invalid",
+            -i
+        ))),
     }
 }
 
 fn dim(x: u64) -> Result<c_int, PluginError> {
-    c_int::try_from(x).map_err(|_| PluginError::new(format!("dimension {x} exceeds cuBLAS's 32-bit range")))
+    c_int::try_from(x)
+        .map_err(|_| PluginError::new(format!("dimension {x} exceeds cuBLAS's 32-bit range")))
 }
 
 fn op(trans: bool) -> cb::cublasOperation_t {
@@ -93,7 +105,12 @@ fn op(trans: bool) -> cb::cublasOperation_t {
 }
 
 /// Queues one catalogue op on `stream`.
-pub(crate) fn launch(h: &mut Handles, stream: &Arc<CudaStream>, call: &OpCall, args: &[u64]) -> Result<(), PluginError> {
+pub(crate) fn launch(
+    h: &mut Handles,
+    stream: &Arc<CudaStream>,
+    call: &OpCall,
+    args: &[u64],
+) -> Result<(), PluginError> {
     let needed = match call.op {
         op_code::GEMM => 3,
         op_code::SYRK | op_code::TRSM => 2,
@@ -101,23 +118,79 @@ pub(crate) fn launch(h: &mut Handles, stream: &Arc<CudaStream>, call: &OpCall, a
         other => return Err(PluginError::new(format!("unsupported op code {other}"))),
     };
     if args.len() != needed || call.shapes.len() != needed {
-        return Err(PluginError::new(format!("op {} takes {needed} tiles, got {}", call.op, args.len())));
+        return Err(PluginError::new(format!(
+            "op {} takes {needed} tiles, got {}",
+            call.op,
+            args.len()
+        )));
     }
     match call.dtype {
         dtype_code::F64 => launch_typed::<f64>(h, stream, call, args),
         dtype_code::F32 => launch_typed::<f32>(h, stream, call, args),
-        other => Err(PluginError::new(format!("unsupported element type code {other}"))),
+        other => Err(PluginError::new(format!(
+            "unsupported element type code {other}"
+        ))),
     }
 }
 
 /// The cuBLAS/cuSOLVER entry points of one element type.
 trait Scalar: Copy + 'static {
     fn of(x: f64) -> Self;
-    unsafe fn gemm(h: cb::cublasHandle_t, ta: cb::cublasOperation_t, tb: cb::cublasOperation_t, m: c_int, n: c_int, k: c_int, alpha: *const Self, a: *const Self, lda: c_int, b: *const Self, ldb: c_int, beta: *const Self, c: *mut Self, ldc: c_int) -> cb::cublasStatus_t;
-    unsafe fn syrk(h: cb::cublasHandle_t, n: c_int, k: c_int, alpha: *const Self, a: *const Self, lda: c_int, beta: *const Self, c: *mut Self, ldc: c_int) -> cb::cublasStatus_t;
-    unsafe fn trsm(h: cb::cublasHandle_t, side: cb::cublasSideMode_t, trans: cb::cublasOperation_t, m: c_int, n: c_int, alpha: *const Self, a: *const Self, lda: c_int, b: *mut Self, ldb: c_int) -> cb::cublasStatus_t;
-    unsafe fn potrf_work(h: cs::cusolverDnHandle_t, n: c_int, a: *mut Self, lda: c_int, lwork: *mut c_int) -> cs::cusolverStatus_t;
-    unsafe fn potrf(h: cs::cusolverDnHandle_t, n: c_int, a: *mut Self, lda: c_int, work: *mut Self, lwork: c_int, info: *mut c_int) -> cs::cusolverStatus_t;
+    unsafe fn gemm(
+        h: cb::cublasHandle_t,
+        ta: cb::cublasOperation_t,
+        tb: cb::cublasOperation_t,
+        m: c_int,
+        n: c_int,
+        k: c_int,
+        alpha: *const Self,
+        a: *const Self,
+        lda: c_int,
+        b: *const Self,
+        ldb: c_int,
+        beta: *const Self,
+        c: *mut Self,
+        ldc: c_int,
+    ) -> cb::cublasStatus_t;
+    unsafe fn syrk(
+        h: cb::cublasHandle_t,
+        n: c_int,
+        k: c_int,
+        alpha: *const Self,
+        a: *const Self,
+        lda: c_int,
+        beta: *const Self,
+        c: *mut Self,
+        ldc: c_int,
+    ) -> cb::cublasStatus_t;
+    unsafe fn trsm(
+        h: cb::cublasHandle_t,
+        side: cb::cublasSideMode_t,
+        trans: cb::cublasOperation_t,
+        m: c_int,
+        n: c_int,
+        alpha: *const Self,
+        a: *const Self,
+        lda: c_int,
+        b: *mut Self,
+        ldb: c_int,
+    ) -> cb::cublasStatus_t;
+    unsafe fn potrf_work(
+        h: cs::cusolverDnHandle_t,
+        n: c_int,
+        a: *mut Self,
+        lda: c_int,
+        lwork: *mut c_int,
+    ) -> cs::cusolverStatus_t;
+    unsafe fn potrf(
+        h: cs::cusolverDnHandle_t,
+        n: c_int,
+        a: *mut Self,
+        lda: c_int,
+        work: *mut Self,
+        lwork: c_int,
+        info: *mut c_int,
+    ) -> cs::cusolverStatus_t;
 }
 
 const LOWER: cb::cublasFillMode_t = cb::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER;
@@ -129,29 +202,123 @@ macro_rules! scalar {
             fn of(x: f64) -> Self {
                 x as $t
             }
-            unsafe fn gemm(h: cb::cublasHandle_t, ta: cb::cublasOperation_t, tb: cb::cublasOperation_t, m: c_int, n: c_int, k: c_int, alpha: *const Self, a: *const Self, lda: c_int, b: *const Self, ldb: c_int, beta: *const Self, c: *mut Self, ldc: c_int) -> cb::cublasStatus_t {
+            unsafe fn gemm(
+                h: cb::cublasHandle_t,
+                ta: cb::cublasOperation_t,
+                tb: cb::cublasOperation_t,
+                m: c_int,
+                n: c_int,
+                k: c_int,
+                alpha: *const Self,
+                a: *const Self,
+                lda: c_int,
+                b: *const Self,
+                ldb: c_int,
+                beta: *const Self,
+                c: *mut Self,
+                ldc: c_int,
+            ) -> cb::cublasStatus_t {
                 cb::$gemm(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             }
-            unsafe fn syrk(h: cb::cublasHandle_t, n: c_int, k: c_int, alpha: *const Self, a: *const Self, lda: c_int, beta: *const Self, c: *mut Self, ldc: c_int) -> cb::cublasStatus_t {
-                cb::$syrk(h, LOWER, cb::cublasOperation_t::CUBLAS_OP_N, n, k, alpha, a, lda, beta, c, ldc)
+            unsafe fn syrk(
+                h: cb::cublasHandle_t,
+                n: c_int,
+                k: c_int,
+                alpha: *const Self,
+                a: *const Self,
+                lda: c_int,
+                beta: *const Self,
+                c: *mut Self,
+                ldc: c_int,
+            ) -> cb::cublasStatus_t {
+                cb::$syrk(
+                    h,
+                    LOWER,
+                    cb::cublasOperation_t::CUBLAS_OP_N,
+                    n,
+                    k,
+                    alpha,
+                    a,
+                    lda,
+                    beta,
+                    c,
+                    ldc,
+                )
             }
-            unsafe fn trsm(h: cb::cublasHandle_t, side: cb::cublasSideMode_t, trans: cb::cublasOperation_t, m: c_int, n: c_int, alpha: *const Self, a: *const Self, lda: c_int, b: *mut Self, ldb: c_int) -> cb::cublasStatus_t {
-                cb::$trsm(h, side, LOWER, trans, cb::cublasDiagType_t::CUBLAS_DIAG_NON_UNIT, m, n, alpha, a, lda, b, ldb)
+            unsafe fn trsm(
+                h: cb::cublasHandle_t,
+                side: cb::cublasSideMode_t,
+                trans: cb::cublasOperation_t,
+                m: c_int,
+                n: c_int,
+                alpha: *const Self,
+                a: *const Self,
+                lda: c_int,
+                b: *mut Self,
+                ldb: c_int,
+            ) -> cb::cublasStatus_t {
+                cb::$trsm(
+                    h,
+                    side,
+                    LOWER,
+                    trans,
+                    cb::cublasDiagType_t::CUBLAS_DIAG_NON_UNIT,
+                    m,
+                    n,
+                    alpha,
+                    a,
+                    lda,
+                    b,
+                    ldb,
+                )
             }
-            unsafe fn potrf_work(h: cs::cusolverDnHandle_t, n: c_int, a: *mut Self, lda: c_int, lwork: *mut c_int) -> cs::cusolverStatus_t {
+            unsafe fn potrf_work(
+                h: cs::cusolverDnHandle_t,
+                n: c_int,
+                a: *mut Self,
+                lda: c_int,
+                lwork: *mut c_int,
+            ) -> cs::cusolverStatus_t {
                 cs::$pw(h, S_LOWER, n, a, lda, lwork)
             }
-            unsafe fn potrf(h: cs::cusolverDnHandle_t, n: c_int, a: *mut Self, lda: c_int, work: *mut Self, lwork: c_int, info: *mut c_int) -> cs::cusolverStatus_t {
+            unsafe fn potrf(
+                h: cs::cusolverDnHandle_t,
+                n: c_int,
+                a: *mut Self,
+                lda: c_int,
+                work: *mut Self,
+                lwork: c_int,
+                info: *mut c_int,
+            ) -> cs::cusolverStatus_t {
                 cs::$potrf(h, S_LOWER, n, a, lda, work, lwork, info)
             }
         }
     };
 }
 
-scalar!(f64, cublasDgemm_v2, cublasDsyrk_v2, cublasDtrsm_v2, cusolverDnDpotrf_bufferSize, cusolverDnDpotrf);
-scalar!(f32, cublasSgemm_v2, cublasSsyrk_v2, cublasStrsm_v2, cusolverDnSpotrf_bufferSize, cusolverDnSpotrf);
+scalar!(
+    f64,
+    cublasDgemm_v2,
+    cublasDsyrk_v2,
+    cublasDtrsm_v2,
+    cusolverDnDpotrf_bufferSize,
+    cusolverDnDpotrf
+);
+scalar!(
+    f32,
+    cublasSgemm_v2,
+    cublasSsyrk_v2,
+    cublasStrsm_v2,
+    cusolverDnSpotrf_bufferSize,
+    cusolverDnSpotrf
+);
 
-fn launch_typed<T: Scalar>(h: &mut Handles, stream: &Arc<CudaStream>, call: &OpCall, args: &[u64]) -> Result<(), PluginError> {
+fn launch_typed<T: Scalar>(
+    h: &mut Handles,
+    stream: &Arc<CudaStream>,
+    call: &OpCall,
+    args: &[u64],
+) -> Result<(), PluginError> {
     let s = &call.shapes;
     let (alpha, beta) = (T::of(call.alpha), T::of(call.beta));
     let ptr = |i: usize| args[i] as *mut T;
@@ -163,13 +330,41 @@ fn launch_typed<T: Scalar>(h: &mut Handles, stream: &Arc<CudaStream>, call: &OpC
                 let (m, n) = (dim(s[2].rows)?, dim(s[2].cols)?);
                 let k = dim(if call.trans_a() { s[0].rows } else { s[0].cols })?;
                 blas_ok(
-                    T::gemm(h.blas, op(call.trans_a()), op(call.trans_b()), m, n, k, &alpha, ptr(0), dim(s[0].rows)?, ptr(1), dim(s[1].rows)?, &beta, ptr(2), m),
+                    T::gemm(
+                        h.blas,
+                        op(call.trans_a()),
+                        op(call.trans_b()),
+                        m,
+                        n,
+                        k,
+                        &alpha,
+                        ptr(0),
+                        dim(s[0].rows)?,
+                        ptr(1),
+                        dim(s[1].rows)?,
+                        &beta,
+                        ptr(2),
+                        m,
+                    ),
                     "gemm",
                 )
             }
             op_code::SYRK => {
                 let (n, k) = (dim(s[0].rows)?, dim(s[0].cols)?);
-                blas_ok(T::syrk(h.blas, n, k, &alpha, ptr(0), n, &beta, ptr(1), dim(s[1].rows)?), "syrk")
+                blas_ok(
+                    T::syrk(
+                        h.blas,
+                        n,
+                        k,
+                        &alpha,
+                        ptr(0),
+                        n,
+                        &beta,
+                        ptr(1),
+                        dim(s[1].rows)?,
+                    ),
+                    "syrk",
+                )
             }
             op_code::TRSM => {
                 let side = if call.side_right() {
@@ -178,26 +373,53 @@ fn launch_typed<T: Scalar>(h: &mut Handles, stream: &Arc<CudaStream>, call: &OpC
                     cb::cublasSideMode_t::CUBLAS_SIDE_LEFT
                 };
                 let (m, n) = (dim(s[1].rows)?, dim(s[1].cols)?);
-                blas_ok(T::trsm(h.blas, side, op(call.trans_b()), m, n, &alpha, ptr(0), dim(s[0].rows)?, ptr(1), m), "trsm")
+                blas_ok(
+                    T::trsm(
+                        h.blas,
+                        side,
+                        op(call.trans_b()),
+                        m,
+                        n,
+                        &alpha,
+                        ptr(0),
+                        dim(s[0].rows)?,
+                        ptr(1),
+                        m,
+                    ),
+                    "trsm",
+                )
             }
             op_code::POTRF => {
                 let n = dim(s[0].rows)?;
                 let mut lwork: c_int = 0;
-                solver_ok(T::potrf_work(h.solver, n, ptr(0), n, &mut lwork), "potrf workspace query")?;
+                solver_ok(
+                    T::potrf_work(h.solver, n, ptr(0), n, &mut lwork),
+                    "potrf workspace query",
+                )?;
                 let bytes = usize::try_from(lwork.max(1)).unwrap_or(1) * std::mem::size_of::<T>();
                 if bytes > h.work_bytes {
                     // The old workspace may still be in use by queued work.
-                    result::stream::synchronize(stream.cu_stream()).map_err(|e| err("synchronising", e))?;
+                    result::stream::synchronize(stream.cu_stream())
+                        .map_err(|e| err("synchronising", e))?;
                     if h.work != 0 {
                         let _ = result::free_sync(h.work);
                         h.work = 0;
                         h.work_bytes = 0;
                     }
-                    h.work = result::malloc_sync(bytes).map_err(|e| err("allocating the potrf workspace", e))?;
+                    h.work = result::malloc_sync(bytes)
+                        .map_err(|e| err("allocating the potrf workspace", e))?;
                     h.work_bytes = bytes;
                 }
                 solver_ok(
-                    T::potrf(h.solver, n, ptr(0), n, h.work as *mut T, lwork, h.info as *mut c_int),
+                    T::potrf(
+                        h.solver,
+                        n,
+                        ptr(0),
+                        n,
+                        h.work as *mut T,
+                        lwork,
+                        h.info as *mut c_int,
+                    ),
                     "potrf",
                 )?;
                 h.pending_potrf = Some(s[0].rows);
@@ -208,24 +430,38 @@ fn launch_typed<T: Scalar>(h: &mut Handles, stream: &Arc<CudaStream>, call: &OpC
     }
 }
 
-/// Launches an NVRTC kernel: `grid` is blocks in x and y and threads per
-/// block; the kernel's parameters are the buffers (device pointers) then
-/// the scalars, each scalar 8 bytes (`double`, `long long` or
-/// `unsigned long long` in the source).
-pub(crate) fn launch_user_kernel(f: &CudaFunction, stream: &Arc<CudaStream>, grid: [u32; 3], args: &[u64], scalars: &[u8]) -> Result<(), PluginError> {
+/// Launches an NVRTC kernel: `grid` is the global size in x and y and the
+/// threads per block in x (blocks: ceil(x / block) by y); the kernel's
+/// parameters are the buffers (device pointers) then the scalars, each a
+/// `double`.
+pub(crate) fn launch_user_kernel(
+    f: &CudaFunction,
+    stream: &Arc<CudaStream>,
+    grid: [u32; 3],
+    args: &[u64],
+    scalars: &[u8],
+) -> Result<(), PluginError> {
     if scalars.len() % 8 != 0 {
         return Err(PluginError::new("user kernel scalars must be 8 bytes each"));
     }
     let mut values: Vec<u64> = args.to_vec();
-    values.extend(scalars.chunks_exact(8).map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])));
-    let mut params: Vec<*mut c_void> = values.iter_mut().map(|v| (v as *mut u64).cast::<c_void>()).collect();
+    values.extend(
+        scalars
+            .chunks_exact(8)
+            .map(|c| u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
+    );
+    let mut params: Vec<*mut c_void> = values
+        .iter_mut()
+        .map(|v| (v as *mut u64).cast::<c_void>())
+        .collect();
     let block = grid[2].max(1);
+    let blocks_x = grid[0].div_ceil(block).max(1);
     // SAFETY: `params` points at live values for the duration of the call;
     // the launch copies them.
     unsafe {
         cudarc::driver::sys::cuLaunchKernel(
             f.cu_function(),
-            grid[0].max(1),
+            blocks_x,
             grid[1].max(1),
             1,
             block,
@@ -240,4 +476,3 @@ pub(crate) fn launch_user_kernel(f: &CudaFunction, stream: &Arc<CudaStream>, gri
         .map_err(|e| err("launching the user kernel", e))
     }
 }
-

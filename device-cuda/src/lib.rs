@@ -68,14 +68,19 @@ impl CudaPlugin {
             .devices
             .get(d as usize)
             .ok_or_else(|| PluginError::new(format!("no CUDA device {d}")))?;
-        dev.ctx.bind_to_thread().map_err(|e| err("binding the CUDA context", e))?;
+        dev.ctx
+            .bind_to_thread()
+            .map_err(|e| err("binding the CUDA context", e))?;
         Ok(dev)
     }
 
     fn stream<'a>(&self, dev: &'a Device, s: u32) -> Result<&'a Arc<CudaStream>, PluginError> {
-        dev.streams
-            .get(s as usize)
-            .ok_or_else(|| PluginError::new(format!("no stream {s} (this device has {})", dev.streams.len())))
+        dev.streams.get(s as usize).ok_or_else(|| {
+            PluginError::new(format!(
+                "no stream {s} (this device has {})",
+                dev.streams.len()
+            ))
+        })
     }
 }
 
@@ -86,10 +91,14 @@ fn check_libraries() -> Result<(), PluginError> {
             return Err(PluginError::new("no CUDA driver: libcuda.so was not found"));
         }
         if !cudarc::cublas::sys::is_culib_present() {
-            return Err(PluginError::new("cuBLAS not found: add the CUDA libraries to LD_LIBRARY_PATH"));
+            return Err(PluginError::new(
+                "cuBLAS not found: add the CUDA libraries to LD_LIBRARY_PATH",
+            ));
         }
         if !cudarc::cusolver::sys::is_culib_present() {
-            return Err(PluginError::new("cuSOLVER not found: add the CUDA libraries to LD_LIBRARY_PATH"));
+            return Err(PluginError::new(
+                "cuSOLVER not found: add the CUDA libraries to LD_LIBRARY_PATH",
+            ));
         }
     }
     Ok(())
@@ -125,7 +134,9 @@ impl DevicePlugin for CudaPlugin {
             for s in streams.iter().take(compute) {
                 handles.push(Mutex::new(blas::create_handles(s)?));
             }
-            let name = ctx.name().unwrap_or_else(|_| format!("CUDA device {ordinal}"));
+            let name = ctx
+                .name()
+                .unwrap_or_else(|_| format!("CUDA device {ordinal}"));
             let (_, total) = result::mem_get_info().map_err(|e| err("reading device memory", e))?;
             desc.push(DeviceDesc {
                 name,
@@ -164,13 +175,17 @@ impl DevicePlugin for CudaPlugin {
 
     fn supports(&self, device: u32, op: u32, dtype: u32) -> bool {
         (device as usize) < self.devices.len()
-            && matches!(op, op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF)
+            && matches!(
+                op,
+                op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF
+            )
             && matches!(dtype, dtype_code::F32 | dtype_code::F64)
     }
 
     fn alloc(&self, device: u32, bytes: u64) -> Result<u64, PluginError> {
         self.device(device)?;
-        let n = usize::try_from(bytes.max(1)).map_err(|_| PluginError::new("allocation too large"))?;
+        let n =
+            usize::try_from(bytes.max(1)).map_err(|_| PluginError::new("allocation too large"))?;
         // SAFETY: the device's context is bound to this thread.
         unsafe { result::malloc_sync(n) }.map_err(|e| err(&format!("allocating {bytes} bytes"), e))
     }
@@ -183,12 +198,20 @@ impl DevicePlugin for CudaPlugin {
         }
     }
 
-    unsafe fn copy_h2d(&self, device: u32, stream: u32, dst: u64, src: *const u8, bytes: u64) -> Result<(), PluginError> {
+    unsafe fn copy_h2d(
+        &self,
+        device: u32,
+        stream: u32,
+        dst: u64,
+        src: *const u8,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
         let dev = self.device(device)?;
         let s = self.stream(dev, stream)?;
         let src = std::slice::from_raw_parts(src, bytes as usize);
         if src.len() < staging::DIRECT_BELOW {
-            return result::memcpy_htod_async(dst, src, s.cu_stream()).map_err(|e| err("copy to device", e));
+            return result::memcpy_htod_async(dst, src, s.cu_stream())
+                .map_err(|e| err("copy to device", e));
         }
         let mut slot = dev.staging[stream as usize]
             .lock()
@@ -202,17 +225,33 @@ impl DevicePlugin for CudaPlugin {
         }
     }
 
-    unsafe fn copy_d2h(&self, device: u32, stream: u32, dst: *mut u8, src: u64, bytes: u64) -> Result<(), PluginError> {
+    unsafe fn copy_d2h(
+        &self,
+        device: u32,
+        stream: u32,
+        dst: *mut u8,
+        src: u64,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
         let dev = self.device(device)?;
         let s = self.stream(dev, stream)?;
         let dst = std::slice::from_raw_parts_mut(dst, bytes as usize);
         result::memcpy_dtoh_async(dst, src, s.cu_stream()).map_err(|e| err("copy from device", e))
     }
 
-    fn launch(&self, device: u32, stream: u32, call: &OpCall, args: &[u64]) -> Result<(), PluginError> {
+    fn launch(
+        &self,
+        device: u32,
+        stream: u32,
+        call: &OpCall,
+        args: &[u64],
+    ) -> Result<(), PluginError> {
         let dev = self.device(device)?;
         if stream as usize >= dev.compute {
-            return Err(PluginError::new(format!("stream {stream} is a copy stream; ops run on streams 0..{}", dev.compute)));
+            return Err(PluginError::new(format!(
+                "stream {stream} is a copy stream; ops run on streams 0..{}",
+                dev.compute
+            )));
         }
         let mut h = dev.handles[stream as usize]
             .lock()
@@ -224,9 +263,12 @@ impl DevicePlugin for CudaPlugin {
         let dev = self.device(device)?;
         let s = self.stream(dev, stream)?;
         // SAFETY: a live stream of the bound context.
-        unsafe { result::stream::synchronize(s.cu_stream()) }.map_err(|e| err("synchronising", e))?;
+        unsafe { result::stream::synchronize(s.cu_stream()) }
+            .map_err(|e| err("synchronising", e))?;
         if let Some(h) = dev.handles.get(stream as usize) {
-            let mut h = h.lock().map_err(|_| PluginError::new("handle lock poisoned"))?;
+            let mut h = h
+                .lock()
+                .map_err(|_| PluginError::new("handle lock poisoned"))?;
             blas::check_potrf(&mut h)?;
         }
         Ok(())
@@ -235,9 +277,11 @@ impl DevicePlugin for CudaPlugin {
     fn event_record(&self, device: u32, stream: u32) -> Result<u64, PluginError> {
         let dev = self.device(device)?;
         let s = self.stream(dev, stream)?;
-        let ev = result::event::create(CUevent_flags::CU_EVENT_DISABLE_TIMING).map_err(|e| err("creating an event", e))?;
+        let ev = result::event::create(CUevent_flags::CU_EVENT_DISABLE_TIMING)
+            .map_err(|e| err("creating an event", e))?;
         // SAFETY: fresh event, live stream.
-        unsafe { result::event::record(ev, s.cu_stream()) }.map_err(|e| err("recording an event", e))?;
+        unsafe { result::event::record(ev, s.cu_stream()) }
+            .map_err(|e| err("recording an event", e))?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.events
             .lock()
@@ -251,8 +295,10 @@ impl DevicePlugin for CudaPlugin {
         let s = self.stream(dev, stream)?;
         let ev = self.event(event)?;
         // SAFETY: live event and stream.
-        unsafe { result::stream::wait_event(s.cu_stream(), ev, CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT) }
-            .map_err(|e| err("waiting on an event", e))
+        unsafe {
+            result::stream::wait_event(s.cu_stream(), ev, CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT)
+        }
+        .map_err(|e| err("waiting on an event", e))
     }
 
     fn event_sync(&self, device: u32, event: u64) -> Result<(), PluginError> {
@@ -281,14 +327,27 @@ impl DevicePlugin for CudaPlugin {
     fn compile_kernel(&self, device: u32, source: &str, entry: &str) -> Result<u64, PluginError> {
         // SAFETY: only tries to load the library.
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(PluginError::new("NVRTC not found: add the CUDA libraries to LD_LIBRARY_PATH"));
+            return Err(PluginError::new(
+                "NVRTC not found: add the CUDA libraries to LD_LIBRARY_PATH",
+            ));
         }
         let dev = self.device(device)?;
-        let ptx = cudarc::nvrtc::compile_ptx(source).map_err(|e| PluginError::new(format!("kernel `{entry}` does not compile: {e}")))?;
-        let module = dev.ctx.load_module(ptx).map_err(|e| err("loading the kernel module", e))?;
-        let function = module
-            .load_function(entry)
-            .map_err(|e| PluginError::new(format!("kernel `{entry}` not found in the source: {e:?}")))?;
+        let ptx = cudarc::nvrtc::compile_ptx(source).map_err(|e| {
+            let why = match e {
+                cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+                    log.to_string_lossy().trim().to_string()
+                }
+                other => format!("{other:?}"),
+            };
+            PluginError::new(format!("kernel `{entry}` does not compile:\n{why}"))
+        })?;
+        let module = dev
+            .ctx
+            .load_module(ptx)
+            .map_err(|e| err("loading the kernel module", e))?;
+        let function = module.load_function(entry).map_err(|e| {
+            PluginError::new(format!("kernel `{entry}` not found in the source: {e:?}"))
+        })?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.kernels
             .lock()
@@ -297,11 +356,24 @@ impl DevicePlugin for CudaPlugin {
         Ok(id)
     }
 
-    fn launch_kernel(&self, device: u32, stream: u32, kernel: u64, grid: [u32; 3], args: &[u64], scalars: &[u8]) -> Result<(), PluginError> {
+    fn launch_kernel(
+        &self,
+        device: u32,
+        stream: u32,
+        kernel: u64,
+        grid: [u32; 3],
+        args: &[u64],
+        scalars: &[u8],
+    ) -> Result<(), PluginError> {
         let dev = self.device(device)?;
         let s = self.stream(dev, stream)?;
-        let kernels = self.kernels.lock().map_err(|_| PluginError::new("kernel lock poisoned"))?;
-        let (_, f) = kernels.get(&kernel).ok_or_else(|| PluginError::new(format!("unknown kernel {kernel}")))?;
+        let kernels = self
+            .kernels
+            .lock()
+            .map_err(|_| PluginError::new("kernel lock poisoned"))?;
+        let (_, f) = kernels
+            .get(&kernel)
+            .ok_or_else(|| PluginError::new(format!("unknown kernel {kernel}")))?;
         blas::launch_user_kernel(f, s, grid, args, scalars)
     }
 }

@@ -9,8 +9,8 @@
 //! returns, which is stronger than the ABI asks.
 
 use crate::err;
-use cudarc::driver::sys::{CUdeviceptr, CUevent, CUevent_flags, CUstream};
 use cudarc::driver::result;
+use cudarc::driver::sys::{CUdeviceptr, CUevent, CUevent_flags, CUstream};
 use tessera_plugin::PluginError;
 
 /// Size of one staging buffer.
@@ -30,8 +30,10 @@ impl Staging {
     pub fn new() -> Result<Staging, PluginError> {
         let make = || -> Result<(*mut u8, CUevent), PluginError> {
             // SAFETY: the device's context is bound by the caller.
-            let ptr = unsafe { result::malloc_host(CHUNK, 0) }.map_err(|e| err("allocating pinned staging", e))?;
-            let ev = result::event::create(CUevent_flags::CU_EVENT_DISABLE_TIMING).map_err(|e| err("creating an event", e))?;
+            let ptr = unsafe { result::malloc_host(CHUNK, 0) }
+                .map_err(|e| err("allocating pinned staging", e))?;
+            let ev = result::event::create(CUevent_flags::CU_EVENT_DISABLE_TIMING)
+                .map_err(|e| err("creating an event", e))?;
             Ok((ptr.cast::<u8>(), ev))
         };
         Ok(Staging {
@@ -45,7 +47,12 @@ impl Staging {
     ///
     /// # Safety
     /// `dst` must hold `src.len()` bytes; `stream` must be live.
-    pub unsafe fn copy_h2d(&mut self, dst: CUdeviceptr, src: &[u8], stream: CUstream) -> Result<(), PluginError> {
+    pub unsafe fn copy_h2d(
+        &mut self,
+        dst: CUdeviceptr,
+        src: &[u8],
+        stream: CUstream,
+    ) -> Result<(), PluginError> {
         for (i, chunk) in src.chunks(CHUNK).enumerate() {
             let (buf, ev) = self.buffers[self.next];
             self.next ^= 1;
@@ -53,7 +60,8 @@ impl Staging {
             result::event::synchronize(ev).map_err(|e| err("waiting for a staging buffer", e))?;
             std::ptr::copy_nonoverlapping(chunk.as_ptr(), buf, chunk.len());
             let staged = std::slice::from_raw_parts(buf, chunk.len());
-            result::memcpy_htod_async(dst + (i * CHUNK) as u64, staged, stream).map_err(|e| err("copy to device", e))?;
+            result::memcpy_htod_async(dst + (i * CHUNK) as u64, staged, stream)
+                .map_err(|e| err("copy to device", e))?;
             result::event::record(ev, stream).map_err(|e| err("recording a staging event", e))?;
         }
         Ok(())

@@ -59,6 +59,8 @@ pub struct WgpuPlugin {
     desc: Vec<DeviceDesc>,
     buffers: Mutex<HashMap<u64, wgpu::Buffer>>,
     pending: Mutex<Vec<PendingPotrf>>,
+    /// User kernels: compiled pipelines by handle.
+    kernels: Mutex<HashMap<u64, wgpu::ComputePipeline>>,
     next: AtomicU64,
 }
 
@@ -66,7 +68,11 @@ fn err(context: &str, e: impl std::fmt::Display) -> PluginError {
     PluginError::new(format!("{context}: {e}"))
 }
 
-fn pipeline(device: &wgpu::Device, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
+fn pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+) -> wgpu::ComputePipeline {
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(entry),
         layout: None,
@@ -95,13 +101,21 @@ impl WgpuPlugin {
             .map_err(|e| err("waiting for the GPU", e))
     }
 
-    fn dispatch(&self, pipeline: &wgpu::ComputePipeline, entries: &[(u32, &wgpu::Buffer)], params: Params, groups: (u32, u32)) {
+    fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        entries: &[(u32, &wgpu::Buffer)],
+        params: Params,
+        groups: (u32, u32),
+    ) {
         let g = &self.gpu;
-        let uniform = g.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniform = g
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
         let mut bindings: Vec<wgpu::BindGroupEntry<'_>> = entries
             .iter()
             .map(|(binding, buf)| wgpu::BindGroupEntry {
@@ -118,7 +132,9 @@ impl WgpuPlugin {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &bindings,
         });
-        let mut encoder = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut encoder = g
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
@@ -133,7 +149,9 @@ impl WgpuPlugin {
 
     fn read_status(&self) -> Result<u32, PluginError> {
         let g = &self.gpu;
-        let mut encoder = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut encoder = g
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         encoder.copy_buffer_to_buffer(&g.status, 0, &g.status_read, 0, 4);
         g.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -145,7 +163,10 @@ impl WgpuPlugin {
             .map_err(|e| err("reading potrf status", e))?
             .map_err(|e| err("reading potrf status", e))?;
         let value = {
-            let view = g.status_read.get_mapped_range(..).map_err(|e| err("reading potrf status", e))?;
+            let view = g
+                .status_read
+                .get_mapped_range(..)
+                .map_err(|e| err("reading potrf status", e))?;
             u32::from_ne_bytes([view[0], view[1], view[2], view[3]])
         };
         g.status_read.unmap();
@@ -166,7 +187,8 @@ impl DevicePlugin for WgpuPlugin {
             .find_map(|kv| kv.trim().strip_prefix("memory="))
             .and_then(|v| v.parse().ok())
             .unwrap_or(1u64 << 30);
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,
@@ -195,7 +217,9 @@ impl DevicePlugin for WgpuPlugin {
         let status = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("potrf status"),
             size: 4,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let status_read = device.create_buffer(&wgpu::BufferDescriptor {
@@ -231,6 +255,7 @@ impl DevicePlugin for WgpuPlugin {
             desc,
             buffers: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
+            kernels: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
         })
     }
@@ -240,7 +265,12 @@ impl DevicePlugin for WgpuPlugin {
     }
 
     fn supports(&self, device: u32, op: u32, dtype: u32) -> bool {
-        device == 0 && dtype == dtype_code::F32 && matches!(op, op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF)
+        device == 0
+            && dtype == dtype_code::F32
+            && matches!(
+                op,
+                op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF
+            )
     }
 
     fn alloc(&self, _device: u32, bytes: u64) -> Result<u64, PluginError> {
@@ -254,7 +284,9 @@ impl DevicePlugin for WgpuPlugin {
         let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: bytes.max(4).next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -273,10 +305,20 @@ impl DevicePlugin for WgpuPlugin {
         }
     }
 
-    unsafe fn copy_h2d(&self, _device: u32, _stream: u32, dst: u64, src: *const u8, bytes: u64) -> Result<(), PluginError> {
+    unsafe fn copy_h2d(
+        &self,
+        _device: u32,
+        _stream: u32,
+        dst: u64,
+        src: *const u8,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
         let buf = self.buffer(dst)?;
         if bytes % 4 != 0 || bytes > buf.size() {
-            return Err(PluginError::new(format!("copy of {bytes} bytes into a {}-byte buffer", buf.size())));
+            return Err(PluginError::new(format!(
+                "copy of {bytes} bytes into a {}-byte buffer",
+                buf.size()
+            )));
         }
         let data = std::slice::from_raw_parts(src, bytes as usize);
         // write_buffer stages the bytes now: `src` is free once this returns.
@@ -284,10 +326,20 @@ impl DevicePlugin for WgpuPlugin {
         Ok(())
     }
 
-    unsafe fn copy_d2h(&self, _device: u32, _stream: u32, dst: *mut u8, src: u64, bytes: u64) -> Result<(), PluginError> {
+    unsafe fn copy_d2h(
+        &self,
+        _device: u32,
+        _stream: u32,
+        dst: *mut u8,
+        src: u64,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
         let buf = self.buffer(src)?;
         if bytes % 4 != 0 || bytes > buf.size() {
-            return Err(PluginError::new(format!("copy of {bytes} bytes from a {}-byte buffer", buf.size())));
+            return Err(PluginError::new(format!(
+                "copy of {bytes} bytes from a {}-byte buffer",
+                buf.size()
+            )));
         }
         let g = &self.gpu;
         let staging = g.device.create_buffer(&wgpu::BufferDescriptor {
@@ -296,7 +348,9 @@ impl DevicePlugin for WgpuPlugin {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut encoder = g
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         encoder.copy_buffer_to_buffer(&buf, 0, &staging, 0, bytes);
         g.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -304,16 +358,26 @@ impl DevicePlugin for WgpuPlugin {
             let _ = tx.send(r);
         });
         self.wait()?;
-        rx.recv().map_err(|e| err("download", e))?.map_err(|e| err("download", e))?;
+        rx.recv()
+            .map_err(|e| err("download", e))?
+            .map_err(|e| err("download", e))?;
         {
-            let view = staging.get_mapped_range(..).map_err(|e| err("download", e))?;
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| err("download", e))?;
             std::ptr::copy_nonoverlapping(view.as_ptr(), dst, bytes as usize);
         }
         staging.unmap();
         Ok(())
     }
 
-    fn launch(&self, _device: u32, _stream: u32, call: &OpCall, args: &[u64]) -> Result<(), PluginError> {
+    fn launch(
+        &self,
+        _device: u32,
+        _stream: u32,
+        call: &OpCall,
+        args: &[u64],
+    ) -> Result<(), PluginError> {
         if call.dtype != dtype_code::F32 {
             return Err(PluginError::new("the wgpu plugin runs f32 tiles only"));
         }
@@ -325,11 +389,19 @@ impl DevicePlugin for WgpuPlugin {
         match call.op {
             op_code::GEMM | op_code::SYRK => {
                 let syrk = call.op == op_code::SYRK;
-                let (a, b, c) = if syrk { (args[0], args[0], args[1]) } else { (args[0], args[1], args[2]) };
+                let (a, b, c) = if syrk {
+                    (args[0], args[0], args[1])
+                } else {
+                    (args[0], args[1], args[2])
+                };
                 let sa = shape(0);
                 let sc = shape(if syrk { 1 } else { 2 });
                 let sb = if syrk { sa } else { shape(1) };
-                let (trans_a, trans_b) = if syrk { (false, true) } else { (call.trans_a(), call.trans_b()) };
+                let (trans_a, trans_b) = if syrk {
+                    (false, true)
+                } else {
+                    (call.trans_a(), call.trans_b())
+                };
                 let k = if trans_a { sa.rows } else { sa.cols };
                 let mut flags = u32::from(trans_a) | (u32::from(trans_b) << 1);
                 if syrk {
@@ -346,7 +418,12 @@ impl DevicePlugin for WgpuPlugin {
                     ldb: u(sb.rows),
                 };
                 let (ba, bb, bc) = (self.buffer(a)?, self.buffer(b)?, self.buffer(c)?);
-                self.dispatch(&self.gpu.gemm, &[(0, &ba), (1, &bb), (2, &bc)], params, (div_ceil(sc.rows, 16), div_ceil(sc.cols, 16)));
+                self.dispatch(
+                    &self.gpu.gemm,
+                    &[(0, &ba), (1, &bb), (2, &bc)],
+                    params,
+                    (div_ceil(sc.rows, 16), div_ceil(sc.cols, 16)),
+                );
             }
             op_code::TRSM => {
                 let (sl, sb) = (shape(0), shape(1));
@@ -364,7 +441,12 @@ impl DevicePlugin for WgpuPlugin {
                 };
                 let lines = if right { sb.rows } else { sb.cols };
                 let (bl, bx) = (self.buffer(args[0])?, self.buffer(args[1])?);
-                self.dispatch(&self.gpu.trsm, &[(0, &bl), (2, &bx)], params, (div_ceil(lines, 64), 1));
+                self.dispatch(
+                    &self.gpu.trsm,
+                    &[(0, &bl), (2, &bx)],
+                    params,
+                    (div_ceil(lines, 64), 1),
+                );
             }
             op_code::POTRF => {
                 let s = shape(0);
@@ -378,9 +460,16 @@ impl DevicePlugin for WgpuPlugin {
                     lda: u(s.rows),
                     ldb: 0,
                 };
-                self.gpu.queue.write_buffer(&self.gpu.status, 0, &0u32.to_ne_bytes());
+                self.gpu
+                    .queue
+                    .write_buffer(&self.gpu.status, 0, &0u32.to_ne_bytes());
                 let a = self.buffer(args[0])?;
-                self.dispatch(&self.gpu.potrf, &[(1, &self.gpu.status), (2, &a)], params, (1, 1));
+                self.dispatch(
+                    &self.gpu.potrf,
+                    &[(1, &self.gpu.status), (2, &a)],
+                    params,
+                    (1, 1),
+                );
                 self.pending
                     .lock()
                     .map_err(|_| PluginError::new("pending lock poisoned"))?
@@ -395,7 +484,12 @@ impl DevicePlugin for WgpuPlugin {
 
     fn stream_sync(&self, _device: u32, _stream: u32) -> Result<(), PluginError> {
         self.wait()?;
-        let pending: Vec<PendingPotrf> = std::mem::take(&mut *self.pending.lock().map_err(|_| PluginError::new("pending lock poisoned"))?);
+        let pending: Vec<PendingPotrf> = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .map_err(|_| PluginError::new("pending lock poisoned"))?,
+        );
         for p in pending {
             let status = self.read_status()?;
             if status != 0 {
@@ -414,7 +508,12 @@ impl DevicePlugin for WgpuPlugin {
         Ok(self.next.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn stream_wait_event(&self, _device: u32, _stream: u32, _event: u64) -> Result<(), PluginError> {
+    fn stream_wait_event(
+        &self,
+        _device: u32,
+        _stream: u32,
+        _event: u64,
+    ) -> Result<(), PluginError> {
         Ok(())
     }
 
@@ -427,6 +526,108 @@ impl DevicePlugin for WgpuPlugin {
     fn memory_info(&self, _device: u32) -> Result<(u64, u64), PluginError> {
         let total = self.desc.first().map_or(0, |d| d.memory_bytes);
         Ok((total, total))
+    }
+
+    /// WGSL user kernels: buffers bind to group 0 in argument order
+    /// (`@binding(0)`, `@binding(1)`, ...), scalars follow as one uniform
+    /// `array<vec4<f32>, N>` at the next binding (f64 is not in WGSL).
+    fn compile_kernel(&self, _device: u32, source: &str, entry: &str) -> Result<u64, PluginError> {
+        let device = &self.gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(entry),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = pipeline(device, &module, entry);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(PluginError::new(format!(
+                "kernel `{entry}` does not compile: {e}"
+            )));
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.kernels
+            .lock()
+            .map_err(|_| PluginError::new("kernel table lock poisoned"))?
+            .insert(id, pipeline);
+        Ok(id)
+    }
+
+    fn launch_kernel(
+        &self,
+        _device: u32,
+        _stream: u32,
+        kernel: u64,
+        grid: [u32; 3],
+        args: &[u64],
+        scalars: &[u8],
+    ) -> Result<(), PluginError> {
+        let pipeline = self
+            .kernels
+            .lock()
+            .map_err(|_| PluginError::new("kernel table lock poisoned"))?
+            .get(&kernel)
+            .cloned()
+            .ok_or_else(|| PluginError::new(format!("unknown kernel {kernel}")))?;
+        let buffers: Vec<wgpu::Buffer> = args
+            .iter()
+            .map(|a| self.buffer(*a))
+            .collect::<Result<_, _>>()?;
+        // Scalars arrive as f64; WGSL gets them as f32 in vec4 slots.
+        let mut values: Vec<f32> = scalars
+            .chunks_exact(8)
+            .map(|c| f64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect();
+        let uniform = (!values.is_empty()).then(|| {
+            values.resize(values.len().next_multiple_of(4), 0.0);
+            self.gpu
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("scalars"),
+                    contents: bytemuck::cast_slice(&values),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        if let Some(u) = &uniform {
+            entries.push(wgpu::BindGroupEntry {
+                binding: buffers.len() as u32,
+                resource: u.as_entire_binding(),
+            });
+        }
+        let g = &self.gpu;
+        let scope = g.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let group = g.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut encoder = g
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            let block = grid[2].max(1);
+            pass.dispatch_workgroups(grid[0].div_ceil(block).max(1), grid[1].max(1), 1);
+        }
+        g.queue.submit([encoder.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(PluginError::new(format!(
+                "user kernel launch rejected: {e}"
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -30,22 +30,38 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 
 fn upload(p: &WgpuPlugin, data: &[f32]) -> u64 {
     let b = p.alloc(0, (data.len() * 4) as u64).unwrap();
-    unsafe { p.copy_h2d(0, 0, b, data.as_ptr().cast(), (data.len() * 4) as u64).unwrap() };
+    unsafe {
+        p.copy_h2d(0, 0, b, data.as_ptr().cast(), (data.len() * 4) as u64)
+            .unwrap()
+    };
     b
 }
 
 fn download(p: &WgpuPlugin, b: u64, len: usize) -> Vec<f32> {
     let mut out = vec![f32::NAN; len];
-    unsafe { p.copy_d2h(0, 0, out.as_mut_ptr().cast(), b, (len * 4) as u64).unwrap() };
+    unsafe {
+        p.copy_d2h(0, 0, out.as_mut_ptr().cast(), b, (len * 4) as u64)
+            .unwrap()
+    };
     out
 }
 
 fn shape(rows: usize, cols: usize) -> Shape {
-    Shape { rows: rows as u64, cols: cols as u64 }
+    Shape {
+        rows: rows as u64,
+        cols: cols as u64,
+    }
 }
 
 fn call(op: u32, flags: u32, alpha: f64, beta: f64, shapes: Vec<Shape>) -> OpCall {
-    OpCall { op, dtype: dtype_code::F32, flags, alpha, beta, shapes }
+    OpCall {
+        op,
+        dtype: dtype_code::F32,
+        flags,
+        alpha,
+        beta,
+        shapes,
+    }
 }
 
 fn at(v: &[f32], rows: usize, i: usize, j: usize) -> f64 {
@@ -54,7 +70,10 @@ fn at(v: &[f32], rows: usize, i: usize, j: usize) -> f64 {
 
 fn max_rel(got: &[f32], want: &[f64]) -> f64 {
     let scale = want.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-    got.iter().zip(want).map(|(g, w)| (f64::from(*g) - w).abs() / scale).fold(0.0, f64::max)
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (f64::from(*g) - w).abs() / scale)
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -73,8 +92,16 @@ fn gemm_with_every_transpose_and_ragged_sizes() {
             for j in 0..n {
                 let mut s = 0.0;
                 for q in 0..k {
-                    let x = if ta { at(&a, ar, q, i) } else { at(&a, ar, i, q) };
-                    let y = if tb { at(&b, br, j, q) } else { at(&b, br, q, j) };
+                    let x = if ta {
+                        at(&a, ar, q, i)
+                    } else {
+                        at(&a, ar, i, q)
+                    };
+                    let y = if tb {
+                        at(&b, br, j, q)
+                    } else {
+                        at(&b, br, q, j)
+                    };
                     s += x * y;
                 }
                 want[i + j * m] = alpha * s + beta * f64::from(c0[i + j * m]);
@@ -82,11 +109,26 @@ fn gemm_with_every_transpose_and_ragged_sizes() {
         }
         let (ba, bb, bc_) = (upload(&p, &a), upload(&p, &b), upload(&p, &c0));
         let flags = (if ta { FLAG_TRANS_A } else { 0 }) | (if tb { FLAG_TRANS_B } else { 0 });
-        p.launch(0, 0, &call(op_code::GEMM, flags, alpha, beta, vec![shape(ar, ac), shape(br, bc), shape(m, n)]), &[ba, bb, bc_])
-            .unwrap();
+        p.launch(
+            0,
+            0,
+            &call(
+                op_code::GEMM,
+                flags,
+                alpha,
+                beta,
+                vec![shape(ar, ac), shape(br, bc), shape(m, n)],
+            ),
+            &[ba, bb, bc_],
+        )
+        .unwrap();
         p.stream_sync(0, 0).unwrap();
         let got = download(&p, bc_, m * n);
-        assert!(max_rel(&got, &want) < 1e-5, "ta={ta} tb={tb}: {}", max_rel(&got, &want));
+        assert!(
+            max_rel(&got, &want) < 1e-5,
+            "ta={ta} tb={tb}: {}",
+            max_rel(&got, &want)
+        );
     }
 }
 
@@ -97,7 +139,13 @@ fn syrk_touches_only_the_lower_triangle() {
     let a = values(n * k, 4);
     let c0 = values(n * n, 5);
     let (ba, bc) = (upload(&p, &a), upload(&p, &c0));
-    p.launch(0, 0, &call(op_code::SYRK, 0, -1.0, 1.0, vec![shape(n, k), shape(n, n)]), &[ba, bc]).unwrap();
+    p.launch(
+        0,
+        0,
+        &call(op_code::SYRK, 0, -1.0, 1.0, vec![shape(n, k), shape(n, n)]),
+        &[ba, bc],
+    )
+    .unwrap();
     p.stream_sync(0, 0).unwrap();
     let got = download(&p, bc, n * n);
     let mut want = vec![0.0f64; n * n];
@@ -107,7 +155,11 @@ fn syrk_touches_only_the_lower_triangle() {
             for q in 0..k {
                 s += at(&a, n, i, q) * at(&a, n, j, q);
             }
-            want[i + j * n] = if i >= j { f64::from(c0[i + j * n]) - s } else { f64::from(c0[i + j * n]) };
+            want[i + j * n] = if i >= j {
+                f64::from(c0[i + j * n]) - s
+            } else {
+                f64::from(c0[i + j * n])
+            };
         }
     }
     assert!(max_rel(&got, &want) < 1e-5);
@@ -129,18 +181,41 @@ fn trsm_on_both_sides_with_and_without_transpose() {
             let (br, bc) = if right { (7, n) } else { (n, 7) };
             let b0 = values(br * bc, 7);
             let (bl, bx) = (upload(&p, &l), upload(&p, &b0));
-            let flags = (if trans { FLAG_TRANS_B } else { 0 }) | (if right { FLAG_SIDE_RIGHT } else { 0 });
-            p.launch(0, 0, &call(op_code::TRSM, flags, 2.0, 0.0, vec![shape(n, n), shape(br, bc)]), &[bl, bx]).unwrap();
+            let flags =
+                (if trans { FLAG_TRANS_B } else { 0 }) | (if right { FLAG_SIDE_RIGHT } else { 0 });
+            p.launch(
+                0,
+                0,
+                &call(
+                    op_code::TRSM,
+                    flags,
+                    2.0,
+                    0.0,
+                    vec![shape(n, n), shape(br, bc)],
+                ),
+                &[bl, bx],
+            )
+            .unwrap();
             p.stream_sync(0, 0).unwrap();
             let x = download(&p, bx, br * bc);
             // Multiply back: op(L)·X or X·op(L) must give 2·B.
-            let opl = |i: usize, j: usize| if trans { at(&l, n, j, i) } else { at(&l, n, i, j) };
+            let opl = |i: usize, j: usize| {
+                if trans {
+                    at(&l, n, j, i)
+                } else {
+                    at(&l, n, i, j)
+                }
+            };
             let mut back = vec![0.0f64; br * bc];
             for i in 0..br {
                 for j in 0..bc {
                     let mut s = 0.0;
                     for q in 0..n {
-                        s += if right { at(&x, br, i, q) * opl(q, j) } else { opl(i, q) * at(&x, br, q, j) };
+                        s += if right {
+                            at(&x, br, i, q) * opl(q, j)
+                        } else {
+                            opl(i, q) * at(&x, br, q, j)
+                        };
                     }
                     back[i + j * br] = s;
                 }
@@ -168,7 +243,13 @@ fn potrf_factors_spd_tiles_and_reports_the_failing_pivot() {
         }
     }
     let b = upload(&p, &a);
-    p.launch(0, 0, &call(op_code::POTRF, 0, 1.0, 0.0, vec![shape(n, n)]), &[b]).unwrap();
+    p.launch(
+        0,
+        0,
+        &call(op_code::POTRF, 0, 1.0, 0.0, vec![shape(n, n)]),
+        &[b],
+    )
+    .unwrap();
     p.stream_sync(0, 0).unwrap();
     let f = download(&p, b, n * n);
     let mut want = vec![0.0f64; n * n];
@@ -188,11 +269,27 @@ fn potrf_factors_spd_tiles_and_reports_the_failing_pivot() {
     let mut bad = a.clone();
     bad[5 + 5 * n] = -1.0;
     let b = upload(&p, &bad);
-    let e = p.launch(0, 0, &call(op_code::POTRF, 0, 1.0, 0.0, vec![shape(n, n)]), &[b]).unwrap_err();
-    assert!(e.0.contains("not positive definite") && e.0.contains("pivot 5"), "{e}");
+    let e = p
+        .launch(
+            0,
+            0,
+            &call(op_code::POTRF, 0, 1.0, 0.0, vec![shape(n, n)]),
+            &[b],
+        )
+        .unwrap_err();
+    assert!(
+        e.0.contains("not positive definite") && e.0.contains("pivot 5"),
+        "{e}"
+    );
     // The device stays usable.
     let b = upload(&p, &a);
-    p.launch(0, 0, &call(op_code::POTRF, 0, 1.0, 0.0, vec![shape(n, n)]), &[b]).unwrap();
+    p.launch(
+        0,
+        0,
+        &call(op_code::POTRF, 0, 1.0, 0.0, vec![shape(n, n)]),
+        &[b],
+    )
+    .unwrap();
 }
 
 #[test]

@@ -38,7 +38,9 @@ pub fn dot(rt: &Runtime, x: &[f64], y: &[f64], tile: usize) -> Result<f64, Runti
         rt.submit(
             Task::closure("dot-leaf", |ctx| {
                 let s = match (ctx.tile(0), ctx.tile(1)) {
-                    (TileData::F64(a), TileData::F64(b)) => a.iter().zip(b).map(|(a, b)| a * b).sum(),
+                    (TileData::F64(a), TileData::F64(b)) => {
+                        a.iter().zip(b).map(|(a, b)| a * b).sum()
+                    }
                     _ => return Err("dot-leaf expects f64 tiles".into()),
                 };
                 *ctx.tile_mut(2).ok_or("partial not writable")? = TileData::F64(vec![s]);
@@ -58,7 +60,8 @@ pub fn dot(rt: &Runtime, x: &[f64], y: &[f64], tile: usize) -> Result<f64, Runti
                     rt.submit(
                         Task::closure("dot-combine", |ctx| {
                             let s = ctx.tile(0).get(1, 0, 0) + ctx.tile(1).get(1, 0, 0);
-                            *ctx.tile_mut(1).ok_or("partial not writable")? = TileData::F64(vec![s]);
+                            *ctx.tile_mut(1).ok_or("partial not writable")? =
+                                TileData::F64(vec![s]);
                             Ok(())
                         })
                         .read(a)
@@ -88,7 +91,10 @@ mod tests {
         let want: f64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
         for tile in [1, 100, 333, 20_000] {
             let got = dot(&rt, &x, &y, tile).unwrap();
-            assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "tile {tile}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "tile {tile}: {got} vs {want}"
+            );
         }
     }
 

@@ -65,11 +65,17 @@ mod tests {
 
     #[test]
     fn older_minor_versions_with_a_large_enough_table_are_accepted() {
-        let older = AbiVersion { major: HOST_ABI.major, minor: 0 };
+        let older = AbiVersion {
+            major: HOST_ABI.major,
+            minor: 0,
+        };
         assert!(check_abi(older, 128, 64).is_ok());
         assert_eq!(
             check_abi(older, 32, 64),
-            Err(AbiError::TableTooSmall { got: 32, needed: 64 })
+            Err(AbiError::TableTooSmall {
+                got: 32,
+                needed: 64
+            })
         );
     }
 }

@@ -15,12 +15,19 @@ use std::path::{Path, PathBuf};
 pub enum PluginLoadError {
     #[error("{path}: not a loadable shared library: {reason}")]
     NotALibrary { path: PathBuf, reason: String },
-    #[error("{path}: not a Tessera plugin: symbol `{}` is missing", abi::ENTRY_SYMBOL)]
+    #[error(
+        "{path}: not a Tessera plugin: symbol `{}` is missing",
+        abi::ENTRY_SYMBOL
+    )]
     MissingEntry { path: PathBuf },
     #[error("{path}: {source}")]
     Abi { path: PathBuf, source: AbiError },
     #[error("{path}: plugin `{name}` failed to start: {message}")]
-    InitFailed { path: PathBuf, name: String, message: String },
+    InitFailed {
+        path: PathBuf,
+        name: String,
+        message: String,
+    },
     #[error("{path}: plugin `{name}` found no device")]
     NoDevices { path: PathBuf, name: String },
 }
@@ -60,18 +67,25 @@ impl LoadedPlugin {
 
     /// Loads the plugin at `path` and starts it with the options
     /// `options_for` gives for its name (known from its table before init).
-    pub fn load_with(path: &Path, options_for: impl Fn(&str) -> String) -> Result<LoadedPlugin, PluginLoadError> {
+    pub fn load_with(
+        path: &Path,
+        options_for: impl Fn(&str) -> String,
+    ) -> Result<LoadedPlugin, PluginLoadError> {
         let path_buf = path.to_path_buf();
         // SAFETY: loading a library runs its initialisers; that is what
         // loading a plugin means, and the user chose the file.
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| PluginLoadError::NotALibrary {
-            path: path_buf.clone(),
-            reason: e.to_string(),
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
+            PluginLoadError::NotALibrary {
+                path: path_buf.clone(),
+                reason: e.to_string(),
+            }
         })?;
         // SAFETY: the symbol's type is fixed by the ABI.
         let entry: EntryFn = unsafe {
             *lib.get::<EntryFn>(abi::ENTRY_SYMBOL.as_bytes())
-                .map_err(|_| PluginLoadError::MissingEntry { path: path_buf.clone() })?
+                .map_err(|_| PluginLoadError::MissingEntry {
+                    path: path_buf.clone(),
+                })?
         };
         // SAFETY: the entry returns a pointer to a static table.
         let api_ptr = unsafe { entry() };
@@ -81,9 +95,11 @@ impl LoadedPlugin {
         // Read the two leading fields first: every version has them.
         // SAFETY: `struct_size` and `abi` start every table version.
         let (size, version) = unsafe { ((*api_ptr).struct_size, (*api_ptr).abi) };
-        check_abi(version, size, std::mem::size_of::<PluginApi>()).map_err(|source| PluginLoadError::Abi {
-            path: path_buf.clone(),
-            source,
+        check_abi(version, size, std::mem::size_of::<PluginApi>()).map_err(|source| {
+            PluginLoadError::Abi {
+                path: path_buf.clone(),
+                source,
+            }
         })?;
         // SAFETY: checked above to be at least as large as this host's table;
         // it is static in a library we keep loaded as long as `self`.
@@ -172,20 +188,53 @@ impl LoadedPlugin {
 
     /// # Safety
     /// `src` must be valid for `bytes` reads until `stream` is synchronised.
-    pub unsafe fn copy_h2d(&self, device: u32, stream: u32, dst: u64, src: *const u8, bytes: u64) -> Result<(), PluginError> {
-        self.check((self.api.copy_h2d)(self.state, device, stream, dst, src, bytes))
+    pub unsafe fn copy_h2d(
+        &self,
+        device: u32,
+        stream: u32,
+        dst: u64,
+        src: *const u8,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
+        self.check((self.api.copy_h2d)(
+            self.state, device, stream, dst, src, bytes,
+        ))
     }
 
     /// # Safety
     /// `dst` must be valid for `bytes` writes until `stream` is synchronised.
-    pub unsafe fn copy_d2h(&self, device: u32, stream: u32, dst: *mut u8, src: u64, bytes: u64) -> Result<(), PluginError> {
-        self.check((self.api.copy_d2h)(self.state, device, stream, dst, src, bytes))
+    pub unsafe fn copy_d2h(
+        &self,
+        device: u32,
+        stream: u32,
+        dst: *mut u8,
+        src: u64,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
+        self.check((self.api.copy_d2h)(
+            self.state, device, stream, dst, src, bytes,
+        ))
     }
 
-    pub fn launch(&self, device: u32, stream: u32, op: &OpCall, args: &[u64]) -> Result<(), PluginError> {
+    pub fn launch(
+        &self,
+        device: u32,
+        stream: u32,
+        op: &OpCall,
+        args: &[u64],
+    ) -> Result<(), PluginError> {
         let desc: OpDesc = op.to_abi();
         // SAFETY: `desc` and `args` outlive the call.
-        self.check(unsafe { (self.api.launch)(self.state, device, stream, &desc, args.as_ptr(), args.len() as u32) })
+        self.check(unsafe {
+            (self.api.launch)(
+                self.state,
+                device,
+                stream,
+                &desc,
+                args.as_ptr(),
+                args.len() as u32,
+            )
+        })
     }
 
     pub fn stream_sync(&self, device: u32, stream: u32) -> Result<(), PluginError> {
@@ -200,7 +249,12 @@ impl LoadedPlugin {
         Ok(out)
     }
 
-    pub fn stream_wait_event(&self, device: u32, stream: u32, event: u64) -> Result<(), PluginError> {
+    pub fn stream_wait_event(
+        &self,
+        device: u32,
+        stream: u32,
+        event: u64,
+    ) -> Result<(), PluginError> {
         // SAFETY: state from init.
         self.check(unsafe { (self.api.stream_wait_event)(self.state, device, stream, event) })
     }
@@ -222,10 +276,21 @@ impl LoadedPlugin {
         Ok((free, total))
     }
 
-    pub fn compile_kernel(&self, device: u32, source: &str, entry: &str) -> Result<u64, PluginError> {
+    pub fn compile_kernel(
+        &self,
+        device: u32,
+        source: &str,
+        entry: &str,
+    ) -> Result<u64, PluginError> {
         let mut out = 0;
-        let s = Str { ptr: source.as_ptr(), len: source.len() };
-        let e = Str { ptr: entry.as_ptr(), len: entry.len() };
+        let s = Str {
+            ptr: source.as_ptr(),
+            len: source.len(),
+        };
+        let e = Str {
+            ptr: entry.as_ptr(),
+            len: entry.len(),
+        };
         // SAFETY: strings outlive the call; `out` valid.
         self.check(unsafe { (self.api.compile_kernel)(self.state, device, s, e, &mut out) })?;
         Ok(out)
@@ -291,7 +356,10 @@ pub fn is_plugin_file(path: &Path) -> bool {
 /// `PATH`), then `explicit` paths. Duplicates are dropped.
 pub fn discover(explicit: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs_and_files: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         dirs_and_files.push(dir);
     }
     if let Some(paths) = std::env::var_os("TESSERA_PLUGIN_PATH") {
@@ -303,7 +371,10 @@ pub fn discover(explicit: &[PathBuf]) -> Vec<PathBuf> {
             let Ok(read) = std::fs::read_dir(&entry) else {
                 continue;
             };
-            let mut files: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_plugin_file(p)).collect();
+            let mut files: Vec<PathBuf> = read
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_plugin_file(p))
+                .collect();
             files.sort();
             found.extend(files);
         } else if entry.is_file() {
@@ -328,7 +399,10 @@ mod tests {
         std::fs::write(&path, b"this is not an ELF file").unwrap();
         let err = LoadedPlugin::load(&path, "").unwrap_err();
         assert!(matches!(err, PluginLoadError::NotALibrary { .. }), "{err}");
-        assert!(err.to_string().contains("libtessera_device_garbage.so"), "{err}");
+        assert!(
+            err.to_string().contains("libtessera_device_garbage.so"),
+            "{err}"
+        );
         assert!(is_plugin_file(&path));
         assert!(!is_plugin_file(&dir.join("libother.so")));
         let _ = std::fs::remove_dir_all(&dir);
@@ -337,7 +411,11 @@ mod tests {
     #[test]
     fn a_library_without_the_entry_symbol_is_refused() {
         // libc is a real shared library with no Tessera entry point.
-        let candidates = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"];
+        let candidates = [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib64/libc.so.6",
+        ];
         let Some(libc) = candidates.iter().map(Path::new).find(|p| p.exists()) else {
             return;
         };

@@ -66,7 +66,11 @@ impl DeviceDesc {
     }
 
     pub(crate) fn from_abi(info: &DeviceInfo) -> DeviceDesc {
-        let end = info.name.iter().position(|b| *b == 0).unwrap_or(info.name.len());
+        let end = info
+            .name
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(info.name.len());
         DeviceDesc {
             name: String::from_utf8_lossy(&info.name[..end]).into_owned(),
             kind: info.kind,
@@ -155,16 +159,36 @@ pub trait DevicePlugin: Send + Sync + Sized + 'static {
     ///
     /// # Safety
     /// `src` must be valid for `bytes` until `stream` is synchronised.
-    unsafe fn copy_h2d(&self, device: u32, stream: u32, dst: u64, src: *const u8, bytes: u64) -> Result<(), PluginError>;
+    unsafe fn copy_h2d(
+        &self,
+        device: u32,
+        stream: u32,
+        dst: u64,
+        src: *const u8,
+        bytes: u64,
+    ) -> Result<(), PluginError>;
 
     /// Queues a copy of `bytes` from `src` into `dst`.
     ///
     /// # Safety
     /// `dst` must be valid for `bytes` writes until `stream` is synchronised.
-    unsafe fn copy_d2h(&self, device: u32, stream: u32, dst: *mut u8, src: u64, bytes: u64) -> Result<(), PluginError>;
+    unsafe fn copy_d2h(
+        &self,
+        device: u32,
+        stream: u32,
+        dst: *mut u8,
+        src: u64,
+        bytes: u64,
+    ) -> Result<(), PluginError>;
 
     /// Queues `op` on `args` (buffers in the op's argument order).
-    fn launch(&self, device: u32, stream: u32, op: &OpCall, args: &[u64]) -> Result<(), PluginError>;
+    fn launch(
+        &self,
+        device: u32,
+        stream: u32,
+        op: &OpCall,
+        args: &[u64],
+    ) -> Result<(), PluginError>;
 
     /// Waits for everything queued on `stream`; reports errors of queued work.
     fn stream_sync(&self, device: u32, stream: u32) -> Result<(), PluginError>;
@@ -181,8 +205,16 @@ pub trait DevicePlugin: Send + Sync + Sized + 'static {
     fn memory_info(&self, device: u32) -> Result<(u64, u64), PluginError>;
 
     /// Compiles a user kernel from source (CUDA C for CUDA, WGSL for wgpu).
-    fn compile_kernel(&self, _device: u32, _source: &str, _entry: &str) -> Result<u64, PluginError> {
-        Err(PluginError::new(format!("{} does not compile user kernels", Self::NAME)))
+    fn compile_kernel(
+        &self,
+        _device: u32,
+        _source: &str,
+        _entry: &str,
+    ) -> Result<u64, PluginError> {
+        Err(PluginError::new(format!(
+            "{} does not compile user kernels",
+            Self::NAME
+        )))
     }
 
     /// Launches a compiled kernel on `grid` blocks with buffer and scalar arguments.
@@ -195,7 +227,10 @@ pub trait DevicePlugin: Send + Sync + Sized + 'static {
         _args: &[u64],
         _scalars: &[u8],
     ) -> Result<(), PluginError> {
-        Err(PluginError::new(format!("{} does not launch user kernels", Self::NAME)))
+        Err(PluginError::new(format!(
+            "{} does not launch user kernels",
+            Self::NAME
+        )))
     }
 }
 
@@ -256,10 +291,17 @@ unsafe extern "C" fn destroy<P: DevicePlugin>(state: *mut PluginState) {
 }
 
 unsafe extern "C" fn device_count<P: DevicePlugin>(state: *mut PluginState) -> u32 {
-    catch_unwind(AssertUnwindSafe(|| plugin::<P>(state).devices().len() as u32)).unwrap_or(0)
+    catch_unwind(AssertUnwindSafe(|| {
+        plugin::<P>(state).devices().len() as u32
+    }))
+    .unwrap_or(0)
 }
 
-unsafe extern "C" fn device_info<P: DevicePlugin>(state: *mut PluginState, device: u32, out: *mut DeviceInfo) -> *mut Error {
+unsafe extern "C" fn device_info<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    out: *mut DeviceInfo,
+) -> *mut Error {
     guard(|| {
         let d = plugin::<P>(state)
             .devices()
@@ -268,17 +310,34 @@ unsafe extern "C" fn device_info<P: DevicePlugin>(state: *mut PluginState, devic
         // Write no more than the host said it can hold.
         let info = d.to_abi();
         let room = (*out).struct_size.min(std::mem::size_of::<DeviceInfo>());
-        std::ptr::copy_nonoverlapping((&info as *const DeviceInfo).cast::<u8>(), out.cast::<u8>(), room);
+        std::ptr::copy_nonoverlapping(
+            (&info as *const DeviceInfo).cast::<u8>(),
+            out.cast::<u8>(),
+            room,
+        );
         (*out).struct_size = room;
         Ok(())
     })
 }
 
-unsafe extern "C" fn supports<P: DevicePlugin>(state: *mut PluginState, device: u32, op: u32, dtype: u32) -> u8 {
-    catch_unwind(AssertUnwindSafe(|| u8::from(plugin::<P>(state).supports(device, op, dtype)))).unwrap_or(0)
+unsafe extern "C" fn supports<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    op: u32,
+    dtype: u32,
+) -> u8 {
+    catch_unwind(AssertUnwindSafe(|| {
+        u8::from(plugin::<P>(state).supports(device, op, dtype))
+    }))
+    .unwrap_or(0)
 }
 
-unsafe extern "C" fn alloc<P: DevicePlugin>(state: *mut PluginState, device: u32, bytes: u64, out: *mut u64) -> *mut Error {
+unsafe extern "C" fn alloc<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    bytes: u64,
+    out: *mut u64,
+) -> *mut Error {
     guard(|| {
         *out = plugin::<P>(state).alloc(device, bytes)?;
         Ok(())
@@ -324,35 +383,68 @@ unsafe extern "C" fn launch<P: DevicePlugin>(
             return Err(PluginError::new("launch: null op or arguments"));
         }
         let call = OpCall::from_abi(&*op);
-        let args = if nargs == 0 { &[][..] } else { std::slice::from_raw_parts(args, nargs as usize) };
+        let args = if nargs == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(args, nargs as usize)
+        };
         plugin::<P>(state).launch(device, stream, &call, args)
     })
 }
 
-unsafe extern "C" fn stream_sync<P: DevicePlugin>(state: *mut PluginState, device: u32, stream: u32) -> *mut Error {
+unsafe extern "C" fn stream_sync<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    stream: u32,
+) -> *mut Error {
     guard(|| plugin::<P>(state).stream_sync(device, stream))
 }
 
-unsafe extern "C" fn event_record<P: DevicePlugin>(state: *mut PluginState, device: u32, stream: u32, out: *mut u64) -> *mut Error {
+unsafe extern "C" fn event_record<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    stream: u32,
+    out: *mut u64,
+) -> *mut Error {
     guard(|| {
         *out = plugin::<P>(state).event_record(device, stream)?;
         Ok(())
     })
 }
 
-unsafe extern "C" fn stream_wait_event<P: DevicePlugin>(state: *mut PluginState, device: u32, stream: u32, event: u64) -> *mut Error {
+unsafe extern "C" fn stream_wait_event<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    stream: u32,
+    event: u64,
+) -> *mut Error {
     guard(|| plugin::<P>(state).stream_wait_event(device, stream, event))
 }
 
-unsafe extern "C" fn event_sync<P: DevicePlugin>(state: *mut PluginState, device: u32, event: u64) -> *mut Error {
+unsafe extern "C" fn event_sync<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    event: u64,
+) -> *mut Error {
     guard(|| plugin::<P>(state).event_sync(device, event))
 }
 
-unsafe extern "C" fn event_destroy<P: DevicePlugin>(state: *mut PluginState, device: u32, event: u64) {
-    let _ = catch_unwind(AssertUnwindSafe(|| plugin::<P>(state).event_destroy(device, event)));
+unsafe extern "C" fn event_destroy<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    event: u64,
+) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        plugin::<P>(state).event_destroy(device, event)
+    }));
 }
 
-unsafe extern "C" fn memory_info<P: DevicePlugin>(state: *mut PluginState, device: u32, free: *mut u64, total: *mut u64) -> *mut Error {
+unsafe extern "C" fn memory_info<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    free: *mut u64,
+    total: *mut u64,
+) -> *mut Error {
     guard(|| {
         let (f, t) = plugin::<P>(state).memory_info(device)?;
         *free = f;
@@ -391,7 +483,11 @@ unsafe extern "C" fn launch_kernel<P: DevicePlugin>(
             return Err(PluginError::new("launch_kernel: null grid"));
         }
         let g = std::slice::from_raw_parts(grid, 3);
-        let args = if nargs == 0 { &[][..] } else { std::slice::from_raw_parts(args, nargs as usize) };
+        let args = if nargs == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(args, nargs as usize)
+        };
         let scalars = if scalar_bytes == 0 {
             &[][..]
         } else {

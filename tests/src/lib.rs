@@ -43,13 +43,22 @@ impl Exposition {
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.samples
             .iter()
-            .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
             .map(|s| s.value)
     }
 
     /// Sum over every sample named `name`.
     pub fn sum(&self, name: &str) -> f64 {
-        self.samples.iter().filter(|s| s.name == name).map(|s| s.value).sum()
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .sum()
     }
 }
 
@@ -82,7 +91,9 @@ pub fn parse_exposition(text: &str) -> Result<Exposition, String> {
         let value: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().map_err(|_| format!("line {}: bad value `{v}`", n + 1))?,
+            v => v
+                .parse()
+                .map_err(|_| format!("line {}: bad value `{v}`", n + 1))?,
         };
         let (name, labels) = match series.split_once('{') {
             None => (series.to_string(), HashMap::new()),
@@ -104,10 +115,17 @@ pub fn parse_exposition(text: &str) -> Result<Exposition, String> {
                 (name.to_string(), labels)
             }
         };
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
             return Err(format!("line {}: bad metric name `{name}`", n + 1));
         }
-        out.samples.push(Sample { name, labels, value });
+        out.samples.push(Sample {
+            name,
+            labels,
+            value,
+        });
     }
     Ok(out)
 }
@@ -121,7 +139,10 @@ pub fn built_plugin(package: &str) -> std::path::PathBuf {
     let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test binary>
-    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target profile dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir");
     let target_dir = profile_dir.parent().expect("target dir");
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

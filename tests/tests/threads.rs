@@ -20,7 +20,11 @@ fn dropping_the_runtime_joins_its_threads() {
         return;
     }
     assert_eq!(tessera_threads(), 0);
-    let rt = Runtime::builder().cpu_workers(3).metrics("127.0.0.1:0").build().unwrap();
+    let rt = Runtime::builder()
+        .cpu_workers(3)
+        .metrics("127.0.0.1:0")
+        .build()
+        .unwrap();
     let h = rt.spawn(|| {}).unwrap();
     rt.wait(&h).unwrap();
     // 3 processors, the actor thread and the metrics HTTP thread at least.

@@ -55,9 +55,18 @@ pub fn overhead(args: &OverheadArgs) -> CliResult {
         });
         println!("{out}");
     } else {
-        println!("{:<12} {:>10} {:>10} {:>12} {:>8}", "case", "tasks", "seconds", "µs/task", "target");
-        println!("{:<12} {:>10} {:>10.3} {:>12.3} {:>8}", "independent", args.tasks, independent, ind_us, "≤ 2");
-        println!("{:<12} {:>10} {:>10.3} {:>12.3} {:>8}", "chain", args.chain, chain, chain_us, "≤ 5");
+        println!(
+            "{:<12} {:>10} {:>10} {:>12} {:>8}",
+            "case", "tasks", "seconds", "µs/task", "target"
+        );
+        println!(
+            "{:<12} {:>10} {:>10.3} {:>12.3} {:>8}",
+            "independent", args.tasks, independent, ind_us, "≤ 2"
+        );
+        println!(
+            "{:<12} {:>10} {:>10.3} {:>12.3} {:>8}",
+            "chain", args.chain, chain, chain_us, "≤ 5"
+        );
         println!("({workers} CPU processors)");
     }
     Ok(())
@@ -101,7 +110,8 @@ pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
         rt.wait_all()?;
         ours.push(start.elapsed().as_secs_f64());
         drop(progress);
-        let probe = rt.submit(Task::closure("probe", |_| Ok(())).read(a.tile(a.nt - 1, a.nt - 1)))?;
+        let probe =
+            rt.submit(Task::closure("probe", |_| Ok(())).read(a.tile(a.nt - 1, a.nt - 1)))?;
         rt.wait(&probe)?;
         drop(a);
 
@@ -156,20 +166,35 @@ pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
         });
         println!("{out}");
     } else {
-        println!("{:<28} {:>10} {:>10}", "implementation", "seconds", "GFLOP/s");
-        println!("{:<28} {:>10.3} {:>10.1}", format!("tessera tiled ({tasks} tasks)"), t_ours, g_ours);
+        println!(
+            "{:<28} {:>10} {:>10}",
+            "implementation", "seconds", "GFLOP/s"
+        );
+        println!(
+            "{:<28} {:>10.3} {:>10.1}",
+            format!("tessera tiled ({tasks} tasks)"),
+            t_ours,
+            g_ours
+        );
         println!("{:<28} {:>10.3} {:>10.1}", "baseline", t_theirs, g_theirs);
         if let (Some(t), Some(g)) = (compute_only, g_compute) {
             println!("{:<28} {:>10.3} {:>10.1}", "baseline, compute only", t, g);
         }
         println!("baseline: {baseline_name}");
-        println!("ratio tessera/baseline: {ratio:.3} (target ≥ 0.9), n={n} tile={tile} {}", args.dtype);
+        println!(
+            "ratio tessera/baseline: {ratio:.3} (target ≥ 0.9), n={n} tile={tile} {}",
+            args.dtype
+        );
     }
     Ok(())
 }
 
 /// The full matrix, column-major, built on every core (it can be tens of GB).
-fn full_matrix<T: Copy + Send + Default>(n: usize, entries: SpdMatrix, cast: impl Fn(f64) -> T + Sync) -> Vec<T> {
+fn full_matrix<T: Copy + Send + Default>(
+    n: usize,
+    entries: SpdMatrix,
+    cast: impl Fn(f64) -> T + Sync,
+) -> Vec<T> {
     let mut m = vec![T::default(); n * n];
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let cols_per = n.div_ceil(threads).max(1);
@@ -179,7 +204,11 @@ fn full_matrix<T: Copy + Send + Default>(n: usize, entries: SpdMatrix, cast: imp
             s.spawn(move || {
                 for (k, x) in cols.iter_mut().enumerate() {
                     let (i, j) = (k % n, chunk * cols_per + k / n);
-                    *x = if i >= j { cast(entries.entry(i, j)) } else { cast(0.0) };
+                    *x = if i >= j {
+                        cast(entries.entry(i, j))
+                    } else {
+                        cast(0.0)
+                    };
                 }
             });
         }
@@ -200,11 +229,19 @@ fn cusolver_cholesky(
     let (bytes, code, host): (usize, u32, Vec<u8>) = match dtype {
         DType::F64 => {
             let m = full_matrix::<f64>(n, entries, |x| x);
-            (n * n * 8, dtype_code::F64, m.iter().flat_map(|x| x.to_ne_bytes()).collect())
+            (
+                n * n * 8,
+                dtype_code::F64,
+                m.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            )
         }
         DType::F32 => {
             let m = full_matrix::<f32>(n, entries, |x| x as f32);
-            (n * n * 4, dtype_code::F32, m.iter().flat_map(|x| x.to_ne_bytes()).collect())
+            (
+                n * n * 4,
+                dtype_code::F32,
+                m.iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            )
         }
     };
     let buffer = plugin.alloc(0, bytes as u64)?;
@@ -214,14 +251,19 @@ fn cusolver_cholesky(
         flags: 0,
         alpha: 1.0,
         beta: 0.0,
-        shapes: vec![Shape { rows: n as u64, cols: n as u64 }],
+        shapes: vec![Shape {
+            rows: n as u64,
+            cols: n as u64,
+        }],
     };
     let start = Instant::now();
     // SAFETY: `host` lives until the stream is synchronised below.
     unsafe { plugin.copy_h2d(0, 0, buffer, host.as_ptr(), bytes as u64)? };
     plugin.stream_sync(0, 0)?;
     let copied = Instant::now();
-    let run = plugin.launch(0, 0, &call, &[buffer]).and_then(|()| plugin.stream_sync(0, 0));
+    let run = plugin
+        .launch(0, 0, &call, &[buffer])
+        .and_then(|()| plugin.stream_sync(0, 0));
     let done = Instant::now();
     plugin.free(0, buffer);
     run?;
@@ -247,10 +289,20 @@ pub fn multistream(args: &super::MultistreamArgs) -> CliResult {
             .map(|p| p.name.clone())
             .ok_or("no such device")?;
         let shape = TileShape::new(tile, tile);
-        let make = |seed: f64| TileData::F64((0..tile * tile).map(|k| ((k % 97) as f64 + seed) * 1e-3).collect());
+        let make = |seed: f64| {
+            TileData::F64(
+                (0..tile * tile)
+                    .map(|k| ((k % 97) as f64 + seed) * 1e-3)
+                    .collect(),
+            )
+        };
         let mut tiles = Vec::new();
         for i in 0..count {
-            tiles.push((rt.tile(make(i as f64), shape)?, rt.tile(make(1.0), shape)?, rt.tile(make(2.0), shape)?));
+            tiles.push((
+                rt.tile(make(i as f64), shape)?,
+                rt.tile(make(1.0), shape)?,
+                rt.tile(make(2.0), shape)?,
+            ));
         }
         let start = Instant::now();
         for (a, b, c) in &tiles {
@@ -268,15 +320,22 @@ pub fn multistream(args: &super::MultistreamArgs) -> CliResult {
     // Baselines on the plugin itself: the same copies alone, the same kernels alone.
     let path = {
         let rt = runtime(&args.common, None)?;
-        rt.plugins().iter().find(|p| p.name == args.device).map(|p| p.path.clone()).ok_or("plugin not loaded")?
+        rt.plugins()
+            .iter()
+            .find(|p| p.name == args.device)
+            .map(|p| p.path.clone())
+            .ok_or("plugin not loaded")?
     };
     // Copies alone use as many host-to-device streams, one thread each, as
     // the runtime's prefetching does: the fastest the copies can go.
     let copy_threads = args.streams.max(1);
-    let plugin = tessera_plugin::LoadedPlugin::load(&path, &format!("streams=1,copy={copy_threads}"))?;
+    let plugin =
+        tessera_plugin::LoadedPlugin::load(&path, &format!("streams=1,copy={copy_threads}"))?;
     let bytes = (tile * tile * 8) as u64;
     let host: Vec<u8> = vec![1u8; tile * tile * 8];
-    let bufs: Vec<u64> = (0..3).map(|_| plugin.alloc(0, bytes)).collect::<Result<_, _>>()?;
+    let bufs: Vec<u64> = (0..3)
+        .map(|_| plugin.alloc(0, bytes))
+        .collect::<Result<_, _>>()?;
     let start = Instant::now();
     std::thread::scope(|s| -> Result<(), tessera_plugin::PluginError> {
         let workers: Vec<_> = (0..copy_threads)
@@ -293,13 +352,24 @@ pub fn multistream(args: &super::MultistreamArgs) -> CliResult {
             })
             .collect();
         for w in workers {
-            w.join().map_err(|_| tessera_plugin::PluginError::new("copy thread panicked"))??;
+            w.join()
+                .map_err(|_| tessera_plugin::PluginError::new("copy thread panicked"))??;
         }
         Ok(())
     })?;
     let copy_alone = start.elapsed().as_secs_f64();
-    let shape = Shape { rows: tile as u64, cols: tile as u64 };
-    let call = tessera_plugin::OpCall { op: op_code::GEMM, dtype: dtype_code::F64, flags: 0, alpha: 1.0, beta: 1.0, shapes: vec![shape; 3] };
+    let shape = Shape {
+        rows: tile as u64,
+        cols: tile as u64,
+    };
+    let call = tessera_plugin::OpCall {
+        op: op_code::GEMM,
+        dtype: dtype_code::F64,
+        flags: 0,
+        alpha: 1.0,
+        beta: 1.0,
+        shapes: vec![shape; 3],
+    };
     let start = Instant::now();
     for _ in 0..count {
         plugin.launch(0, 0, &call, &bufs)?;
@@ -324,14 +394,26 @@ pub fn multistream(args: &super::MultistreamArgs) -> CliResult {
         );
     } else {
         println!("{:<26} {:>10}", "case", "seconds");
-        println!("{:<26} {:>10.4}", format!("{} streams", args.streams), pooled);
+        println!(
+            "{:<26} {:>10.4}",
+            format!("{} streams", args.streams),
+            pooled
+        );
         println!("{:<26} {:>10.4}", "1 stream", single);
         println!("{:<26} {:>10.4}", "copies alone", copy_alone);
         println!("{:<26} {:>10.4}", "kernels alone", compute_alone);
         println!("overlap efficiency max(copy, compute)/total: {efficiency:.3} (target ≥ 0.9)");
-        println!("{:<26} {:>10} {:>12}", "small kernels", "seconds", "tasks/s");
+        println!(
+            "{:<26} {:>10} {:>12}",
+            "small kernels", "seconds", "tasks/s"
+        );
         for (st, n, t) in &small {
-            println!("{:<26} {:>10.4} {:>12.0}", format!("{st} streams, {n} tasks"), t, *n as f64 / t);
+            println!(
+                "{:<26} {:>10.4} {:>12.0}",
+                format!("{st} streams, {n} tasks"),
+                t,
+                *n as f64 / t
+            );
         }
     }
     Ok(())
@@ -339,7 +421,9 @@ pub fn multistream(args: &super::MultistreamArgs) -> CliResult {
 
 /// Many small independent GEMMs on tiles already on the device, with 1, 2,
 /// 4 and 8 compute streams: (streams, tasks, seconds) each.
-fn small_kernels(args: &super::MultistreamArgs) -> Result<Vec<(u32, usize, f64)>, Box<dyn std::error::Error>> {
+fn small_kernels(
+    args: &super::MultistreamArgs,
+) -> Result<Vec<(u32, usize, f64)>, Box<dyn std::error::Error>> {
     use tessera::{Op, TileData, TileShape};
     const SIZE: usize = 128;
     const TASKS: usize = 2048;
@@ -352,7 +436,13 @@ fn small_kernels(args: &super::MultistreamArgs) -> Result<Vec<(u32, usize, f64)>
         let shape = TileShape::new(SIZE, SIZE);
         let data = || TileData::F64((0..SIZE * SIZE).map(|k| (k % 13) as f64 * 1e-3).collect());
         let sets: Vec<_> = (0..SETS)
-            .map(|_| Ok((rt.tile(data(), shape)?, rt.tile(data(), shape)?, rt.tile(data(), shape)?)))
+            .map(|_| {
+                Ok((
+                    rt.tile(data(), shape)?,
+                    rt.tile(data(), shape)?,
+                    rt.tile(data(), shape)?,
+                ))
+            })
             .collect::<Result<_, tessera::RuntimeError>>()?;
         // Round one brings every tile to the device; round two is timed.
         let round = |n: usize| -> Result<(), tessera::RuntimeError> {
@@ -383,12 +473,24 @@ fn faer_cholesky<T: tessera_core::kernels::Real>(
     threads: usize,
     cast: impl Fn(f64) -> T,
 ) -> Result<f64, Box<dyn std::error::Error>> {
-    let mut m: Mat<T> = Mat::from_fn(n, n, |i, j| if i >= j { cast(entries.entry(i, j)) } else { cast(0.0) });
+    let mut m: Mat<T> = Mat::from_fn(n, n, |i, j| {
+        if i >= j {
+            cast(entries.entry(i, j))
+        } else {
+            cast(0.0)
+        }
+    });
     let par = Par::rayon(threads);
     let mut buf = MemBuffer::new(cholesky_in_place_scratch::<T>(n, par, Default::default()));
     let stack = MemStack::new(&mut buf);
     let start = Instant::now();
-    cholesky_in_place(m.as_mut(), Default::default(), par, stack, Default::default())
-        .map_err(|e| format!("faer baseline failed: {e:?}"))?;
+    cholesky_in_place(
+        m.as_mut(),
+        Default::default(),
+        par,
+        stack,
+        Default::default(),
+    )
+    .map_err(|e| format!("faer baseline failed: {e:?}"))?;
     Ok(start.elapsed().as_secs_f64())
 }

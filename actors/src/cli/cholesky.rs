@@ -23,7 +23,8 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
     rt.wait_all()?;
     let seconds = start.elapsed().as_secs_f64();
     // A failed panel cancels the rest: report the cause, not a speed.
-    let last = rt.submit(tessera::Task::closure("probe", |_| Ok(())).read(a.tile(a.nt - 1, a.nt - 1)))?;
+    let last =
+        rt.submit(tessera::Task::closure("probe", |_| Ok(())).read(a.tile(a.nt - 1, a.nt - 1)))?;
     rt.wait(&last)?;
     let residual = if args.check {
         Some(residual(&rt, &a, entries)?)
@@ -67,7 +68,10 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
             tessera::DType::F64 => 1e-13,
         };
         if !(r < bound) {
-            return Err(format!("residual {r:.3e} is above {bound:.0e}: the factorisation is wrong").into());
+            return Err(format!(
+                "residual {r:.3e} is above {bound:.0e}: the factorisation is wrong"
+            )
+            .into());
         }
     }
     Ok(())

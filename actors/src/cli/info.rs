@@ -15,7 +15,10 @@ pub fn run(args: &CommonArgs) -> CliResult {
         return Ok(());
     }
     println!("processors:");
-    println!("  {:<8} {:<6} {:<8} {:>12} {:>12}  ops", "name", "kind", "memory", "GFLOP/s f32", "GFLOP/s f64");
+    println!(
+        "  {:<8} {:<6} {:<8} {:>12} {:>12}  ops",
+        "name", "kind", "memory", "GFLOP/s f32", "GFLOP/s f64"
+    );
     for p in rt.processors() {
         let ops: Vec<&str> = p.ops.iter().map(|o| o.as_str()).collect();
         let mem = rt
@@ -35,14 +38,25 @@ pub fn run(args: &CommonArgs) -> CliResult {
     }
     println!("memory spaces:");
     for m in rt.memory_spaces() {
-        println!("  {:<8} {:<6} budget {:.2} GiB", m.name, m.kind.as_str(), m.capacity as f64 / (1u64 << 30) as f64);
+        println!(
+            "  {:<8} {:<6} budget {:.2} GiB",
+            m.name,
+            m.kind.as_str(),
+            m.capacity as f64 / (1u64 << 30) as f64
+        );
     }
     if rt.plugins().is_empty() {
         println!("plugins: none found (put libtessera_device_*.so next to tessera or in TESSERA_PLUGIN_PATH)");
     } else {
         println!("plugins:");
         for p in rt.plugins() {
-            println!("  {:<8} {} devices [{}]  {}", p.name, p.devices.len(), p.devices.join(", "), p.path.display());
+            println!(
+                "  {:<8} {} devices [{}]  {}",
+                p.name,
+                p.devices.len(),
+                p.devices.join(", "),
+                p.path.display()
+            );
         }
     }
     for why in rt.skipped_plugins() {

@@ -11,7 +11,11 @@ use tessera::{DType, Runtime, RuntimeError};
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 #[derive(Parser, Debug)]
-#[command(name = "tessera", version, about = "Tessera: a task runtime for heterogeneous machines")]
+#[command(
+    name = "tessera",
+    version,
+    about = "Tessera: a task runtime for heterogeneous machines"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -150,11 +154,23 @@ pub(crate) fn runtime(common: &CommonArgs, metrics: Option<&str>) -> Result<Runt
 }
 
 /// A runtime whose plugin `name` starts with `options`.
-pub(crate) fn runtime_with_options(common: &CommonArgs, name: &str, options: &str) -> Result<Runtime, RuntimeError> {
-    build(common, None, Runtime::builder().plugin_options(name, options))
+pub(crate) fn runtime_with_options(
+    common: &CommonArgs,
+    name: &str,
+    options: &str,
+) -> Result<Runtime, RuntimeError> {
+    build(
+        common,
+        None,
+        Runtime::builder().plugin_options(name, options),
+    )
 }
 
-fn build(common: &CommonArgs, metrics: Option<&str>, mut b: tessera::RuntimeBuilder) -> Result<Runtime, RuntimeError> {
+fn build(
+    common: &CommonArgs,
+    metrics: Option<&str>,
+    mut b: tessera::RuntimeBuilder,
+) -> Result<Runtime, RuntimeError> {
     if let Some(w) = common.workers {
         b = b.cpu_workers(usize::try_from(w).unwrap_or(usize::MAX));
     }

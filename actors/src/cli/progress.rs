@@ -19,7 +19,11 @@ impl ProgressLine {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let tty = std::io::stderr().is_terminal();
-        let period = if tty { Duration::from_millis(500) } else { Duration::from_secs(2) };
+        let period = if tty {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(2)
+        };
         let thread = std::thread::spawn(move || {
             let start = Instant::now();
             let mut next = start + period;
@@ -32,7 +36,11 @@ impl ProgressLine {
                 next += period;
                 let p = rt.progress();
                 let done = p.completed + p.failed;
-                let pct = if p.submitted > 0 { 100.0 * done as f64 / p.submitted as f64 } else { 0.0 };
+                let pct = if p.submitted > 0 {
+                    100.0 * done as f64 / p.submitted as f64
+                } else {
+                    0.0
+                };
                 let line = format!(
                     "{label}: {done}/{} tasks ({pct:.0}%), {} failed, {:.1} s",
                     p.submitted,

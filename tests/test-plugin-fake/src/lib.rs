@@ -34,14 +34,24 @@ struct Fake {
 }
 
 fn option<'a>(options: &'a str, key: &str) -> Option<&'a str> {
-    options
-        .split(',')
-        .find_map(|kv| kv.trim().strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+    options.split(',').find_map(|kv| {
+        kv.trim()
+            .strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix('='))
+    })
 }
 
 impl Fake {
-    fn read_tile(&self, buffer: u64, dtype: DType, shape: TileShape) -> Result<TileData, PluginError> {
-        let buffers = self.buffers.lock().map_err(|_| PluginError::new("lock poisoned"))?;
+    fn read_tile(
+        &self,
+        buffer: u64,
+        dtype: DType,
+        shape: TileShape,
+    ) -> Result<TileData, PluginError> {
+        let buffers = self
+            .buffers
+            .lock()
+            .map_err(|_| PluginError::new("lock poisoned"))?;
         let bytes = buffers
             .get(&buffer)
             .ok_or_else(|| PluginError::new(format!("unknown buffer {buffer}")))?;
@@ -65,13 +75,24 @@ impl Fake {
     }
 
     fn write_tile(&self, buffer: u64, data: &TileData) -> Result<(), PluginError> {
-        let mut buffers = self.buffers.lock().map_err(|_| PluginError::new("lock poisoned"))?;
+        let mut buffers = self
+            .buffers
+            .lock()
+            .map_err(|_| PluginError::new("lock poisoned"))?;
         let bytes = buffers
             .get_mut(&buffer)
             .ok_or_else(|| PluginError::new(format!("unknown buffer {buffer}")))?;
         match data {
-            TileData::F32(v) => v.iter().flat_map(|x| x.to_ne_bytes()).zip(bytes.iter_mut()).for_each(|(s, d)| *d = s),
-            TileData::F64(v) => v.iter().flat_map(|x| x.to_ne_bytes()).zip(bytes.iter_mut()).for_each(|(s, d)| *d = s),
+            TileData::F32(v) => v
+                .iter()
+                .flat_map(|x| x.to_ne_bytes())
+                .zip(bytes.iter_mut())
+                .for_each(|(s, d)| *d = s),
+            TileData::F64(v) => v
+                .iter()
+                .flat_map(|x| x.to_ne_bytes())
+                .zip(bytes.iter_mut())
+                .for_each(|(s, d)| *d = s),
         }
         Ok(())
     }
@@ -87,10 +108,16 @@ impl DevicePlugin for Fake {
         let count = if options.contains("no-devices") {
             0
         } else {
-            option(options, "devices").and_then(|v| v.parse().ok()).unwrap_or(1)
+            option(options, "devices")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1)
         };
-        let memory = option(options, "memory").and_then(|v| v.parse().ok()).unwrap_or(1 << 30);
-        let copy_streams = option(options, "copy").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let memory = option(options, "memory")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1 << 30);
+        let copy_streams = option(options, "copy")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let devices = (0..count)
             .map(|i| DeviceDesc {
                 name: format!("fake{i}"),
@@ -120,11 +147,15 @@ impl DevicePlugin for Fake {
     }
 
     fn supports(&self, _device: u32, op: u32, dtype: u32) -> bool {
-        (1..=4).contains(&op) && (dtype == dtype_code::F32 || (dtype == dtype_code::F64 && !self.f32_only))
+        (1..=4).contains(&op)
+            && (dtype == dtype_code::F32 || (dtype == dtype_code::F64 && !self.f32_only))
     }
 
     fn alloc(&self, device: u32, bytes: u64) -> Result<u64, PluginError> {
-        let mut used = self.used.lock().map_err(|_| PluginError::new("lock poisoned"))?;
+        let mut used = self
+            .used
+            .lock()
+            .map_err(|_| PluginError::new("lock poisoned"))?;
         let u = used
             .get_mut(device as usize)
             .ok_or_else(|| PluginError::new(format!("no device {device}")))?;
@@ -153,8 +184,18 @@ impl DevicePlugin for Fake {
         }
     }
 
-    unsafe fn copy_h2d(&self, _device: u32, _stream: u32, dst: u64, src: *const u8, bytes: u64) -> Result<(), PluginError> {
-        let mut buffers = self.buffers.lock().map_err(|_| PluginError::new("lock poisoned"))?;
+    unsafe fn copy_h2d(
+        &self,
+        _device: u32,
+        _stream: u32,
+        dst: u64,
+        src: *const u8,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
+        let mut buffers = self
+            .buffers
+            .lock()
+            .map_err(|_| PluginError::new("lock poisoned"))?;
         let buf = buffers
             .get_mut(&dst)
             .ok_or_else(|| PluginError::new(format!("unknown buffer {dst}")))?;
@@ -166,8 +207,18 @@ impl DevicePlugin for Fake {
         Ok(())
     }
 
-    unsafe fn copy_d2h(&self, _device: u32, _stream: u32, dst: *mut u8, src: u64, bytes: u64) -> Result<(), PluginError> {
-        let buffers = self.buffers.lock().map_err(|_| PluginError::new("lock poisoned"))?;
+    unsafe fn copy_d2h(
+        &self,
+        _device: u32,
+        _stream: u32,
+        dst: *mut u8,
+        src: u64,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
+        let buffers = self
+            .buffers
+            .lock()
+            .map_err(|_| PluginError::new("lock poisoned"))?;
         let buf = buffers
             .get(&src)
             .ok_or_else(|| PluginError::new(format!("unknown buffer {src}")))?;
@@ -179,14 +230,24 @@ impl DevicePlugin for Fake {
         Ok(())
     }
 
-    fn launch(&self, _device: u32, _stream: u32, call: &OpCall, args: &[u64]) -> Result<(), PluginError> {
+    fn launch(
+        &self,
+        _device: u32,
+        _stream: u32,
+        call: &OpCall,
+        args: &[u64],
+    ) -> Result<(), PluginError> {
         if self.panic_launch {
             panic!("injected panic in launch");
         }
         if self.fail_launch {
             return Err(PluginError::new("injected launch failure"));
         }
-        let dtype = if call.dtype == dtype_code::F64 { DType::F64 } else { DType::F32 };
+        let dtype = if call.dtype == dtype_code::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
         let op = match call.op {
             op_code::GEMM => Op::Gemm {
                 trans_a: call.trans_a(),
@@ -199,7 +260,11 @@ impl DevicePlugin for Fake {
                 beta: call.beta,
             },
             op_code::TRSM => Op::Trsm {
-                side: if call.side_right() { Side::Right } else { Side::Left },
+                side: if call.side_right() {
+                    Side::Right
+                } else {
+                    Side::Left
+                },
                 trans: call.trans_b(),
                 alpha: call.alpha,
             },
@@ -209,7 +274,8 @@ impl DevicePlugin for Fake {
         if args.len() != call.shapes.len() || args.is_empty() {
             return Err(PluginError::new("argument count does not match shapes"));
         }
-        let shape = |i: usize| TileShape::new(call.shapes[i].rows as usize, call.shapes[i].cols as usize);
+        let shape =
+            |i: usize| TileShape::new(call.shapes[i].rows as usize, call.shapes[i].cols as usize);
         let last = args.len() - 1;
         let inputs: Vec<TileData> = (0..last)
             .map(|i| self.read_tile(args[i], dtype, shape(i)))
@@ -217,7 +283,10 @@ impl DevicePlugin for Fake {
         let views: Vec<KernelInput<'_>> = inputs
             .iter()
             .enumerate()
-            .map(|(i, d)| KernelInput { data: d, shape: shape(i) })
+            .map(|(i, d)| KernelInput {
+                data: d,
+                shape: shape(i),
+            })
             .collect();
         let mut out = self.read_tile(args[last], dtype, shape(last))?;
         execute(&op, &views, &mut out, shape(last)).map_err(|e| PluginError::new(e.to_string()))?;
@@ -232,7 +301,12 @@ impl DevicePlugin for Fake {
         Ok(self.next.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn stream_wait_event(&self, _device: u32, _stream: u32, _event: u64) -> Result<(), PluginError> {
+    fn stream_wait_event(
+        &self,
+        _device: u32,
+        _stream: u32,
+        _event: u64,
+    ) -> Result<(), PluginError> {
         Ok(())
     }
 
@@ -243,7 +317,10 @@ impl DevicePlugin for Fake {
     fn event_destroy(&self, _device: u32, _event: u64) {}
 
     fn memory_info(&self, device: u32) -> Result<(u64, u64), PluginError> {
-        let used = self.used.lock().map_err(|_| PluginError::new("lock poisoned"))?;
+        let used = self
+            .used
+            .lock()
+            .map_err(|_| PluginError::new("lock poisoned"))?;
         let u = used.get(device as usize).copied().unwrap_or(0);
         Ok((self.memory - u, self.memory))
     }

@@ -21,10 +21,24 @@ impl DevicePlugin for Never {
         Err(PluginError::new("no"))
     }
     fn free(&self, _: u32, _: u64) {}
-    unsafe fn copy_h2d(&self, _: u32, _: u32, _: u64, _: *const u8, _: u64) -> Result<(), PluginError> {
+    unsafe fn copy_h2d(
+        &self,
+        _: u32,
+        _: u32,
+        _: u64,
+        _: *const u8,
+        _: u64,
+    ) -> Result<(), PluginError> {
         Err(PluginError::new("no"))
     }
-    unsafe fn copy_d2h(&self, _: u32, _: u32, _: *mut u8, _: u64, _: u64) -> Result<(), PluginError> {
+    unsafe fn copy_d2h(
+        &self,
+        _: u32,
+        _: u32,
+        _: *mut u8,
+        _: u64,
+        _: u64,
+    ) -> Result<(), PluginError> {
         Err(PluginError::new("no"))
     }
     fn launch(&self, _: u32, _: u32, _: &OpCall, _: &[u64]) -> Result<(), PluginError> {

@@ -10,7 +10,9 @@ fn check(n: usize, tile: usize, dtype: DType, bound: f64) {
     let tasks = cholesky(&rt, &a).unwrap();
     let nt = n.div_ceil(tile);
     // potrf + trsm + syrk + gemm counts of the right-looking algorithm.
-    let gemms: usize = (0..nt).map(|k| (nt - k - 1) * nt.saturating_sub(k + 2) / 2).sum();
+    let gemms: usize = (0..nt)
+        .map(|k| (nt - k - 1) * nt.saturating_sub(k + 2) / 2)
+        .sum();
     assert_eq!(tasks, nt + nt * (nt - 1) + gemms);
     let r = residual(&rt, &a, gen).unwrap();
     assert!(r < bound, "n={n} tile={tile} {dtype}: residual {r:e}");

@@ -21,13 +21,18 @@ fn completed_on(rt: &Runtime, processor: &str, expected_total: f64) -> f64 {
     use prometheus::Encoder;
     for _ in 0..200 {
         let mut buf = Vec::new();
-        prometheus::TextEncoder::new().encode(&rt.registry().gather(), &mut buf).unwrap();
+        prometheus::TextEncoder::new()
+            .encode(&rt.registry().gather(), &mut buf)
+            .unwrap();
         let e = parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
         if e.sum("tessera_tasks_completed_total") >= expected_total {
             return e
                 .samples
                 .iter()
-                .filter(|s| s.name == "tessera_tasks_completed_total" && s.labels.get("processor").map(String::as_str) == Some(processor))
+                .filter(|s| {
+                    s.name == "tessera_tasks_completed_total"
+                        && s.labels.get("processor").map(String::as_str) == Some(processor)
+                })
                 .map(|s| s.value)
                 .sum();
         }
@@ -48,7 +53,10 @@ fn cholesky_on_cpu_and_device_has_a_small_residual() {
     let p = rt.progress();
     assert_eq!(p.failed, 0);
     let on_device = completed_on(&rt, "fake0", p.submitted as f64);
-    assert!(on_device > 0.0, "the fast fake device took none of {tasks} tasks");
+    assert!(
+        on_device > 0.0,
+        "the fast fake device took none of {tasks} tasks"
+    );
 }
 
 #[test]
@@ -69,7 +77,9 @@ fn prefetching_into_the_device_keeps_results_exact() {
 #[test]
 fn a_tile_written_on_the_device_is_copied_back_for_the_cpu() {
     let rt = runtime("", 1);
-    let t = rt.tile(TileData::F64(vec![9.0]), TileShape::new(1, 1)).unwrap();
+    let t = rt
+        .tile(TileData::F64(vec![9.0]), TileShape::new(1, 1))
+        .unwrap();
     // With a device 30x faster and idle, potrf goes there.
     rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
     // fetch runs on the CPU: the only valid replica is on the device.
@@ -92,10 +102,15 @@ fn a_tile_written_on_the_device_is_copied_back_for_the_cpu() {
 #[test]
 fn a_failing_device_fails_its_task_with_the_plugin_named_and_work_goes_on() {
     let rt = runtime("fail-launch", 1);
-    let t = rt.tile(TileData::F64(vec![4.0]), TileShape::new(1, 1)).unwrap();
+    let t = rt
+        .tile(TileData::F64(vec![4.0]), TileShape::new(1, 1))
+        .unwrap();
     let h = rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
     let err = rt.wait(&h).unwrap_err().to_string();
-    assert!(err.contains("fake") && err.contains("injected launch failure"), "{err}");
+    assert!(
+        err.contains("fake") && err.contains("injected launch failure"),
+        "{err}"
+    );
     assert!(err.contains("potrf"), "{err}");
     let ok = rt.spawn(|| {}).unwrap();
     rt.wait(&ok).unwrap();
@@ -105,16 +120,34 @@ fn a_failing_device_fails_its_task_with_the_plugin_named_and_work_goes_on() {
 fn device_memory_exhaustion_is_a_task_error() {
     // 64 bytes of device memory cannot hold a 10x10 f64 tile.
     let rt = runtime("memory=64", 1);
-    let t = rt.tile(TileData::F64(vec![1.0; 100]), TileShape::new(10, 10)).unwrap();
-    let c = rt.tile(TileData::F64(vec![0.0; 100]), TileShape::new(10, 10)).unwrap();
-    let h = rt.submit(Task::op(Op::gemm(1.0, 1.0)).read(&t).read(&t).read_write(&c)).unwrap();
+    let t = rt
+        .tile(TileData::F64(vec![1.0; 100]), TileShape::new(10, 10))
+        .unwrap();
+    let c = rt
+        .tile(TileData::F64(vec![0.0; 100]), TileShape::new(10, 10))
+        .unwrap();
+    let h = rt
+        .submit(
+            Task::op(Op::gemm(1.0, 1.0))
+                .read(&t)
+                .read(&t)
+                .read_write(&c),
+        )
+        .unwrap();
     let err = rt.wait(&h).unwrap_err().to_string();
-    assert!(err.contains("device budget") || err.contains("out of device memory"), "{err}");
+    assert!(
+        err.contains("device budget") || err.contains("out of device memory"),
+        "{err}"
+    );
 }
 
 #[test]
 fn asking_for_a_missing_device_kind_is_an_error() {
-    let err = Runtime::builder().devices(&["cpu", "nosuchdevice"]).build().err().expect("must fail");
+    let err = Runtime::builder()
+        .devices(&["cpu", "nosuchdevice"])
+        .build()
+        .err()
+        .expect("must fail");
     assert!(matches!(err, RuntimeError::Start(_)), "{err}");
     assert!(err.to_string().contains("nosuchdevice"), "{err}");
 }
@@ -126,7 +159,25 @@ fn a_broken_plugin_is_skipped_and_the_runtime_runs() {
         .plugin(built_plugin("tessera-test-plugin-oldabi"))
         .build()
         .unwrap();
-    assert!(rt.skipped_plugins().iter().any(|s| s.contains("ABI")), "{:?}", rt.skipped_plugins());
+    assert!(
+        rt.skipped_plugins().iter().any(|s| s.contains("ABI")),
+        "{:?}",
+        rt.skipped_plugins()
+    );
     let h = rt.spawn(|| {}).unwrap();
     rt.wait(&h).unwrap();
+}
+
+#[test]
+fn a_kernel_without_a_device_for_its_language_is_refused() {
+    use tessera::kernel::KernelSource;
+    let rt = runtime("", 1);
+    let err = rt
+        .kernel(&KernelSource {
+            entry: "k".into(),
+            cuda: None,
+            wgsl: None,
+        })
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::NoKernelDevice { .. }), "{err}");
 }

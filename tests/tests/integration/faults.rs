@@ -14,7 +14,11 @@ struct Indefinite {
 impl MatrixEntries for Indefinite {
     fn entry(&self, i: usize, j: usize) -> f64 {
         if i == j {
-            if i >= self.bad { -1.0 } else { 100.0 }
+            if i >= self.bad {
+                -1.0
+            } else {
+                100.0
+            }
         } else {
             0.01
         }
@@ -25,15 +29,28 @@ impl MatrixEntries for Indefinite {
 fn non_spd_matrix_fails_potrf_naming_the_tile_and_cancels_dependants() {
     let rt = Runtime::builder().cpu_workers(2).build().unwrap();
     // n=40 in tiles of 10: the first negative pivot is in tile (2,2).
-    let a = TiledMatrix::generate(&rt, "A", 40, 10, tessera::DType::F64, Indefinite { bad: 25 }).unwrap();
+    let a = TiledMatrix::generate(
+        &rt,
+        "A",
+        40,
+        10,
+        tessera::DType::F64,
+        Indefinite { bad: 25 },
+    )
+    .unwrap();
     cholesky(&rt, &a).unwrap();
     rt.wait_all().unwrap();
-    let probe = rt.submit(Task::closure("probe", |_| Ok(())).read(a.tile(3, 3))).unwrap();
+    let probe = rt
+        .submit(Task::closure("probe", |_| Ok(())).read(a.tile(3, 3)))
+        .unwrap();
     let err = rt.wait(&probe).unwrap_err();
     let RuntimeError::Task(failed) = err else {
         panic!("expected a task failure, got {err}");
     };
-    assert!(!failed.is_root(), "the probe was cancelled, not failed itself");
+    assert!(
+        !failed.is_root(),
+        "the probe was cancelled, not failed itself"
+    );
     let msg = failed.cause.message.to_string();
     assert!(msg.contains("potrf"), "{msg}");
     assert!(msg.contains("A[2,2]"), "message names the tile: {msg}");
@@ -45,7 +62,9 @@ fn non_spd_matrix_fails_potrf_naming_the_tile_and_cancels_dependants() {
     let p = rt.progress();
     assert!(p.failed >= 3, "{p:?}");
     // The runtime accepts and runs new work afterwards.
-    let t = rt.tile(TileData::F64(vec![4.0]), TileShape::new(1, 1)).unwrap();
+    let t = rt
+        .tile(TileData::F64(vec![4.0]), TileShape::new(1, 1))
+        .unwrap();
     rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
     assert_eq!(rt.fetch(&t).unwrap(), TileData::F64(vec![2.0]));
 }
@@ -53,20 +72,56 @@ fn non_spd_matrix_fails_potrf_naming_the_tile_and_cancels_dependants() {
 #[test]
 fn mismatched_shapes_and_modes_are_rejected_at_submission() {
     let rt = Runtime::builder().cpu_workers(1).build().unwrap();
-    let sq = |n| rt.tile(TileData::F64(vec![0.0; n * n]), TileShape::new(n, n)).unwrap();
+    let sq = |n| {
+        rt.tile(TileData::F64(vec![0.0; n * n]), TileShape::new(n, n))
+            .unwrap()
+    };
     let (a, b, c) = (sq(4), sq(5), sq(4));
-    let err = rt.submit(Task::op(Op::gemm(1.0, 1.0)).read(&a).read(&b).read_write(&c)).unwrap_err();
-    assert!(matches!(err, RuntimeError::Invalid(CoreError::Shape { .. })), "{err}");
+    let err = rt
+        .submit(
+            Task::op(Op::gemm(1.0, 1.0))
+                .read(&a)
+                .read(&b)
+                .read_write(&c),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Invalid(CoreError::Shape { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("gemm"), "{err}");
     let err = rt.submit(Task::op(Op::Potrf).read(&a)).unwrap_err();
-    assert!(matches!(err, RuntimeError::Invalid(CoreError::AccessMode { .. })), "{err}");
-    let f32_tile = rt.tile(TileData::F32(vec![0.0; 16]), TileShape::new(4, 4)).unwrap();
-    let trsm = Op::Trsm { side: Side::Left, trans: false, alpha: 1.0 };
-    let err = rt.submit(Task::op(trsm).read(&a).read_write(&f32_tile)).unwrap_err();
-    assert!(matches!(err, RuntimeError::Invalid(CoreError::DTypeMismatch { .. })), "{err}");
-    let err = rt.submit(Task::op(Op::gemm(1.0, 1.0)).read(&a).read(&c).read_write(&a)).unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Invalid(CoreError::AccessMode { .. })),
+        "{err}"
+    );
+    let f32_tile = rt
+        .tile(TileData::F32(vec![0.0; 16]), TileShape::new(4, 4))
+        .unwrap();
+    let trsm = Op::Trsm {
+        side: Side::Left,
+        trans: false,
+        alpha: 1.0,
+    };
+    let err = rt
+        .submit(Task::op(trsm).read(&a).read_write(&f32_tile))
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Invalid(CoreError::DTypeMismatch { .. })),
+        "{err}"
+    );
+    let err = rt
+        .submit(
+            Task::op(Op::gemm(1.0, 1.0))
+                .read(&a)
+                .read(&c)
+                .read_write(&a),
+        )
+        .unwrap_err();
     assert!(matches!(err, RuntimeError::AliasedOutput { .. }), "{err}");
-    let err = rt.tile(TileData::F64(vec![0.0; 3]), TileShape::new(2, 2)).unwrap_err();
+    let err = rt
+        .tile(TileData::F64(vec![0.0; 3]), TileShape::new(2, 2))
+        .unwrap_err();
     assert!(err.to_string().contains("needs 4"), "{err}");
     // Nothing was submitted by the rejected calls.
     assert_eq!(rt.progress().submitted, 0);
@@ -75,14 +130,21 @@ fn mismatched_shapes_and_modes_are_rejected_at_submission() {
 #[test]
 fn panicking_and_failing_closures_fail_their_task_only() {
     let rt = Runtime::builder().cpu_workers(2).build().unwrap();
-    let t = rt.tile(TileData::F64(vec![1.0]), TileShape::new(1, 1)).unwrap();
+    let t = rt
+        .tile(TileData::F64(vec![1.0]), TileShape::new(1, 1))
+        .unwrap();
     let boom = rt
         .submit(Task::closure("boom", |_| panic!("kaboom")).read_write(&t))
         .unwrap();
     let err = rt.wait(&boom).unwrap_err();
     assert!(err.to_string().contains("kaboom"), "{err}");
-    let after = rt.submit(Task::closure("reader", |_| Ok(())).read(&t)).unwrap();
-    assert!(rt.wait(&after).is_err(), "a reader of the failed tile is cancelled");
+    let after = rt
+        .submit(Task::closure("reader", |_| Ok(())).read(&t))
+        .unwrap();
+    assert!(
+        rt.wait(&after).is_err(),
+        "a reader of the failed tile is cancelled"
+    );
     // A pure write replaces the poisoned tile and work continues.
     rt.submit(
         Task::closure("reset", |ctx| {
@@ -93,19 +155,39 @@ fn panicking_and_failing_closures_fail_their_task_only() {
     )
     .unwrap();
     assert_eq!(rt.fetch(&t).unwrap(), TileData::F64(vec![7.0]));
-    let err_task = rt.submit(Task::closure("err", |_| Err("bad input row 3".into()))).unwrap();
-    assert!(rt.wait(&err_task).unwrap_err().to_string().contains("bad input row 3"));
+    let err_task = rt
+        .submit(Task::closure("err", |_| Err("bad input row 3".into())))
+        .unwrap();
+    assert!(rt
+        .wait(&err_task)
+        .unwrap_err()
+        .to_string()
+        .contains("bad input row 3"));
     let ok = rt.spawn(|| {}).unwrap();
     rt.wait(&ok).unwrap();
 }
 
 #[test]
 fn host_budget_is_enforced_and_released_when_tiles_drop() {
-    let rt = Runtime::builder().cpu_workers(1).host_memory(1000).build().unwrap();
+    let rt = Runtime::builder()
+        .cpu_workers(1)
+        .host_memory(1000)
+        .build()
+        .unwrap();
     let shape = TileShape::new(10, 10); // 800 bytes in f64
     let t = rt.tile(TileData::F64(vec![0.0; 100]), shape).unwrap();
     let err = rt.tile(TileData::F64(vec![0.0; 100]), shape).unwrap_err();
-    assert!(matches!(err, RuntimeError::HostBudget { needed: 800, budget: 1000, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RuntimeError::HostBudget {
+                needed: 800,
+                budget: 1000,
+                ..
+            }
+        ),
+        "{err}"
+    );
     drop(t);
     // The release is a message; the next reservation is queued behind it.
     let again = rt.tile(TileData::F64(vec![0.0; 100]), shape);
@@ -114,6 +196,12 @@ fn host_budget_is_enforced_and_released_when_tiles_drop() {
 
 #[test]
 fn zero_workers_and_zero_budget_are_errors() {
-    assert!(matches!(Runtime::builder().cpu_workers(0).build(), Err(RuntimeError::Start(_))));
-    assert!(matches!(Runtime::builder().host_memory(0).build(), Err(RuntimeError::Start(_))));
+    assert!(matches!(
+        Runtime::builder().cpu_workers(0).build(),
+        Err(RuntimeError::Start(_))
+    ));
+    assert!(matches!(
+        Runtime::builder().host_memory(0).build(),
+        Err(RuntimeError::Start(_))
+    ));
 }

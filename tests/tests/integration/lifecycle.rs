@@ -16,14 +16,21 @@ fn shutdown_is_idempotent_finishes_work_and_refuses_more() {
         .unwrap();
     }
     rt.shutdown().unwrap();
-    assert_eq!(count.load(Ordering::Relaxed), 1000, "submitted work finishes before shutdown");
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        1000,
+        "submitted work finishes before shutdown"
+    );
     rt.shutdown().unwrap();
     assert!(matches!(rt.spawn(|| {}), Err(RuntimeError::ShutDown)));
 }
 
 #[test]
 fn works_inside_a_tokio_application() {
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     let total = tokio_rt.block_on(async {
         let rt = Runtime::builder().cpu_workers(2).build().unwrap();
         let count = Arc::new(AtomicUsize::new(0));
@@ -37,7 +44,10 @@ fn works_inside_a_tokio_application() {
         // Waiting blocks, so do it off the async workers.
         let rt = Arc::new(rt);
         let waiter = Arc::clone(&rt);
-        tokio::task::spawn_blocking(move || waiter.wait_all()).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || waiter.wait_all())
+            .await
+            .unwrap()
+            .unwrap();
         count.load(Ordering::Relaxed)
     });
     assert_eq!(total, 100);

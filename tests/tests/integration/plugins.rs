@@ -14,7 +14,10 @@ fn the_fake_plugin_loads_and_reports_its_devices() {
     let b = p.alloc(0, 1024).unwrap();
     assert_eq!(p.memory_info(0).unwrap(), (3072, 4096));
     let err = p.alloc(0, 8192).unwrap_err();
-    assert!(err.to_string().starts_with("fake: out of device memory"), "{err}");
+    assert!(
+        err.to_string().starts_with("fake: out of device memory"),
+        "{err}"
+    );
     let data: Vec<u8> = (0..=255).collect();
     let mut back = vec![0u8; 256];
     unsafe {
@@ -60,7 +63,10 @@ fn a_panic_inside_a_plugin_becomes_an_error() {
     };
     let b = p.alloc(0, 8).unwrap();
     let err = p.launch(0, 0, &call, &[b]).unwrap_err();
-    assert!(err.to_string().contains("plugin panicked: injected panic"), "{err}");
+    assert!(
+        err.to_string().contains("plugin panicked: injected panic"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -72,7 +78,11 @@ fn the_cuda_plugin_without_a_driver_says_so_instead_of_crashing() {
         Err(e) => {
             assert!(matches!(e, PluginLoadError::InitFailed { .. }), "{e}");
             let msg = e.to_string();
-            assert!(msg.contains("cuda") && (msg.contains("no CUDA driver") || msg.contains("not found")), "{msg}");
+            assert!(
+                msg.contains("cuda")
+                    && (msg.contains("no CUDA driver") || msg.contains("not found")),
+                "{msg}"
+            );
         }
     }
 }

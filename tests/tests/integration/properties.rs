@@ -13,11 +13,18 @@ struct Spec {
 }
 
 fn arb_access() -> impl Strategy<Value = Access> {
-    prop_oneof![Just(Access::Read), Just(Access::Write), Just(Access::ReadWrite)]
+    prop_oneof![
+        Just(Access::Read),
+        Just(Access::Write),
+        Just(Access::ReadWrite)
+    ]
 }
 
 fn arb_specs(tiles: usize) -> impl Strategy<Value = Vec<Spec>> {
-    let spec = (prop::collection::vec((0..tiles, arb_access()), 0..4), any::<u64>())
+    let spec = (
+        prop::collection::vec((0..tiles, arb_access()), 0..4),
+        any::<u64>(),
+    )
         .prop_map(|(mut args, salt)| {
             // One mode per tile per task, as a real task would declare it.
             args.sort_by_key(|(t, _)| *t);
@@ -40,7 +47,10 @@ fn apply(spec: &Spec, values: &mut [&mut Vec<f64>]) {
     for (k, ((_, access), v)) in spec.args.iter().zip(values.iter_mut()).enumerate() {
         match access {
             Access::Read => {}
-            Access::Write => v.iter_mut().enumerate().for_each(|(i, x)| *x = digest + (k + i) as f64),
+            Access::Write => v
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = digest + (k + i) as f64),
             Access::ReadWrite => v.iter_mut().for_each(|x| *x = 0.5 * *x + digest),
         }
     }
@@ -67,7 +77,10 @@ fn sequential(specs: &[Spec]) -> Vec<Vec<f64>> {
 fn parallel(rt: &Runtime, specs: &[Spec]) -> Vec<Vec<f64>> {
     let shape = TileShape::new(LEN, 1);
     let tiles: Vec<_> = (0..TILES)
-        .map(|t| rt.tile(TileData::F64(vec![t as f64; LEN]), shape).expect("tile"))
+        .map(|t| {
+            rt.tile(TileData::F64(vec![t as f64; LEN]), shape)
+                .expect("tile")
+        })
         .collect();
     for spec in specs {
         let s = spec.clone();
@@ -137,7 +150,11 @@ fn after_edges_order_tasks_without_shared_tiles() {
         let second = rt
             .submit(
                 Task::closure("second", move |_| {
-                    if f2.load(Ordering::SeqCst) == 1 { Ok(()) } else { Err("ran before its predecessor".into()) }
+                    if f2.load(Ordering::SeqCst) == 1 {
+                        Ok(())
+                    } else {
+                        Err("ran before its predecessor".into())
+                    }
                 })
                 .after(&first),
             )
