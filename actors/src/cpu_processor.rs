@@ -7,7 +7,7 @@
 //! closure with the task's tiles locked, and posts a
 //! [`Completion`](crate::lane::Completion) back.
 
-use crate::lane::{Completion, Input, Lane};
+use crate::lane::{run_and_report, Lane};
 use crate::task::{Body, Guard, TaskContext};
 use crate::tile::Tile;
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -44,21 +44,7 @@ pub(crate) fn spawn(
         .name(format!("tessera-cpu{index}"))
         .spawn(move || {
             while let Some(task) = next(&mailbox) {
-                let id = task.id;
-                let op = task.op.name();
-                let est_seconds = task.est_seconds;
-                let start = Instant::now();
-                let result = run(task);
-                let seconds = start.elapsed().as_secs_f64();
-                let done = Completion {
-                    id,
-                    processor: index,
-                    op,
-                    est_seconds,
-                    result,
-                    seconds,
-                };
-                if lane.post(Input::Done(done)).is_err() {
+                if !run_and_report(&lane, index, task, run) {
                     return;
                 }
             }

@@ -10,11 +10,10 @@
 use crate::cpu_processor::Dispatch;
 use crate::device_memory::DeviceMemory;
 use crate::kernel::KernelRegistry;
-use crate::lane::{Completion, Input, Lane};
+use crate::lane::{run_and_report, Lane};
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 use tessera_core::op::Side;
 use tessera_core::{DType, Op};
 use tessera_plugin::abi::{self, dtype_code, op_code, Shape};
@@ -84,18 +83,7 @@ fn serve(
     kernels: &KernelRegistry,
 ) {
     while let Ok(task) = mailbox.recv() {
-        let (id, op, est_seconds) = (task.id, task.op.name(), task.est_seconds);
-        let start = Instant::now();
-        let result = run(mem, stream, task, kernels);
-        let done = Completion {
-            id,
-            processor: index,
-            op,
-            est_seconds,
-            result,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        if lane.post(Input::Done(done)).is_err() {
+        if !run_and_report(lane, index, task, |t| run(mem, stream, t, kernels)) {
             return;
         }
     }

@@ -58,6 +58,29 @@ pub(crate) enum Input {
     },
 }
 
+/// Runs `task` with `run` on processor `processor`, times it, and posts
+/// its completion. Returns false once the scheduler is gone, so the
+/// processor's loop can end.
+pub(crate) fn run_and_report(
+    lane: &Lane,
+    processor: usize,
+    task: crate::cpu_processor::Dispatch,
+    run: impl FnOnce(crate::cpu_processor::Dispatch) -> Result<(), String>,
+) -> bool {
+    let (id, op, est_seconds) = (task.id, task.op.name(), task.est_seconds);
+    let start = std::time::Instant::now();
+    let result = run(task);
+    let done = Completion {
+        id,
+        processor,
+        op,
+        est_seconds,
+        result,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    lane.post(Input::Done(done)).is_ok()
+}
+
 /// The sending side of the scheduler's inbox, shared by submitters and
 /// processors.
 pub(crate) struct Lane {

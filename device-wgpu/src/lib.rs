@@ -101,36 +101,37 @@ impl WgpuPlugin {
             .map_err(|e| err("waiting for the GPU", e))
     }
 
+    /// A uniform buffer holding `bytes`.
+    fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
+        self.gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("uniform"),
+                contents: bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// Binds `bindings` to group 0 of `pipeline` and queues one dispatch
+    /// of `groups` workgroups.
     fn dispatch(
         &self,
         pipeline: &wgpu::ComputePipeline,
-        entries: &[(u32, &wgpu::Buffer)],
-        params: Params,
+        bindings: &[(u32, &wgpu::Buffer)],
         groups: (u32, u32),
     ) {
         let g = &self.gpu;
-        let uniform = g
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut bindings: Vec<wgpu::BindGroupEntry<'_>> = entries
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
             .iter()
             .map(|(binding, buf)| wgpu::BindGroupEntry {
                 binding: *binding,
                 resource: buf.as_entire_binding(),
             })
             .collect();
-        bindings.push(wgpu::BindGroupEntry {
-            binding: 3,
-            resource: uniform.as_entire_binding(),
-        });
         let group = g.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.get_bind_group_layout(0),
-            entries: &bindings,
+            entries: &entries,
         });
         let mut encoder = g
             .device
@@ -418,12 +419,14 @@ impl DevicePlugin for WgpuPlugin {
                     ldb: u(sb.rows),
                 };
                 let (ba, bb, bc) = (self.buffer(a)?, self.buffer(b)?, self.buffer(c)?);
-                self.dispatch(
-                    &self.gpu.gemm,
-                    &[(0, &ba), (1, &bb), (2, &bc)],
-                    params,
-                    (div_ceil(sc.rows, 16), div_ceil(sc.cols, 16)),
-                );
+                {
+                    let u = self.uniform(bytemuck::bytes_of(&params));
+                    self.dispatch(
+                        &self.gpu.gemm,
+                        &[(0, &ba), (1, &bb), (2, &bc), (3, &u)],
+                        (div_ceil(sc.rows, 16), div_ceil(sc.cols, 16)),
+                    );
+                }
             }
             op_code::TRSM => {
                 let (sl, sb) = (shape(0), shape(1));
@@ -441,12 +444,14 @@ impl DevicePlugin for WgpuPlugin {
                 };
                 let lines = if right { sb.rows } else { sb.cols };
                 let (bl, bx) = (self.buffer(args[0])?, self.buffer(args[1])?);
-                self.dispatch(
-                    &self.gpu.trsm,
-                    &[(0, &bl), (2, &bx)],
-                    params,
-                    (div_ceil(lines, 64), 1),
-                );
+                {
+                    let u = self.uniform(bytemuck::bytes_of(&params));
+                    self.dispatch(
+                        &self.gpu.trsm,
+                        &[(0, &bl), (2, &bx), (3, &u)],
+                        (div_ceil(lines, 64), 1),
+                    );
+                }
             }
             op_code::POTRF => {
                 let s = shape(0);
@@ -464,12 +469,14 @@ impl DevicePlugin for WgpuPlugin {
                     .queue
                     .write_buffer(&self.gpu.status, 0, &0u32.to_ne_bytes());
                 let a = self.buffer(args[0])?;
-                self.dispatch(
-                    &self.gpu.potrf,
-                    &[(1, &self.gpu.status), (2, &a)],
-                    params,
-                    (1, 1),
-                );
+                {
+                    let u = self.uniform(bytemuck::bytes_of(&params));
+                    self.dispatch(
+                        &self.gpu.potrf,
+                        &[(1, &self.gpu.status), (2, &a), (3, &u)],
+                        (1, 1),
+                    );
+                }
                 self.pending
                     .lock()
                     .map_err(|_| PluginError::new("pending lock poisoned"))?
@@ -502,26 +509,6 @@ impl DevicePlugin for WgpuPlugin {
         }
         Ok(())
     }
-
-    fn event_record(&self, _device: u32, _stream: u32) -> Result<u64, PluginError> {
-        // One in-order queue: an event is complete once the queue drains.
-        Ok(self.next.fetch_add(1, Ordering::Relaxed))
-    }
-
-    fn stream_wait_event(
-        &self,
-        _device: u32,
-        _stream: u32,
-        _event: u64,
-    ) -> Result<(), PluginError> {
-        Ok(())
-    }
-
-    fn event_sync(&self, _device: u32, _event: u64) -> Result<(), PluginError> {
-        self.wait()
-    }
-
-    fn event_destroy(&self, _device: u32, _event: u64) {}
 
     fn memory_info(&self, _device: u32) -> Result<(u64, u64), PluginError> {
         let total = self.desc.first().map_or(0, |d| d.memory_bytes);
@@ -579,49 +566,22 @@ impl DevicePlugin for WgpuPlugin {
             .collect();
         let uniform = (!values.is_empty()).then(|| {
             values.resize(values.len().next_multiple_of(4), 0.0);
-            self.gpu
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("scalars"),
-                    contents: bytemuck::cast_slice(&values),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                })
+            self.uniform(bytemuck::cast_slice(&values))
         });
-        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+        let mut bindings: Vec<(u32, &wgpu::Buffer)> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
+            .map(|(i, b)| (i as u32, b))
             .collect();
         if let Some(u) = &uniform {
-            entries.push(wgpu::BindGroupEntry {
-                binding: buffers.len() as u32,
-                resource: u.as_entire_binding(),
-            });
+            bindings.push((buffers.len() as u32, u));
         }
-        let g = &self.gpu;
-        let scope = g.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let group = g.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let mut encoder = g
+        let scope = self
+            .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            let block = grid[2].max(1);
-            pass.dispatch_workgroups(grid[0].div_ceil(block).max(1), grid[1].max(1), 1);
-        }
-        g.queue.submit([encoder.finish()]);
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let block = grid[2].max(1);
+        self.dispatch(&pipeline, &bindings, (grid[0].div_ceil(block), grid[1]));
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(PluginError::new(format!(
                 "user kernel launch rejected: {e}"

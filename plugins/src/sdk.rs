@@ -193,13 +193,29 @@ pub trait DevicePlugin: Send + Sync + Sized + 'static {
     /// Waits for everything queued on `stream`; reports errors of queued work.
     fn stream_sync(&self, device: u32, stream: u32) -> Result<(), PluginError>;
 
-    fn event_record(&self, device: u32, stream: u32) -> Result<u64, PluginError>;
+    /// Records an event on `stream`. The defaults below suit a device with
+    /// one in-order queue, where every stream is that queue: events need no
+    /// identity, and waiting for one is waiting for the queue.
+    fn event_record(&self, _device: u32, _stream: u32) -> Result<u64, PluginError> {
+        Ok(0)
+    }
 
-    fn stream_wait_event(&self, device: u32, stream: u32, event: u64) -> Result<(), PluginError>;
+    /// Makes `stream` wait for `event` without blocking the host.
+    fn stream_wait_event(
+        &self,
+        _device: u32,
+        _stream: u32,
+        _event: u64,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
 
-    fn event_sync(&self, device: u32, event: u64) -> Result<(), PluginError>;
+    /// Blocks until `event` has happened.
+    fn event_sync(&self, device: u32, _event: u64) -> Result<(), PluginError> {
+        self.stream_sync(device, 0)
+    }
 
-    fn event_destroy(&self, device: u32, event: u64);
+    fn event_destroy(&self, _device: u32, _event: u64) {}
 
     /// Free and total device memory in bytes.
     fn memory_info(&self, device: u32) -> Result<(u64, u64), PluginError>;

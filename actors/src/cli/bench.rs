@@ -2,7 +2,7 @@
 //! `--json`. Each compares against a baseline measured in the same run.
 
 use super::progress::ProgressLine;
-use super::{check_sizes, runtime, CholeskyBenchArgs, CliResult, OverheadArgs};
+use super::{runtime, CholeskyBenchArgs, CliResult, OverheadArgs};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
 use faer::{Mat, Par};
@@ -80,9 +80,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Tiled Cholesky on Tessera against faer's parallel blocked Cholesky on
 /// the same matrix, alternating the two so drift hits both alike.
 pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
-    check_sizes(args.n, args.tile);
-    let n = usize::try_from(args.n)?;
-    let tile = usize::try_from(args.tile)?;
+    let (n, tile) = args.matrix.sizes()?;
     let rt = Arc::new(runtime(&args.common, None)?);
     let workers = rt.processors().len();
     let entries = SpdMatrix { n, seed: 1 };
@@ -102,7 +100,7 @@ pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
         "faer cholesky_in_place, Par::rayon(workers)"
     };
     for rep in 0..args.reps {
-        let a = TiledMatrix::generate(&rt, "A", n, tile, args.dtype, entries)?;
+        let a = TiledMatrix::generate(&rt, "A", n, tile, args.matrix.dtype, entries)?;
         rt.wait_all()?;
         let progress = ProgressLine::start(Arc::clone(&rt), "tessera cholesky");
         let start = Instant::now();
@@ -117,11 +115,12 @@ pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
 
         let seconds = match &device_baseline {
             Some(plugin) => {
-                let (with_copy, compute) = cusolver_cholesky(plugin, n, entries, args.dtype)?;
+                let (with_copy, compute) =
+                    cusolver_cholesky(plugin, n, entries, args.matrix.dtype)?;
                 baseline_compute.push(compute);
                 with_copy
             }
-            None => match args.dtype {
+            None => match args.matrix.dtype {
                 DType::F64 => faer_cholesky::<f64>(n, entries, workers, |x| x)?,
                 DType::F32 => faer_cholesky::<f32>(n, entries, workers, |x| x as f32)?,
             },
@@ -150,7 +149,7 @@ pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
         let out = serde_json::json!({
             "n": n,
             "tile": tile,
-            "dtype": args.dtype.name(),
+            "dtype": args.matrix.dtype.name(),
             "workers": workers,
             "reps": args.reps,
             "tasks": tasks,
@@ -183,7 +182,7 @@ pub fn cholesky(args: &CholeskyBenchArgs) -> CliResult {
         println!("baseline: {baseline_name}");
         println!(
             "ratio tessera/baseline: {ratio:.3} (target ≥ 0.9), n={n} tile={tile} {}",
-            args.dtype
+            args.matrix.dtype
         );
     }
     Ok(())

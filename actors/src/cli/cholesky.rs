@@ -1,21 +1,19 @@
 //! `tessera run cholesky`: the main job.
 
 use super::progress::ProgressLine;
-use super::{check_sizes, runtime, CholeskyArgs, CliResult};
+use super::{runtime, CholeskyArgs, CliResult};
 use std::sync::Arc;
 use std::time::Instant;
 use tessera::linalg::{cholesky, residual, SpdMatrix, TiledMatrix};
 
 pub fn run(args: &CholeskyArgs) -> CliResult {
-    check_sizes(args.n, args.tile);
-    let n = usize::try_from(args.n)?;
-    let tile = usize::try_from(args.tile)?;
+    let (n, tile) = args.matrix.sizes()?;
     let rt = Arc::new(runtime(&args.common, args.metrics.as_deref())?);
     if let Some(addr) = rt.metrics_addr() {
         eprintln!("metrics: http://{addr}/metrics");
     }
     let entries = SpdMatrix { n, seed: args.seed };
-    let a = TiledMatrix::generate(&rt, "A", n, tile, args.dtype, entries)?;
+    let a = TiledMatrix::generate(&rt, "A", n, tile, args.matrix.dtype, entries)?;
     rt.wait_all()?;
     let progress = ProgressLine::start(Arc::clone(&rt), "cholesky");
     let start = Instant::now();
@@ -37,7 +35,7 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
         let out = serde_json::json!({
             "n": n,
             "tile": tile,
-            "dtype": args.dtype.name(),
+            "dtype": args.matrix.dtype.name(),
             "workers": rt.processors().len(),
             "seconds": seconds,
             "gflops": gflops,
@@ -55,7 +53,7 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
             "{:>7} {:>6} {:>6} {:>8} {:>8.3} {:>10.1} {:>10}",
             n,
             tile,
-            args.dtype.name(),
+            args.matrix.dtype.name(),
             tasks,
             seconds,
             gflops,
@@ -63,7 +61,7 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
         );
     }
     if let Some(r) = residual {
-        let bound = match args.dtype {
+        let bound = match args.matrix.dtype {
             tessera::DType::F32 => 1e-5,
             tessera::DType::F64 => 1e-13,
         };

@@ -86,8 +86,9 @@ pub struct CommonArgs {
     pub plugins: Vec<std::path::PathBuf>,
 }
 
+/// The matrix of the Cholesky commands.
 #[derive(Args, Debug)]
-pub struct CholeskyArgs {
+pub struct MatrixArgs {
     /// Matrix order.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
     pub n: u64,
@@ -97,6 +98,20 @@ pub struct CholeskyArgs {
     /// Element type: f32 or f64.
     #[arg(long, default_value = "f64")]
     pub dtype: DType,
+}
+
+impl MatrixArgs {
+    /// Order and tile as sizes, or a usage error if the tile does not fit.
+    pub fn sizes(&self) -> Result<(usize, usize), std::num::TryFromIntError> {
+        check_sizes(self.n, self.tile);
+        Ok((usize::try_from(self.n)?, usize::try_from(self.tile)?))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CholeskyArgs {
+    #[command(flatten)]
+    pub matrix: MatrixArgs,
     /// Check the residual ‖A − L·Lᵀ‖/‖A‖.
     #[arg(long)]
     pub check: bool,
@@ -124,12 +139,8 @@ pub struct OverheadArgs {
 
 #[derive(Args, Debug)]
 pub struct CholeskyBenchArgs {
-    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
-    pub n: u64,
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
-    pub tile: u64,
-    #[arg(long, default_value = "f64")]
-    pub dtype: DType,
+    #[command(flatten)]
+    pub matrix: MatrixArgs,
     /// Repetitions of each side; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub reps: u64,

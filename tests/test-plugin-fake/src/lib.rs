@@ -297,25 +297,6 @@ impl DevicePlugin for Fake {
         Ok(())
     }
 
-    fn event_record(&self, _device: u32, _stream: u32) -> Result<u64, PluginError> {
-        Ok(self.next.fetch_add(1, Ordering::Relaxed))
-    }
-
-    fn stream_wait_event(
-        &self,
-        _device: u32,
-        _stream: u32,
-        _event: u64,
-    ) -> Result<(), PluginError> {
-        Ok(())
-    }
-
-    fn event_sync(&self, _device: u32, _event: u64) -> Result<(), PluginError> {
-        Ok(())
-    }
-
-    fn event_destroy(&self, _device: u32, _event: u64) {}
-
     fn memory_info(&self, device: u32) -> Result<(u64, u64), PluginError> {
         let used = self
             .used

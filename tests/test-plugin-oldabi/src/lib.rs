@@ -47,16 +47,7 @@ impl DevicePlugin for Never {
     fn stream_sync(&self, _: u32, _: u32) -> Result<(), PluginError> {
         Ok(())
     }
-    fn event_record(&self, _: u32, _: u32) -> Result<u64, PluginError> {
-        Ok(0)
-    }
-    fn stream_wait_event(&self, _: u32, _: u32, _: u64) -> Result<(), PluginError> {
-        Ok(())
-    }
-    fn event_sync(&self, _: u32, _: u64) -> Result<(), PluginError> {
-        Ok(())
-    }
-    fn event_destroy(&self, _: u32, _: u64) {}
+
     fn memory_info(&self, _: u32) -> Result<(u64, u64), PluginError> {
         Ok((0, 0))
     }
