@@ -704,6 +704,26 @@ impl Runtime {
         })
     }
 
+    /// Starts copying `tile` to the fastest device for its element type, in
+    /// the background (StarPU's `starpu_data_prefetch_on_node`). Returns the
+    /// device's memory space, or `None` when no device takes that type.
+    /// Tasks that read the tile on that device wait for the copy, not for
+    /// this call; [`Tile::valid_spaces`] shows when the replica exists.
+    pub fn prefetch(&self, tile: &Tile) -> Option<MemorySpaceId> {
+        let dtype = tile.dtype();
+        let best = self
+            .processors
+            .iter()
+            .filter(|p| p.kind != ProcessorKind::Cpu && p.dtypes.contains(&dtype))
+            .max_by(|a, b| {
+                a.flops_per_second(dtype)
+                    .total_cmp(&b.flops_per_second(dtype))
+            })?;
+        let mem = self.devices.iter().find(|m| m.space == best.memory)?;
+        mem.prefetch(tile);
+        Some(mem.space)
+    }
+
     /// Runs `f` on a CPU processor, with no tiles.
     pub fn spawn<F>(&self, f: F) -> Result<TaskHandle, RuntimeError>
     where

@@ -144,6 +144,10 @@ pub struct CholeskyBenchArgs {
     /// Repetitions of each side; the median is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub reps: u64,
+    /// With a device: copy the matrix to it before timing, on both sides,
+    /// so only the factorisation is timed.
+    #[arg(long)]
+    pub resident: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
