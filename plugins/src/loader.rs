@@ -351,21 +351,23 @@ pub fn is_plugin_file(path: &Path) -> bool {
     name.starts_with(&format!("{prefix}tessera_device_")) && name.ends_with(suffix)
 }
 
-/// Plugin files to try, in order: next to the running executable, then each
+/// Plugin files to try, most specific first: the `explicit` paths, then each
 /// entry of `TESSERA_PLUGIN_PATH` (directories or files, separated like
-/// `PATH`), then `explicit` paths. Duplicates are dropped.
+/// `PATH`), then the running executable's directory. A host that keeps the
+/// first plugin of each name so lets the user override what is installed.
+/// Duplicates are dropped.
 pub fn discover(explicit: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs_and_files: Vec<PathBuf> = Vec::new();
+    if let Some(paths) = std::env::var_os("TESSERA_PLUGIN_PATH") {
+        dirs_and_files.extend(std::env::split_paths(&paths));
+    }
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
         dirs_and_files.push(dir);
     }
-    if let Some(paths) = std::env::var_os("TESSERA_PLUGIN_PATH") {
-        dirs_and_files.extend(std::env::split_paths(&paths));
-    }
-    let mut found: Vec<PathBuf> = Vec::new();
+    let mut found: Vec<PathBuf> = explicit.to_vec();
     for entry in dirs_and_files {
         if entry.is_dir() {
             let Ok(read) = std::fs::read_dir(&entry) else {
@@ -381,7 +383,6 @@ pub fn discover(explicit: &[PathBuf]) -> Vec<PathBuf> {
             found.push(entry);
         }
     }
-    found.extend(explicit.iter().cloned());
     let mut seen = std::collections::HashSet::new();
     found.retain(|p| seen.insert(p.canonicalize().unwrap_or_else(|_| p.clone())));
     found

@@ -185,11 +185,16 @@ fn a_kernel_without_a_device_for_its_language_is_refused() {
 #[test]
 fn explicit_prefetch_puts_a_replica_on_the_device_and_results_stay_exact() {
     let rt = runtime("copy=2", 1);
-    let t = rt.tile(TileData::F64(vec![25.0]), TileShape::new(1, 1)).unwrap();
+    let t = rt
+        .tile(TileData::F64(vec![25.0]), TileShape::new(1, 1))
+        .unwrap();
     let space = rt.prefetch(&t).expect("the fake device takes f64");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !t.valid_spaces().contains(&space) {
-        assert!(std::time::Instant::now() < deadline, "prefetch never landed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prefetch never landed"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     // Host and device both hold it now; a device potrf then a CPU fetch.
@@ -197,7 +202,13 @@ fn explicit_prefetch_puts_a_replica_on_the_device_and_results_stay_exact() {
     rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
     assert_eq!(rt.fetch(&t).unwrap(), TileData::F64(vec![5.0]));
     // Without a device for the type there is nothing to prefetch to.
-    let cpu_only = Runtime::builder().cpu_workers(1).devices(&["cpu"]).build().unwrap();
-    let u = cpu_only.tile(TileData::F64(vec![1.0]), TileShape::new(1, 1)).unwrap();
+    let cpu_only = Runtime::builder()
+        .cpu_workers(1)
+        .devices(&["cpu"])
+        .build()
+        .unwrap();
+    let u = cpu_only
+        .tile(TileData::F64(vec![1.0]), TileShape::new(1, 1))
+        .unwrap();
     assert_eq!(cpu_only.prefetch(&u), None);
 }

@@ -86,3 +86,10 @@ fn the_cuda_plugin_without_a_driver_says_so_instead_of_crashing() {
         }
     }
 }
+
+#[test]
+fn explicit_plugin_paths_come_first_in_discovery() {
+    let path = built_plugin("tessera-test-plugin-fake");
+    let found = tessera_plugin::loader::discover(std::slice::from_ref(&path));
+    assert_eq!(found.first(), Some(&path));
+}
