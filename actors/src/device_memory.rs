@@ -103,6 +103,11 @@ impl DeviceMemory {
             .map_or(1, |d| d.compute_streams.max(1))
     }
 
+    /// Bytes of tile replicas allocated on the device.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
     pub fn free(&self, buffer: u64, bytes: u64) {
         self.plugin.free(self.device, buffer);
         self.used.fetch_sub(bytes, Ordering::AcqRel);

@@ -46,7 +46,7 @@ impl HostMemory {
 
     fn publish(&self) {
         self.metrics.do_send(MemorySample {
-            space: "host",
+            space: "host".to_string(),
             in_use: self.in_use,
             budget: self.budget,
         });

@@ -55,7 +55,7 @@ pub(crate) struct EventBatch {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct MemorySample {
-    pub space: &'static str,
+    pub space: String,
     pub in_use: u64,
     pub budget: u64,
 }
@@ -254,11 +254,11 @@ impl Handler<MemorySample> for Metrics {
     fn handle(&mut self, s: MemorySample, _: &mut Context<Self>) {
         self.series
             .memory_used
-            .with_label_values(&[s.space])
+            .with_label_values(&[s.space.as_str()])
             .set(i64::try_from(s.in_use).unwrap_or(i64::MAX));
         self.series
             .memory_budget
-            .with_label_values(&[s.space])
+            .with_label_values(&[s.space.as_str()])
             .set(i64::try_from(s.budget).unwrap_or(i64::MAX));
     }
 }

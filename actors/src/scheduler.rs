@@ -17,7 +17,7 @@ use crate::cpu_processor::Dispatch;
 use crate::device_memory::DeviceMemory;
 use crate::kernel::KernelRegistry;
 use crate::lane::{Completion, Input, Submission};
-use crate::metrics::{EventBatch, Metrics, TaskEvent};
+use crate::metrics::{EventBatch, MemorySample, Metrics, TaskEvent};
 use crate::task::Body;
 use crate::tile::Tile;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
@@ -107,7 +107,8 @@ impl ProcessorSlot {
     fn load(&self) -> ProcessorLoad<'_> {
         ProcessorLoad {
             desc: &self.desc,
-            queued_seconds: self.queued_seconds,
+            // Queued work drains `concurrency` tasks at a time.
+            queued_seconds: self.queued_seconds / self.concurrency as f64,
             queued_tasks: self.queued_tasks,
             has_room: self.queued_tasks < self.concurrency
                 || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < QUEUE_HORIZON_SECONDS),
@@ -468,6 +469,13 @@ impl Scheduler {
             return;
         }
         let events = std::mem::take(&mut self.events);
+        for mem in self.slots.iter().filter_map(|s| s.device.as_ref()) {
+            self.metrics.do_send(MemorySample {
+                space: mem.name.clone(),
+                in_use: mem.used(),
+                budget: mem.budget,
+            });
+        }
         self.metrics.do_send(EventBatch {
             events,
             ready: self.ready_len,

@@ -75,6 +75,53 @@ fn prefetching_into_the_device_keeps_results_exact() {
 }
 
 #[test]
+fn device_memory_in_use_shows_in_the_metrics() {
+    use prometheus::Encoder;
+    let rt = runtime("", 1);
+    let shape = TileShape::new(8, 8);
+    let a = rt.tile(TileData::F64(vec![0.0; 64]), shape).unwrap();
+    let c = rt.tile(TileData::F64(vec![0.0; 64]), shape).unwrap();
+    rt.submit(Task::op(Op::gemm(1.0, 0.0)).read(&a).read(&a).write(&c))
+        .unwrap();
+    rt.wait_all().unwrap();
+    for _ in 0..200 {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&rt.registry().gather(), &mut buf)
+            .unwrap();
+        let e = parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
+        // Two 8x8 f64 tiles (512 bytes each) end up with replicas on the
+        // device; samples taken mid-task may show fewer.
+        if e.value("tessera_memory_used_bytes", &[("space", "fake0")]) == Some(1024.0) {
+            assert_eq!(
+                e.value("tessera_memory_budget_bytes", &[("space", "fake0")]),
+                Some(f64::from(1u32 << 30))
+            );
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("device memory never showed the two replicas");
+}
+
+#[test]
+fn a_dropped_tile_frees_its_device_replica() {
+    // One 8x8 f64 replica (512 bytes) fits in 600 bytes, two do not: the
+    // loop passes only if each dropped tile gives its device memory back.
+    let rt = runtime("memory=600", 1);
+    for _ in 0..5 {
+        let diag: Vec<f64> = (0..64)
+            .map(|k| if k % 9 == 0 { 4.0 } else { 0.0 })
+            .collect();
+        let t = rt.tile(TileData::F64(diag), TileShape::new(8, 8)).unwrap();
+        let h = rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
+        rt.wait(&h).unwrap();
+        drop(t);
+    }
+    assert!(completed_on(&rt, "fake0", 5.0) >= 5.0);
+}
+
+#[test]
 fn a_tile_written_on_the_device_is_copied_back_for_the_cpu() {
     let rt = runtime("", 1);
     let t = rt
