@@ -3,9 +3,9 @@
 //! A CPU processor is an actor in the plain sense (it owns its state, takes
 //! messages from its mailbox and answers with messages) but not an actix
 //! one: a kernel blocks for milliseconds, and an actix arbiter must never
-//! block. It receives [`Dispatch`]es from the scheduler, runs the kernel or
+//! block. It receives `Dispatch`es from the scheduler, runs the kernel or
 //! closure with the task's tiles locked, and posts a
-//! [`Completion`](crate::lane::Completion) back.
+//! `Completion` back.
 
 use crate::lane::{run_and_report, Lane};
 use crate::task::{Body, Guard, TaskContext};

@@ -3,7 +3,7 @@
 //! Submissions and completions arrive at a rate of millions a second. An
 //! actix mailbox boxes every message and wakes the arbiter for each one, so
 //! instead they ride one crossbeam channel, and actix carries only a
-//! [`Drain`](crate::scheduler::Drain) wake-up, sent when the scheduler is not
+//! `Drain` wake-up, sent when the scheduler is not
 //! already scheduled to drain. One channel keeps one order: a task's
 //! submission is always seen before a wait on it.
 

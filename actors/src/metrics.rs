@@ -1,7 +1,7 @@
 //! The metrics actor: the one place where events become Prometheus series.
 //!
 //! Other actors never touch the registry: the scheduler sends batches of
-//! [`TaskEvent`]s and queue samples, memory tiers send [`MemorySample`]s.
+//! `TaskEvent`s and queue samples, memory tiers send `MemorySample`s.
 //! The actor runs on its own arbiter thread so that turning a million
 //! events into series never delays scheduling.
 //!

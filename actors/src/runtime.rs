@@ -8,9 +8,9 @@
 //!
 //! From `submit` to the kernel: [`Runtime::submit`] checks the task against
 //! the op catalogue and posts it on the scheduler's [`lane`](crate::lane);
-//! the [`Scheduler`](crate::scheduler::Scheduler) actor adds it to the task
+//! the `Scheduler` actor adds it to the task
 //! graph and, once its inputs are final, places it with the policy on a CPU
-//! processor, whose thread ([`cpu_processor`](crate::cpu_processor)) runs the
+//! processor, whose thread (`cpu_processor`) runs the
 //! faer kernel and posts the completion back.
 //!
 //! ```

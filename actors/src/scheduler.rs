@@ -2,7 +2,7 @@
 //! completions.
 //!
 //! Everything arrives through one [`lane`](crate::lane) in order: a
-//! [`Drain`] message tells the actor to empty it. Each drain applies every
+//! `Drain` message tells the actor to empty it. Each drain applies every
 //! input (adding tasks to the graph, completing or failing them, answering
 //! waits), then places ready tasks, highest priority first, with the
 //! [`Policy`] on processors that have room, and finally sends the metrics

@@ -7,7 +7,7 @@
 //!
 //! Each tile also tracks its replicas (host memory and any device memories)
 //! with MSI states. A processor makes the tile valid in its own memory
-//! before a task ([`Tile::acquire_on_host`], [`Tile::acquire_on_device`]),
+//! before a task (`Tile::acquire_on_host`, `Tile::acquire_on_device`),
 //! which copies it from wherever a valid replica is, and records the access:
 //! a write invalidates every other replica. Replicas stay where they are
 //! after a task (write-back, not write-through), so a chain of device tasks
