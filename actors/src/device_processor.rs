@@ -101,14 +101,8 @@ fn run(
         .map_or_else(|| "no tile".to_string(), |(t, _)| t.name());
     let context = |e: String| format!("{} on {out_name} on {}: {e}", task.op.name(), mem.name);
     let mut buffers = Vec::with_capacity(task.args.len());
-    let launched = if let Op::Kernel {
-        kernel,
-        label,
-        grid,
-        scalars,
-        ..
-    } = &task.op
-    {
+    let launched = if let Op::Kernel(call) = &task.op {
+        let (kernel, label, grid, scalars) = (&call.kernel, &call.label, &call.grid, &call.scalars);
         let handle = kernels
             .get(*kernel, mem.space)
             .ok_or_else(|| context(format!("kernel `{label}` was not compiled for this device")))?;
@@ -179,7 +173,7 @@ pub(crate) fn op_call(
         }
         Op::Potrf => (op_code::POTRF, 0, 1.0, 0.0),
         Op::Closure { .. } => return Err("closures run on CPU processors only".into()),
-        Op::Kernel { .. } => return Err("user kernels launch through launch_kernel".into()),
+        Op::Kernel(_) => return Err("user kernels launch through launch_kernel".into()),
     };
     if args.len() > abi::MAX_ARGS {
         return Err(format!(

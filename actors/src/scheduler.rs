@@ -406,27 +406,29 @@ impl Scheduler {
             flops: p.flops,
             inputs: &inputs,
         };
-        // A user kernel can only go where it was compiled.
-        let kernel = match &p.op {
-            Op::Kernel { kernel, .. } => Some(*kernel),
+        // A user kernel can only go where it was compiled; any other task
+        // considers every processor (and allocates no index map).
+        let eligible: Option<Vec<usize>> = match &p.op {
+            Op::Kernel(call) => Some(
+                (0..self.slots.len())
+                    .filter(|i| {
+                        self.slots[*i]
+                            .device
+                            .as_ref()
+                            .is_some_and(|d| self.kernels.get(call.kernel, d.space).is_some())
+                    })
+                    .collect(),
+            ),
             _ => None,
         };
-        let eligible: Vec<usize> = (0..self.slots.len())
-            .filter(|i| {
-                kernel.is_none_or(|k| {
-                    self.slots[*i]
-                        .device
-                        .as_ref()
-                        .is_some_and(|d| self.kernels.get(k, d.space).is_some())
-                })
-            })
-            .collect();
-        let loads: Vec<ProcessorLoad<'_>> =
-            eligible.iter().map(|i| self.slots[*i].load()).collect();
+        let loads: Vec<ProcessorLoad<'_>> = match &eligible {
+            Some(idx) => idx.iter().map(|i| self.slots[*i].load()).collect(),
+            None => self.slots.iter().map(ProcessorSlot::load).collect(),
+        };
         let Some(pick) = self.policy.place(&request, &loads) else {
             return Placement::Wait;
         };
-        let choice = eligible[pick];
+        let choice = eligible.as_ref().map_or(pick, |idx| idx[pick]);
         let est_seconds = tessera_core::policy::estimate_seconds(
             &request,
             loads[pick].desc,

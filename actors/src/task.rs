@@ -67,19 +67,19 @@ impl Task {
     /// and y, threads per block in x) on a device that compiled it; its
     /// tiles are the kernel's buffer arguments in the order added.
     pub fn kernel(kernel: &crate::kernel::Kernel, grid: [u32; 3]) -> Task {
-        Task::op(Op::Kernel {
+        Task::op(Op::Kernel(Box::new(tessera_core::KernelCall {
             kernel: kernel.id,
             label: kernel.entry.clone().into(),
             grid,
             scalars: Vec::new(),
             flops: 0.0,
-        })
+        })))
     }
 
     /// Scalar arguments of a kernel task, after its buffers.
     pub fn scalars(mut self, values: &[f64]) -> Task {
-        if let Op::Kernel { scalars, .. } = &mut self.op {
-            scalars.extend_from_slice(values);
+        if let Op::Kernel(k) = &mut self.op {
+            k.scalars.extend_from_slice(values);
         }
         self
     }
@@ -117,8 +117,10 @@ impl Task {
 
     /// Sets the flop estimate of a closure or kernel, for scheduling and metrics.
     pub fn flops(mut self, flops: f64) -> Task {
-        if let Op::Closure { flops: f, .. } | Op::Kernel { flops: f, .. } = &mut self.op {
-            *f = flops;
+        match &mut self.op {
+            Op::Closure { flops: f, .. } => *f = flops,
+            Op::Kernel(k) => k.flops = flops,
+            _ => {}
         }
         self
     }

@@ -132,7 +132,7 @@ fn execute_typed<T: Real>(
             trsm(c, l, *side, *trans, *alpha);
         }
         Op::Potrf => potrf(c)?,
-        Op::Closure { .. } | Op::Kernel { .. } => {
+        Op::Closure { .. } | Op::Kernel(_) => {
             return Err(KernelError::Invalid(format!(
                 "`{}` has no CPU kernel",
                 op.name()

@@ -49,5 +49,5 @@ pub use access::Access;
 pub use dtype::DType;
 pub use error::CoreError;
 pub use graph::{TaskGraph, TaskId};
-pub use op::{Op, OpName};
+pub use op::{KernelCall, Op, OpName};
 pub use tile::{TileData, TileId, TileMeta, TileShape};

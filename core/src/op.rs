@@ -98,16 +98,22 @@ pub enum Op {
         label: Cow<'static, str>,
         flops: f64,
     },
-    /// A user kernel registered with the runtime: its tiles are its buffer
-    /// arguments in order, `scalars` follow them.
-    Kernel {
-        kernel: u64,
-        label: Cow<'static, str>,
-        /// Global size in x and y, and threads per block (workgroup) in x.
-        grid: [u32; 3],
-        scalars: Vec<f64>,
-        flops: f64,
-    },
+    /// A user kernel registered with the runtime. Boxed: it is rare, and
+    /// every task moves an `Op` through the scheduler's channels.
+    Kernel(Box<KernelCall>),
+}
+
+/// One launch of a user kernel: its tiles are the buffer arguments in
+/// order, `scalars` follow them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelCall {
+    /// The runtime's id of the registered kernel.
+    pub kernel: u64,
+    pub label: Cow<'static, str>,
+    /// Global size in x and y, and threads per block (workgroup) in x.
+    pub grid: [u32; 3],
+    pub scalars: Vec<f64>,
+    pub flops: f64,
 }
 
 impl Op {
@@ -147,7 +153,7 @@ impl Op {
             Op::Trsm { .. } => OpName::Trsm,
             Op::Potrf => OpName::Potrf,
             Op::Closure { .. } => OpName::Closure,
-            Op::Kernel { .. } => OpName::Kernel,
+            Op::Kernel(_) => OpName::Kernel,
         }
     }
 
@@ -156,7 +162,7 @@ impl Op {
         match self {
             Op::Gemm { beta, .. } | Op::Syrk { beta, .. } => *beta != 0.0,
             Op::Trsm { .. } | Op::Potrf => true,
-            Op::Closure { .. } | Op::Kernel { .. } => false,
+            Op::Closure { .. } | Op::Kernel(_) => false,
         }
     }
 
@@ -166,7 +172,7 @@ impl Op {
             Op::Gemm { .. } => Some(3),
             Op::Syrk { .. } | Op::Trsm { .. } => Some(2),
             Op::Potrf => Some(1),
-            Op::Closure { .. } | Op::Kernel { .. } => None,
+            Op::Closure { .. } | Op::Kernel(_) => None,
         }
     }
 
@@ -258,7 +264,8 @@ impl Op {
                 }
                 None => 0.0,
             },
-            Op::Closure { flops, .. } | Op::Kernel { flops, .. } => *flops,
+            Op::Closure { flops, .. } => *flops,
+            Op::Kernel(k) => k.flops,
         }
     }
 
@@ -320,7 +327,7 @@ fn check_shapes(op: &Op, s: &[TileShape]) -> Result<(), String> {
                 return Err(format!("A is {} but must be square", s[0]));
             }
         }
-        Op::Closure { .. } | Op::Kernel { .. } => {}
+        Op::Closure { .. } | Op::Kernel(_) => {}
     }
     Ok(())
 }
