@@ -62,11 +62,9 @@ pub(crate) fn spawn_prefetchers(
                 .name(format!("tessera-{}p{stream}", mem.name))
                 .spawn(move || {
                     while let Ok(tile) = queue.recv() {
-                        if let Ok(true) = tile.prefetch_to(&mem, stream) {
-                            // Small copies read host memory asynchronously:
-                            // finish before the tile could change.
-                            let _ = mem.plugin.stream_sync(mem.device, stream);
-                        }
+                        // The copy's event guards the host replica: no sync
+                        // here, so the staging pipeline never drains.
+                        let _ = tile.prefetch_to(&mem, stream);
                     }
                 })?,
         );

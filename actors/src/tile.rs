@@ -177,6 +177,21 @@ impl Tile {
         if access.reads() && !c.replicas.is_valid_in(HOST_MEMORY) {
             self.pull_to_host(&mut c)?;
         }
+        if access.writes() {
+            // A copy to a device may still be reading the host replica.
+            for r in &mut c.buffers {
+                if let Some(ev) = r.filled {
+                    r.mem.plugin.event_sync(r.mem.device, ev).map_err(|e| {
+                        format!(
+                            "waiting for a copy of {} to {}: {e}",
+                            self.name(),
+                            r.mem.name
+                        )
+                    })?;
+                    r.forget_event();
+                }
+            }
+        }
         c.replicas.acquire(HOST_MEMORY, access);
         Ok(())
     }
@@ -185,9 +200,10 @@ impl Tile {
     /// queueing the copy on `stream` if needed, records the access and
     /// returns the device buffer.
     ///
-    /// The copy reads the host replica asynchronously: the caller must
-    /// synchronise `stream` before the task completes. Until then nothing can
-    /// change the host replica, since only a later task may write the tile.
+    /// The copy reads the host replica asynchronously; its event says when
+    /// it is done. A task that writes the host replica waits for that event
+    /// first ([`Tile::acquire_on_host`]), so no caller needs to synchronise
+    /// `stream` for the host's sake.
     /// A task on another stream of the same device that reads the replica
     /// meanwhile waits for the copy's event on its own stream.
     pub(crate) fn acquire_on_device(
