@@ -170,6 +170,8 @@ pub(crate) fn op_call(
             (op_code::TRSM, f, *alpha, 0.0)
         }
         Op::Potrf => (op_code::POTRF, 0, 1.0, 0.0),
+        Op::Axpy { alpha } => (op_code::AXPY, 0, *alpha, 0.0),
+        Op::Sum => (op_code::SUM, 0, 1.0, 0.0),
         Op::Closure { .. } => return Err("closures run on CPU processors only".into()),
         Op::Kernel(_) => return Err("user kernels launch through launch_kernel".into()),
     };
@@ -209,6 +211,8 @@ pub(crate) fn op_code_of(name: tessera_core::OpName) -> Option<u32> {
         OpName::Syrk => Some(op_code::SYRK),
         OpName::Trsm => Some(op_code::TRSM),
         OpName::Potrf => Some(op_code::POTRF),
+        OpName::Axpy => Some(op_code::AXPY),
+        OpName::Sum => Some(op_code::SUM),
         OpName::Closure | OpName::Kernel => None,
     }
 }

@@ -132,6 +132,24 @@ fn execute_typed<T: Real>(
             trsm(c, l, *side, *trans, *alpha);
         }
         Op::Potrf => potrf(c)?,
+        Op::Axpy { alpha } => {
+            let x = arg(0)?;
+            if x.nrows() != c.nrows() || x.ncols() != c.ncols() {
+                return Err(KernelError::Invalid("axpy shapes do not agree".into()));
+            }
+            let alpha = T::from_f64(*alpha);
+            faer::zip!(c, x).for_each(|faer::unzip!(y, x)| *y = alpha * *x + *y);
+        }
+        Op::Sum => {
+            let x = arg(0)?;
+            if c.nrows() != 1 || c.ncols() != 1 {
+                return Err(KernelError::Invalid("sum writes a 1x1 tile".into()));
+            }
+            let mut total = T::from_f64(0.0);
+            faer::zip!(x).for_each(|faer::unzip!(v)| total = total + *v);
+            let mut c = c;
+            c[(0, 0)] = total;
+        }
         Op::Closure { .. } | Op::Kernel(_) => {
             return Err(KernelError::Invalid(format!(
                 "`{}` has no CPU kernel",
@@ -465,6 +483,37 @@ mod tests {
             execute(&Op::Potrf, &[], &mut not_spd, TileShape::new(2, 2)),
             Err(KernelError::NotPositiveDefinite { pivot: 1 })
         );
+    }
+
+    #[test]
+    fn axpy_and_sum_match_references() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for dtype in [DType::F32, DType::F64] {
+            let (r, c) = (7, 3);
+            let x = random(&mut rng, r, c);
+            let y0 = random(&mut rng, r, c);
+            let mut y = tile(&y0, dtype);
+            let ins = [KernelInput {
+                data: &tile(&x, dtype),
+                shape: TileShape::new(r, c),
+            }];
+            execute(
+                &Op::Axpy { alpha: -2.0 },
+                &ins,
+                &mut y,
+                TileShape::new(r, c),
+            )
+            .unwrap();
+            let want: Vec<f64> = x.iter().zip(&y0).map(|(a, b)| -2.0 * a + b).collect();
+            assert!(max_diff(&to_f64(&y), &want) < tol(dtype) * 10.0);
+            let mut s = TileData::zeros(dtype, TileShape::new(1, 1));
+            execute(&Op::Sum, &ins, &mut s, TileShape::new(1, 1)).unwrap();
+            let total: f64 = x.iter().sum();
+            assert!(
+                (s.get(1, 0, 0) - total).abs() < tol(dtype) * 100.0,
+                "{dtype}"
+            );
+        }
     }
 
     #[test]

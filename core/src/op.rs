@@ -42,6 +42,8 @@ pub enum OpName {
     Syrk,
     Trsm,
     Potrf,
+    Axpy,
+    Sum,
     /// A user closure: runs on CPU processors only.
     Closure,
     /// A user kernel compiled from source by a device plugin.
@@ -49,11 +51,13 @@ pub enum OpName {
 }
 
 impl OpName {
-    pub const ALL: [OpName; 6] = [
+    pub const ALL: [OpName; 8] = [
         OpName::Gemm,
         OpName::Syrk,
         OpName::Trsm,
         OpName::Potrf,
+        OpName::Axpy,
+        OpName::Sum,
         OpName::Closure,
         OpName::Kernel,
     ];
@@ -64,6 +68,8 @@ impl OpName {
             OpName::Syrk => "syrk",
             OpName::Trsm => "trsm",
             OpName::Potrf => "potrf",
+            OpName::Axpy => "axpy",
+            OpName::Sum => "sum",
             OpName::Closure => "closure",
             OpName::Kernel => "kernel",
         }
@@ -93,6 +99,12 @@ pub enum Op {
     Trsm { side: Side, trans: bool, alpha: f64 },
     /// Cholesky factorisation `A = L·Lᵀ` of the lower triangle, in place.
     Potrf,
+    /// Elementwise `Y = alpha·X + Y` on tiles of one shape; arguments `X`
+    /// (read), `Y` (read-write).
+    Axpy { alpha: f64 },
+    /// The sum of every element of `X` into the 1×1 tile `S`; arguments
+    /// `X` (read), `S` (write).
+    Sum,
     /// A user closure with its own label and an optional flop estimate.
     Closure {
         label: Cow<'static, str>,
@@ -152,6 +164,8 @@ impl Op {
             Op::Syrk { .. } => OpName::Syrk,
             Op::Trsm { .. } => OpName::Trsm,
             Op::Potrf => OpName::Potrf,
+            Op::Axpy { .. } => OpName::Axpy,
+            Op::Sum => OpName::Sum,
             Op::Closure { .. } => OpName::Closure,
             Op::Kernel(_) => OpName::Kernel,
         }
@@ -161,8 +175,8 @@ impl Op {
     fn output_is_read(&self) -> bool {
         match self {
             Op::Gemm { beta, .. } | Op::Syrk { beta, .. } => *beta != 0.0,
-            Op::Trsm { .. } | Op::Potrf => true,
-            Op::Closure { .. } | Op::Kernel(_) => false,
+            Op::Trsm { .. } | Op::Potrf | Op::Axpy { .. } => true,
+            Op::Sum | Op::Closure { .. } | Op::Kernel(_) => false,
         }
     }
 
@@ -170,7 +184,7 @@ impl Op {
     pub fn arity(&self) -> Option<usize> {
         match self {
             Op::Gemm { .. } => Some(3),
-            Op::Syrk { .. } | Op::Trsm { .. } => Some(2),
+            Op::Syrk { .. } | Op::Trsm { .. } | Op::Axpy { .. } | Op::Sum => Some(2),
             Op::Potrf => Some(1),
             Op::Closure { .. } | Op::Kernel(_) => None,
         }
@@ -264,6 +278,8 @@ impl Op {
                 }
                 None => 0.0,
             },
+            Op::Axpy { .. } => dim(0).map_or(0.0, |x| 2.0 * f(x.len())),
+            Op::Sum => dim(0).map_or(0.0, |x| f(x.len())),
             Op::Closure { flops, .. } => *flops,
             Op::Kernel(k) => k.flops,
         }
@@ -325,6 +341,16 @@ fn check_shapes(op: &Op, s: &[TileShape]) -> Result<(), String> {
         Op::Potrf => {
             if !s[0].is_square() {
                 return Err(format!("A is {} but must be square", s[0]));
+            }
+        }
+        Op::Axpy { .. } => {
+            if s[0] != s[1] {
+                return Err(format!("X is {}, Y is {} (they must match)", s[0], s[1]));
+            }
+        }
+        Op::Sum => {
+            if s[1] != TileShape::new(1, 1) {
+                return Err(format!("the sum goes into a 1x1 tile, not {}", s[1]));
             }
         }
         Op::Closure { .. } | Op::Kernel(_) => {}

@@ -113,7 +113,7 @@ pub(crate) fn launch(
 ) -> Result<(), PluginError> {
     let needed = match call.op {
         op_code::GEMM => 3,
-        op_code::SYRK | op_code::TRSM => 2,
+        op_code::SYRK | op_code::TRSM | op_code::AXPY => 2,
         op_code::POTRF => 1,
         other => return Err(PluginError::new(format!("unsupported op code {other}"))),
     };
@@ -175,6 +175,13 @@ trait Scalar: Copy + 'static {
         b: *mut Self,
         ldb: c_int,
     ) -> cb::cublasStatus_t;
+    unsafe fn axpy(
+        h: cb::cublasHandle_t,
+        n: c_int,
+        alpha: *const Self,
+        x: *const Self,
+        y: *mut Self,
+    ) -> cb::cublasStatus_t;
     unsafe fn potrf_work(
         h: cs::cusolverDnHandle_t,
         n: c_int,
@@ -197,7 +204,7 @@ const LOWER: cb::cublasFillMode_t = cb::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER
 const S_LOWER: cs::cublasFillMode_t = cs::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER;
 
 macro_rules! scalar {
-    ($t:ty, $gemm:ident, $syrk:ident, $trsm:ident, $pw:ident, $potrf:ident) => {
+    ($t:ty, $gemm:ident, $syrk:ident, $trsm:ident, $axpy:ident, $pw:ident, $potrf:ident) => {
         impl Scalar for $t {
             fn of(x: f64) -> Self {
                 x as $t
@@ -272,6 +279,15 @@ macro_rules! scalar {
                     ldb,
                 )
             }
+            unsafe fn axpy(
+                h: cb::cublasHandle_t,
+                n: c_int,
+                alpha: *const Self,
+                x: *const Self,
+                y: *mut Self,
+            ) -> cb::cublasStatus_t {
+                cb::$axpy(h, n, alpha, x, 1, y, 1)
+            }
             unsafe fn potrf_work(
                 h: cs::cusolverDnHandle_t,
                 n: c_int,
@@ -301,6 +317,7 @@ scalar!(
     cublasDgemm_v2,
     cublasDsyrk_v2,
     cublasDtrsm_v2,
+    cublasDaxpy_v2,
     cusolverDnDpotrf_bufferSize,
     cusolverDnDpotrf
 );
@@ -309,6 +326,7 @@ scalar!(
     cublasSgemm_v2,
     cublasSsyrk_v2,
     cublasStrsm_v2,
+    cublasSaxpy_v2,
     cusolverDnSpotrf_bufferSize,
     cusolverDnSpotrf
 );
@@ -388,6 +406,10 @@ fn launch_typed<T: Scalar>(
                     ),
                     "trsm",
                 )
+            }
+            op_code::AXPY => {
+                let n = dim(s[0].rows * s[0].cols)?;
+                blas_ok(T::axpy(h.blas, n, &alpha, ptr(0), ptr(1)), "axpy")
             }
             op_code::POTRF => {
                 let n = dim(s[0].rows)?;

@@ -177,7 +177,7 @@ impl DevicePlugin for CudaPlugin {
         (device as usize) < self.devices.len()
             && matches!(
                 op,
-                op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF
+                op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF | op_code::AXPY
             )
             && matches!(dtype, dtype_code::F32 | dtype_code::F64)
     }

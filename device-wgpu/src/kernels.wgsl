@@ -105,3 +105,36 @@ fn trsm(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+
+// Y = alpha X + Y, elementwise over m * n elements (X in a, Y in c).
+@compute @workgroup_size(256)
+fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * 256u;
+    if (i < p.m * p.n) {
+        c[i] = p.alpha * a[i] + c[i];
+    }
+}
+
+// c[0] = sum of the m * n elements of a, by one workgroup: strided partial
+// sums, then a tree in workgroup memory.
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn sum(@builtin(local_invocation_index) t: u32) {
+    let count = p.m * p.n;
+    var acc = 0.0;
+    for (var i = t; i < count; i += 256u) {
+        acc += a[i];
+    }
+    partial[t] = acc;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if (t < stride) {
+            partial[t] += partial[t + stride];
+        }
+        workgroupBarrier();
+    }
+    if (t == 0u) {
+        c[0] = partial[0];
+    }
+}

@@ -43,6 +43,8 @@ struct Gpu {
     queue: wgpu::Queue,
     gemm: wgpu::ComputePipeline,
     trsm: wgpu::ComputePipeline,
+    axpy: wgpu::ComputePipeline,
+    sum: wgpu::ComputePipeline,
     potrf: wgpu::ComputePipeline,
     /// `status[0]` of the last potrf, and a staging buffer to read it.
     status: wgpu::Buffer,
@@ -233,6 +235,8 @@ impl DevicePlugin for WgpuPlugin {
         let gpu = Gpu {
             gemm: pipeline(&device, &kernels, "gemm"),
             trsm: pipeline(&device, &kernels, "trsm"),
+            axpy: pipeline(&device, &kernels, "axpy"),
+            sum: pipeline(&device, &kernels, "sum"),
             potrf: pipeline(&device, &potrf_module, "potrf"),
             device,
             queue,
@@ -270,7 +274,12 @@ impl DevicePlugin for WgpuPlugin {
             && dtype == dtype_code::F32
             && matches!(
                 op,
-                op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF
+                op_code::GEMM
+                    | op_code::SYRK
+                    | op_code::TRSM
+                    | op_code::POTRF
+                    | op_code::AXPY
+                    | op_code::SUM
             )
     }
 
@@ -483,6 +492,33 @@ impl DevicePlugin for WgpuPlugin {
                     .push(PendingPotrf { tile_rows: s.rows });
                 // One status buffer: check it before another potrf reuses it.
                 self.stream_sync(0, 0)?;
+            }
+            op_code::AXPY | op_code::SUM => {
+                let s = shape(0);
+                let params = Params {
+                    m: u(s.rows),
+                    n: u(s.cols),
+                    k: 0,
+                    flags: 0,
+                    alpha: call.alpha as f32,
+                    beta: 0.0,
+                    lda: u(s.rows),
+                    ldb: 0,
+                };
+                let (bx, by) = (self.buffer(args[0])?, self.buffer(args[1])?);
+                let uniform = self.uniform(bytemuck::bytes_of(&params));
+                if call.op == op_code::AXPY {
+                    // Rows of 65535 workgroups at most, as WebGPU allows.
+                    let groups = div_ceil(s.rows * s.cols, 256);
+                    let (gx, gy) = (groups.min(65535), groups.div_ceil(65535));
+                    self.dispatch(
+                        &self.gpu.axpy,
+                        &[(0, &bx), (2, &by), (3, &uniform)],
+                        (gx, gy),
+                    );
+                } else {
+                    self.dispatch(&self.gpu.sum, &[(0, &bx), (2, &by), (3, &uniform)], (1, 1));
+                }
             }
             other => return Err(PluginError::new(format!("unsupported op code {other}"))),
         }

@@ -299,3 +299,42 @@ fn f64_is_refused_and_oversized_buffers_are_errors() {
     assert!(p.supports(0, op_code::POTRF, dtype_code::F32));
     assert!(p.alloc(0, u64::MAX / 2).is_err());
 }
+
+#[test]
+fn axpy_and_sum_over_a_ragged_tile() {
+    let Some(p) = plugin() else { return };
+    let (r, c) = (333, 7);
+    let x = values(r * c, 9);
+    let y0 = values(r * c, 10);
+    let (bx, by) = (upload(&p, &x), upload(&p, &y0));
+    p.launch(
+        0,
+        0,
+        &call(op_code::AXPY, 0, 3.0, 0.0, vec![shape(r, c), shape(r, c)]),
+        &[bx, by],
+    )
+    .unwrap();
+    p.stream_sync(0, 0).unwrap();
+    let got = download(&p, by, r * c);
+    let want: Vec<f64> = x
+        .iter()
+        .zip(&y0)
+        .map(|(a, b)| 3.0 * f64::from(*a) + f64::from(*b))
+        .collect();
+    assert!(max_rel(&got, &want) < 1e-6);
+    let s = upload(&p, &[f32::NAN]);
+    p.launch(
+        0,
+        0,
+        &call(op_code::SUM, 0, 1.0, 0.0, vec![shape(r, c), shape(1, 1)]),
+        &[bx, s],
+    )
+    .unwrap();
+    p.stream_sync(0, 0).unwrap();
+    let total: f64 = x.iter().map(|v| f64::from(*v)).sum();
+    let got = f64::from(download(&p, s, 1)[0]);
+    assert!(
+        (got - total).abs() < 1e-3 * total.abs().max(1.0),
+        "{got} vs {total}"
+    );
+}

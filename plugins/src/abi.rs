@@ -103,6 +103,8 @@ pub mod op_code {
     pub const SYRK: u32 = 2;
     pub const TRSM: u32 = 3;
     pub const POTRF: u32 = 4;
+    pub const AXPY: u32 = 5;
+    pub const SUM: u32 = 6;
 }
 
 /// Element type codes.

@@ -1,6 +1,7 @@
 //! `cargo run --release -p tessera-examples --bin user_kernel`: an axpy
 //! written once in CUDA C and once in WGSL, registered as a user kernel and
-//! run as tasks on whichever device compiled it, checked on the host.
+//! run as tasks on whichever device compiled it, then the catalogue's
+//! `axpy` on the same tiles; checked on the host.
 
 use tessera::kernel::KernelSource;
 use tessera::{Runtime, RuntimeError, Task, TileData, TileShape};
@@ -48,13 +49,16 @@ fn run() -> Result<(), RuntimeError> {
                 .scalars(&[a, n as f64]),
         )?;
     }
+    // And the catalogue's own axpy on the same tiles (cuBLAS on CUDA,
+    // WGSL on wgpu, faer's zip on a CPU): y += 0.5·x once more.
+    rt.submit(Task::op(tessera::Op::Axpy { alpha: 0.5 }).read(&x).read_write(&y))?;
     let TileData::F32(out) = rt.fetch(&y)? else {
         return Err(RuntimeError::Start("expected f32".into()));
     };
     let wrong = out
         .iter()
         .enumerate()
-        .filter(|(i, v)| **v != 1.0 + 2.5 * (i % 100) as f32)
+        .filter(|(i, v)| **v != 1.0 + 3.0 * (i % 100) as f32)
         .count();
     let bad = rt.kernel(&KernelSource {
         entry: "broken".into(),

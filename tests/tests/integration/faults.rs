@@ -205,3 +205,40 @@ fn zero_workers_and_zero_budget_are_errors() {
         Err(RuntimeError::Start(_))
     ));
 }
+
+#[test]
+fn axpy_and_sum_on_the_cpu_and_their_shape_checks() {
+    let rt = Runtime::builder()
+        .cpu_workers(2)
+        .devices(&["cpu"])
+        .build()
+        .unwrap();
+    let shape = TileShape::new(4, 2);
+    let x = rt
+        .tile(
+            TileData::F64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]),
+            shape,
+        )
+        .unwrap();
+    let y = rt.tile(TileData::F64(vec![0.5; 8]), shape).unwrap();
+    let s = rt
+        .tile(TileData::F64(vec![0.0]), TileShape::new(1, 1))
+        .unwrap();
+    rt.submit(Task::op(Op::Axpy { alpha: -1.0 }).read(&x).read_write(&y))
+        .unwrap();
+    rt.submit(Task::op(Op::Sum).read(&y).write(&s)).unwrap();
+    assert_eq!(rt.fetch(&s).unwrap(), TileData::F64(vec![4.0 - 36.0]));
+    let wrong = rt
+        .tile(TileData::F64(vec![0.0; 9]), TileShape::new(3, 3))
+        .unwrap();
+    let err = rt
+        .submit(
+            Task::op(Op::Axpy { alpha: 1.0 })
+                .read(&x)
+                .read_write(&wrong),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("must match"), "{err}");
+    let err = rt.submit(Task::op(Op::Sum).read(&x).write(&y)).unwrap_err();
+    assert!(err.to_string().contains("1x1"), "{err}");
+}

@@ -139,3 +139,29 @@ fn a_wgsl_kernel_that_does_not_compile_names_the_device() {
     let h = rt.spawn(|| {}).unwrap();
     rt.wait(&h).unwrap();
 }
+
+#[test]
+fn axpy_and_sum_run_on_wgpu_through_the_runtime() {
+    use tessera::{Op, Task, TileData, TileShape};
+    // A slow-looking CPU so the device takes the work.
+    let Some(rt) = runtime(0.001) else { return };
+    let shape = TileShape::new(1000, 3);
+    let x = rt
+        .tile(
+            TileData::F32((0..3000).map(|i| (i % 10) as f32).collect()),
+            shape,
+        )
+        .unwrap();
+    let y = rt.tile(TileData::F32(vec![1.0; 3000]), shape).unwrap();
+    let s = rt
+        .tile(TileData::F32(vec![0.0]), TileShape::new(1, 1))
+        .unwrap();
+    rt.submit(Task::op(Op::Axpy { alpha: 2.0 }).read(&x).read_write(&y))
+        .unwrap();
+    rt.submit(Task::op(Op::Sum).read(&y).write(&s)).unwrap();
+    // sum(2x + 1) = 2 * 300 * 45 + 3000
+    assert_eq!(
+        rt.fetch(&s).unwrap(),
+        TileData::F32(vec![2.0 * 300.0 * 45.0 + 3000.0])
+    );
+}
