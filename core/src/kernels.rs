@@ -20,17 +20,24 @@ use faer::{Accum, MatMut, MatRef, Par};
 /// The element types the kernels are written once for.
 pub trait Real: faer::traits::RealField + Copy {
     fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
 }
 
 impl Real for f32 {
     fn from_f64(x: f64) -> Self {
         x as f32
     }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
 }
 
 impl Real for f64 {
     fn from_f64(x: f64) -> Self {
         x
+    }
+    fn to_f64(self) -> f64 {
+        self
     }
 }
 
@@ -145,10 +152,12 @@ fn execute_typed<T: Real>(
             if c.nrows() != 1 || c.ncols() != 1 {
                 return Err(KernelError::Invalid("sum writes a 1x1 tile".into()));
             }
-            let mut total = T::from_f64(0.0);
-            faer::zip!(x).for_each(|faer::unzip!(v)| total = total + *v);
+            // Accumulate in f64 whatever the tile's type: a long f32 sum
+            // loses digits fast.
+            let mut total = 0.0f64;
+            faer::zip!(x).for_each(|faer::unzip!(v)| total += v.to_f64());
             let mut c = c;
-            c[(0, 0)] = total;
+            c[(0, 0)] = T::from_f64(total);
         }
         Op::Closure { .. } | Op::Kernel(_) => {
             return Err(KernelError::Invalid(format!(

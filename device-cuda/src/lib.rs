@@ -15,6 +15,7 @@
 //! User kernels are CUDA C compiled by NVRTC.
 
 mod blas;
+mod reduce;
 mod staging;
 
 use cudarc::driver::sys::{CUdeviceptr, CUevent, CUevent_flags, CUevent_wait_flags};
@@ -52,10 +53,14 @@ struct Device {
     handles: Vec<Mutex<Handles>>,
     /// Pinned staging per stream, made on first use.
     staging: Vec<Mutex<Option<staging::Staging>>>,
+    /// The `sum` kernels, compiled on first use.
+    sum: Mutex<Option<reduce::SumKernels>>,
 }
 
 pub struct CudaPlugin {
     devices: Vec<Device>,
+    /// Whether NVRTC is there, for user kernels and `sum`.
+    nvrtc: bool,
     desc: Vec<DeviceDesc>,
     events: Mutex<HashMap<u64, usize>>,
     kernels: Mutex<HashMap<u64, (Arc<CudaModule>, CudaFunction)>>,
@@ -158,10 +163,13 @@ impl DevicePlugin for CudaPlugin {
                 compute,
                 handles,
                 staging,
+                sum: Mutex::new(None),
             });
         }
         Ok(CudaPlugin {
             devices,
+            // SAFETY: only tries to load the library.
+            nvrtc: unsafe { cudarc::nvrtc::sys::is_culib_present() },
             desc,
             events: Mutex::new(HashMap::new()),
             kernels: Mutex::new(HashMap::new()),
@@ -175,10 +183,10 @@ impl DevicePlugin for CudaPlugin {
 
     fn supports(&self, device: u32, op: u32, dtype: u32) -> bool {
         (device as usize) < self.devices.len()
-            && matches!(
+            && (matches!(
                 op,
                 op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF | op_code::AXPY
-            )
+            ) || (op == op_code::SUM && self.nvrtc))
             && matches!(dtype, dtype_code::F32 | dtype_code::F64)
     }
 
@@ -252,6 +260,25 @@ impl DevicePlugin for CudaPlugin {
                 "stream {stream} is a copy stream; ops run on streams 0..{}",
                 dev.compute
             )));
+        }
+        if call.op == op_code::SUM {
+            let (Some(x), Some(out), Some(shape)) =
+                (args.first(), args.get(1), call.shapes.first())
+            else {
+                return Err(PluginError::new("sum takes a tile and a 1x1 result"));
+            };
+            let kernels = reduce::kernels(&dev.sum, &dev.ctx)?;
+            let k = kernels
+                .as_ref()
+                .ok_or_else(|| PluginError::new("sum kernel missing"))?;
+            return reduce::launch(
+                k,
+                self.stream(dev, stream)?,
+                call.dtype,
+                *x,
+                *out,
+                shape.rows * shape.cols,
+            );
         }
         let mut h = dev.handles[stream as usize]
             .lock()

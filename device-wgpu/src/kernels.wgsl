@@ -121,10 +121,16 @@ var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn sum(@builtin(local_invocation_index) t: u32) {
+    // Kahan-compensated partial sums: f32 is all WGSL has, and a plain
+    // running sum of thousands of values loses digits.
     let count = p.m * p.n;
     var acc = 0.0;
+    var carry = 0.0;
     for (var i = t; i < count; i += 256u) {
-        acc += a[i];
+        let y = a[i] - carry;
+        let next = acc + y;
+        carry = (next - acc) - y;
+        acc = next;
     }
     partial[t] = acc;
     workgroupBarrier();

@@ -338,3 +338,23 @@ fn axpy_and_sum_over_a_ragged_tile() {
         "{got} vs {total}"
     );
 }
+
+#[test]
+fn a_long_f32_sum_keeps_its_digits() {
+    let Some(p) = plugin() else { return };
+    let n = 1 << 20;
+    let x: Vec<f32> = (0..n).map(|i| 1.0 + 3.0 * (i % 100) as f32).collect();
+    let bx = upload(&p, &x);
+    let s = upload(&p, &[f32::NAN]);
+    p.launch(
+        0,
+        0,
+        &call(op_code::SUM, 0, 1.0, 0.0, vec![shape(n, 1), shape(1, 1)]),
+        &[bx, s],
+    )
+    .unwrap();
+    p.stream_sync(0, 0).unwrap();
+    let want: f64 = x.iter().map(|v| f64::from(*v)).sum();
+    let got = f64::from(download(&p, s, 1)[0]);
+    assert!((got - want).abs() / want < 1e-6, "{got} vs {want}");
+}

@@ -1,7 +1,7 @@
 //! `cargo run --release -p tessera-examples --bin user_kernel`: an axpy
 //! written once in CUDA C and once in WGSL, registered as a user kernel and
 //! run as tasks on whichever device compiled it, then the catalogue's
-//! `axpy` on the same tiles; checked on the host.
+//! `axpy` on the same tiles and its `sum` over the result; checked on the host.
 
 use tessera::kernel::KernelSource;
 use tessera::{Runtime, RuntimeError, Task, TileData, TileShape};
@@ -51,7 +51,11 @@ fn run() -> Result<(), RuntimeError> {
     }
     // And the catalogue's own axpy on the same tiles (cuBLAS on CUDA,
     // WGSL on wgpu, faer's zip on a CPU): y += 0.5·x once more.
-    rt.submit(Task::op(tessera::Op::Axpy { alpha: 0.5 }).read(&x).read_write(&y))?;
+    rt.submit(
+        Task::op(tessera::Op::Axpy { alpha: 0.5 })
+            .read(&x)
+            .read_write(&y),
+    )?;
     let TileData::F32(out) = rt.fetch(&y)? else {
         return Err(RuntimeError::Start("expected f32".into()));
     };
@@ -74,6 +78,16 @@ fn run() -> Result<(), RuntimeError> {
     );
     if wrong > 0 {
         return Err(RuntimeError::Start(format!("{wrong} wrong elements")));
+    }
+    // Finally the catalogue's reduction over the result.
+    let total = rt.tile(TileData::F32(vec![f32::NAN]), TileShape::new(1, 1))?;
+    rt.submit(Task::op(tessera::Op::Sum).read(&y).write(&total))?;
+    let got = f64::from(rt.fetch(&total)?.get(1, 0, 0));
+    let want: f64 = (0..n).map(|i| 1.0 + 3.0 * (i % 100) as f64).sum();
+    let rel = (got - want).abs() / want;
+    println!("sum: {got} (exact {want}, relative error {rel:.1e})");
+    if !(rel < 1e-5) {
+        return Err(RuntimeError::Start(format!("sum off by {rel:e}")));
     }
     Ok(())
 }
