@@ -74,8 +74,9 @@ fn next(mailbox: &Receiver<Dispatch>) -> Option<Dispatch> {
 }
 
 /// Runs one task with its tiles locked. Panics in closures are caught and
-/// become task failures, so the processor survives them.
-fn run(task: Dispatch) -> Result<(), String> {
+/// become task failures, so the processor survives them. Device processors
+/// call it too for closures when the runtime has no CPU processor.
+pub(crate) fn run(task: Dispatch) -> Result<(), String> {
     let Dispatch { op, args, body, .. } = task;
     // Bring every tile home first: a device may hold the only valid replica.
     for (tile, access) in &args {

@@ -93,6 +93,11 @@ fn run(
     task: Dispatch,
     kernels: &KernelRegistry,
 ) -> Result<(), String> {
+    if task.body.is_some() {
+        // A closure: the runtime has no CPU processor, and this thread is a
+        // host thread like any other.
+        return crate::cpu_processor::run(task);
+    }
     let out_name = task
         .args
         .last()

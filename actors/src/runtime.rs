@@ -228,6 +228,13 @@ impl RuntimeBuilder {
             describe_devices(&plugins, &mut processors, &mut memory)
                 .into_iter()
                 .unzip();
+        if workers == 0 {
+            // No CPU processor: closures (fetch among them) run on the
+            // device processors' host threads instead.
+            for p in processors.iter_mut() {
+                p.ops.push(OpName::Closure);
+            }
+        }
         if processors.is_empty() {
             return Err(RuntimeError::Start(
                 "no processor: enable `cpu` or a device plugin".into(),

@@ -259,3 +259,20 @@ fn explicit_prefetch_puts_a_replica_on_the_device_and_results_stay_exact() {
         .unwrap();
     assert_eq!(cpu_only.prefetch(&u), None);
 }
+
+#[test]
+fn a_runtime_without_cpu_processors_still_fetches_and_runs_closures() {
+    let rt = Runtime::builder()
+        .devices(&["fake"])
+        .plugin(built_plugin("tessera-test-plugin-fake"))
+        .build()
+        .unwrap();
+    assert!(rt.processors().iter().all(|p| p.name.starts_with("fake")));
+    let t = rt
+        .tile(TileData::F64(vec![9.0]), TileShape::new(1, 1))
+        .unwrap();
+    rt.submit(Task::op(Op::Potrf).read_write(&t)).unwrap();
+    assert_eq!(rt.fetch(&t).unwrap(), TileData::F64(vec![3.0]));
+    let h = rt.spawn(|| {}).unwrap();
+    rt.wait(&h).unwrap();
+}
