@@ -18,8 +18,10 @@
 //!
 //! The pieces, in the order a task meets them: [`runtime`] (the handle you
 //! embed), [`task`] (what a task is), [`lane`] and [`scheduler`] (placement),
-//! [`cpu_processor`] (execution), [`host_memory`] and [`metrics`]
-//! (bookkeeping), [`linalg`] (tiled algorithms built on the above).
+//! [`cpu_processor`] and [`device_processor`] (execution, the latter through
+//! device plugins), [`tile`] (replicas and copies between memories),
+//! [`kernel`] (user kernels), [`host_memory`] and [`metrics`] (bookkeeping),
+//! [`linalg`] (tiled algorithms built on the above).
 
 pub mod cpu_processor;
 mod device_memory;

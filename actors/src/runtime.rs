@@ -8,10 +8,12 @@
 //!
 //! From `submit` to the kernel: [`Runtime::submit`] checks the task against
 //! the op catalogue and posts it on the scheduler's [`lane`](crate::lane);
-//! the `Scheduler` actor adds it to the task
-//! graph and, once its inputs are final, places it with the policy on a CPU
-//! processor, whose thread (`cpu_processor`) runs the
-//! faer kernel and posts the completion back.
+//! the `Scheduler` actor adds it to the task graph and, once its inputs are
+//! final, places it with the policy on a processor: a CPU core, whose thread
+//! ([`cpu_processor`](crate::cpu_processor)) runs the faer kernel, or a
+//! device, whose threads ([`device_processor`](crate::device_processor))
+//! bring the tiles into device memory and launch the op through the
+//! plugin. Either posts the completion back on the lane.
 //!
 //! ```
 //! use tessera::Runtime;

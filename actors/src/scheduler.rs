@@ -5,13 +5,18 @@
 //! `Drain` message tells the actor to empty it. Each drain applies every
 //! input (adding tasks to the graph, completing or failing them, answering
 //! waits), then places ready tasks, highest priority first, with the
-//! [`Policy`] on processors that have room, and finally sends the metrics
-//! actor one batch of events.
+//! [`Policy`] on processors that have room (a task whose best processor is
+//! full waits, and those behind it get their turn), and sends the metrics
+//! actor events in batches (by size, or every 10 ms).
 //!
 //! "Room" keeps each processor's queue short in *time* (about a millisecond
-//! of estimated work, and at least one task): enough that a processor never
-//! idles waiting for the scheduler, little enough that a critical task
-//! arriving later is not stuck behind a long queue.
+//! of estimated work, and at least as many tasks as it runs at once: one
+//! for a CPU core, one per compute stream for a device): enough that a
+//! processor never idles waiting for the scheduler, little enough that a
+//! critical task arriving later is not stuck behind a long queue.
+//!
+//! At submission the scheduler also starts copying a task's final inputs to
+//! the device it will most likely run on (prefetch).
 
 use crate::cpu_processor::Dispatch;
 use crate::device_memory::DeviceMemory;
