@@ -10,8 +10,8 @@
 //! the op catalogue and posts it on the scheduler's [`lane`](crate::lane);
 //! the `Scheduler` actor adds it to the task graph and, once its inputs are
 //! final, places it with the policy on a processor: a CPU core, whose thread
-//! ([`cpu_processor`](crate::cpu_processor)) runs the faer kernel, or a
-//! device, whose threads ([`device_processor`](crate::device_processor))
+//! ([`cpu_processor`]) runs the faer kernel, or a
+//! device, whose threads ([`device_processor`])
 //! bring the tiles into device memory and launch the op through the
 //! plugin. Either posts the completion back on the lane.
 //!
