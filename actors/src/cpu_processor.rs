@@ -126,6 +126,9 @@ fn run_kernel(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {
     let Some(((out_tile, _), inputs)) = args.split_last() else {
         return Err(format!("`{}` has no output tile", op.name()));
     };
+    if op.factors_first_argument() {
+        return run_factor(op, args);
+    }
     // The output is never also an input (rejected at submission), so the
     // write lock below and the read locks never meet.
     let mut unique: Vec<&Tile> = Vec::new();
@@ -159,6 +162,29 @@ fn run_kernel(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {
             "{} on {} panicked: {}",
             op.name(),
             out_tile.name(),
+            panic_message(&panic)
+        )),
+    }
+}
+
+/// `getrf`/`geqrf`: both tiles are written (submission rejected them
+/// being the same tile).
+fn run_factor(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {
+    let [(a_tile, _), (out_tile, _)] = args else {
+        return Err(format!("`{}` takes two tiles", op.name()));
+    };
+    let mut a = a_tile.write();
+    let mut out = out_tile.write();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        kernels::execute_factor(op, &mut a, a_tile.shape(), &mut out, out_tile.shape())
+    }));
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{} on {}: {e}", op.name(), a_tile.name())),
+        Err(panic) => Err(format!(
+            "{} on {} panicked: {}",
+            op.name(),
+            a_tile.name(),
             panic_message(&panic)
         )),
     }

@@ -177,6 +177,8 @@ pub(crate) fn op_call(
         Op::Potrf => (op_code::POTRF, 0, 1.0, 0.0),
         Op::Axpy { alpha } => (op_code::AXPY, 0, *alpha, 0.0),
         Op::Sum => (op_code::SUM, 0, 1.0, 0.0),
+        Op::Getrf => (op_code::GETRF, 0, 1.0, 0.0),
+        Op::Geqrf => (op_code::GEQRF, 0, 1.0, 0.0),
         Op::Closure { .. } => return Err("closures run on CPU processors only".into()),
         Op::Kernel(_) => return Err("user kernels launch through launch_kernel".into()),
     };
@@ -218,6 +220,8 @@ pub(crate) fn op_code_of(name: tessera_core::OpName) -> Option<u32> {
         OpName::Potrf => Some(op_code::POTRF),
         OpName::Axpy => Some(op_code::AXPY),
         OpName::Sum => Some(op_code::SUM),
+        OpName::Getrf => Some(op_code::GETRF),
+        OpName::Geqrf => Some(op_code::GEQRF),
         OpName::Closure | OpName::Kernel => None,
     }
 }

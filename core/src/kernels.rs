@@ -159,10 +159,120 @@ fn execute_typed<T: Real>(
             let mut c = c;
             c[(0, 0)] = T::from_f64(total);
         }
+        Op::Getrf | Op::Geqrf => {
+            return Err(KernelError::Invalid(format!(
+                "`{}` writes two tiles: run it with execute_factor",
+                op.name()
+            )));
+        }
         Op::Closure { .. } | Op::Kernel(_) => {
             return Err(KernelError::Invalid(format!(
                 "`{}` has no CPU kernel",
                 op.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs an op that factors its first tile in place and writes a second
+/// (see [`Op::factors_first_argument`]): `getrf` (pivots) or `geqrf`
+/// (reflector factors), with LAPACK's conventions for both.
+pub fn execute_factor(
+    op: &Op,
+    a: &mut TileData,
+    a_shape: TileShape,
+    out: &mut TileData,
+    out_shape: TileShape,
+) -> Result<(), KernelError> {
+    let k = a_shape.rows.min(a_shape.cols);
+    if a.len() != a_shape.len() || out.len() != out_shape.len() || out_shape != TileShape::new(k, 1)
+    {
+        return Err(KernelError::Invalid(
+            "tile data does not match its shape".into(),
+        ));
+    }
+    match (a, out) {
+        (TileData::F32(a), TileData::F32(o)) => factor_typed::<f32>(op, a, a_shape, o),
+        (TileData::F64(a), TileData::F64(o)) => factor_typed::<f64>(op, a, a_shape, o),
+        _ => Err(KernelError::Invalid(
+            "both tiles must have one element type".into(),
+        )),
+    }
+}
+
+fn factor_typed<T: Real>(
+    op: &Op,
+    a: &mut [T],
+    shape: TileShape,
+    out: &mut [T],
+) -> Result<(), KernelError> {
+    let (m, n) = (shape.rows, shape.cols);
+    let k = m.min(n);
+    let a = MatMut::from_column_major_slice_mut(a, m, n);
+    match op {
+        Op::Getrf => {
+            use faer::linalg::lu::partial_pivoting::factor::{lu_in_place, lu_in_place_scratch};
+            let mut perm = vec![0usize; m];
+            let mut perm_inv = vec![0usize; m];
+            let mut buf = MemBuffer::new(lu_in_place_scratch::<usize, T>(
+                m,
+                n,
+                Par::Seq,
+                Default::default(),
+            ));
+            lu_in_place(
+                a,
+                &mut perm,
+                &mut perm_inv,
+                Par::Seq,
+                MemStack::new(&mut buf),
+                Default::default(),
+            );
+            // faer applies LAPACK-order transpositions and reports the final
+            // permutation; replaying it recovers each step's swap.
+            let mut at: Vec<usize> = (0..m).collect(); // original row at each position
+            let mut pos: Vec<usize> = (0..m).collect(); // position of each original row
+            for (i, slot) in out.iter_mut().enumerate().take(k) {
+                let j = pos[perm[i]];
+                *slot = T::from_f64(j as f64);
+                let (ri, rj) = (at[i], at[j]);
+                at.swap(i, j);
+                pos[ri] = j;
+                pos[rj] = i;
+            }
+        }
+        Op::Geqrf => {
+            use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch};
+            let mut coeff = faer::Mat::<T>::zeros(1, k);
+            let mut buf = MemBuffer::new(qr_in_place_scratch::<T>(
+                m,
+                n,
+                1,
+                Par::Seq,
+                Default::default(),
+            ));
+            qr_in_place(
+                a,
+                coeff.as_mut(),
+                Par::Seq,
+                MemStack::new(&mut buf),
+                Default::default(),
+            );
+            // faer writes H = I - v vᵀ / τ; LAPACK's factor is 1/τ (0 for H = I).
+            for (j, slot) in out.iter_mut().enumerate().take(k) {
+                let t = coeff[(0, j)].to_f64();
+                *slot = T::from_f64(if t.is_finite() && t != 0.0 {
+                    1.0 / t
+                } else {
+                    0.0
+                });
+            }
+        }
+        other => {
+            return Err(KernelError::Invalid(format!(
+                "`{}` is not a factorisation with two outputs",
+                other.name()
             )));
         }
     }
@@ -522,6 +632,115 @@ mod tests {
                 (s.get(1, 0, 0) - total).abs() < tol(dtype) * 100.0,
                 "{dtype}"
             );
+        }
+    }
+
+    /// A·x for column-major `a` (m×n).
+    fn rows_of(v: &[f64], m: usize, n: usize) -> Vec<Vec<f64>> {
+        (0..m)
+            .map(|i| (0..n).map(|j| v[i + j * m]).collect())
+            .collect()
+    }
+
+    #[test]
+    fn getrf_gives_lapack_pivots_with_p_a_equal_to_l_u() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        for dtype in [DType::F32, DType::F64] {
+            for (m, n) in [(9, 9), (12, 7), (6, 10)] {
+                let a0 = random(&mut rng, m, n);
+                let k = m.min(n);
+                let mut a = tile(&a0, dtype);
+                let mut p = TileData::zeros(dtype, TileShape::new(k, 1));
+                execute_factor(
+                    &Op::Getrf,
+                    &mut a,
+                    TileShape::new(m, n),
+                    &mut p,
+                    TileShape::new(k, 1),
+                )
+                .unwrap();
+                let lu = to_f64(&a);
+                let piv = to_f64(&p);
+                // Apply the swaps in order to the rows of A.
+                let mut pa = rows_of(&a0, m, n);
+                for (i, j) in piv.iter().enumerate() {
+                    assert!(
+                        *j >= i as f64 && *j < m as f64 && j.fract() == 0.0,
+                        "pivot {j} at {i}"
+                    );
+                    pa.swap(i, *j as usize);
+                }
+                let mut worst = 0.0f64;
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut s = 0.0;
+                        for q in 0..k.min(i + 1) {
+                            let l = if q == i { 1.0 } else { lu[i + q * m] };
+                            if q <= j {
+                                s += l * lu[q + j * m];
+                            }
+                        }
+                        worst = worst.max((s - pa[i][j]).abs());
+                    }
+                }
+                assert!(worst < tol(dtype) * 100.0, "{dtype} {m}x{n}: {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn geqrf_gives_lapack_reflectors_with_q_r_equal_to_a() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for dtype in [DType::F32, DType::F64] {
+            for (m, n) in [(8, 8), (11, 5), (5, 9)] {
+                let a0 = random(&mut rng, m, n);
+                let k = m.min(n);
+                let mut a = tile(&a0, dtype);
+                let mut t = TileData::zeros(dtype, TileShape::new(k, 1));
+                execute_factor(
+                    &Op::Geqrf,
+                    &mut a,
+                    TileShape::new(m, n),
+                    &mut t,
+                    TileShape::new(k, 1),
+                )
+                .unwrap();
+                let f = to_f64(&a);
+                let tau = to_f64(&t);
+                // X = R, then X = H_j X for j = k-1 down to 0.
+                let mut x: Vec<Vec<f64>> = (0..m)
+                    .map(|i| {
+                        (0..n)
+                            .map(|j| if i <= j { f[i + j * m] } else { 0.0 })
+                            .collect()
+                    })
+                    .collect();
+                for j in (0..k).rev() {
+                    let v: Vec<f64> = (0..m)
+                        .map(|i| {
+                            if i < j {
+                                0.0
+                            } else if i == j {
+                                1.0
+                            } else {
+                                f[i + j * m]
+                            }
+                        })
+                        .collect();
+                    for col in 0..n {
+                        let dot: f64 = (0..m).map(|i| v[i] * x[i][col]).sum();
+                        for i in 0..m {
+                            x[i][col] -= tau[j] * v[i] * dot;
+                        }
+                    }
+                }
+                let a_rows = rows_of(&a0, m, n);
+                let worst = (0..m)
+                    .flat_map(|i| (0..n).map(move |j| (i, j)))
+                    .map(|(i, j)| (x[i][j] - a_rows[i][j]).abs())
+                    .fold(0.0, f64::max);
+                assert!(worst < tol(dtype) * 100.0, "{dtype} {m}x{n}: {worst}");
+            }
         }
     }
 

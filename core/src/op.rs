@@ -44,6 +44,8 @@ pub enum OpName {
     Potrf,
     Axpy,
     Sum,
+    Getrf,
+    Geqrf,
     /// A user closure: runs on CPU processors only.
     Closure,
     /// A user kernel compiled from source by a device plugin.
@@ -51,13 +53,15 @@ pub enum OpName {
 }
 
 impl OpName {
-    pub const ALL: [OpName; 8] = [
+    pub const ALL: [OpName; 10] = [
         OpName::Gemm,
         OpName::Syrk,
         OpName::Trsm,
         OpName::Potrf,
         OpName::Axpy,
         OpName::Sum,
+        OpName::Getrf,
+        OpName::Geqrf,
         OpName::Closure,
         OpName::Kernel,
     ];
@@ -70,6 +74,8 @@ impl OpName {
             OpName::Potrf => "potrf",
             OpName::Axpy => "axpy",
             OpName::Sum => "sum",
+            OpName::Getrf => "getrf",
+            OpName::Geqrf => "geqrf",
             OpName::Closure => "closure",
             OpName::Kernel => "kernel",
         }
@@ -105,6 +111,16 @@ pub enum Op {
     /// The sum of every element of `X` into the 1×1 tile `S`; arguments
     /// `X` (read), `S` (write).
     Sum,
+    /// LU factorisation with partial pivoting `P·A = L·U`, in place, as
+    /// LAPACK's `getrf`; arguments `A` (read-write, m×n) and `P` (write,
+    /// min(m,n)×1), where `P[i]` is the 0-based row swapped with row `i`,
+    /// in order.
+    Getrf,
+    /// QR factorisation `A = Q·R`, in place, as LAPACK's `geqrf`: `R` on and
+    /// above the diagonal, Householder vectors below it; arguments `A`
+    /// (read-write, m×n) and `T` (write, min(m,n)×1), the reflectors'
+    /// scalar factors, with `Hᵢ = I − Tᵢ·vᵢ·vᵢᵀ`.
+    Geqrf,
     /// A user closure with its own label and an optional flop estimate.
     Closure {
         label: Cow<'static, str>,
@@ -166,6 +182,8 @@ impl Op {
             Op::Potrf => OpName::Potrf,
             Op::Axpy { .. } => OpName::Axpy,
             Op::Sum => OpName::Sum,
+            Op::Getrf => OpName::Getrf,
+            Op::Geqrf => OpName::Geqrf,
             Op::Closure { .. } => OpName::Closure,
             Op::Kernel(_) => OpName::Kernel,
         }
@@ -176,15 +194,26 @@ impl Op {
         match self {
             Op::Gemm { beta, .. } | Op::Syrk { beta, .. } => *beta != 0.0,
             Op::Trsm { .. } | Op::Potrf | Op::Axpy { .. } => true,
-            Op::Sum | Op::Closure { .. } | Op::Kernel(_) => false,
+            Op::Sum | Op::Getrf | Op::Geqrf | Op::Closure { .. } | Op::Kernel(_) => false,
         }
+    }
+
+    /// Whether the op factors its first argument in place and writes a
+    /// second output (pivots, reflector factors) as its last.
+    pub fn factors_first_argument(&self) -> bool {
+        matches!(self, Op::Getrf | Op::Geqrf)
     }
 
     /// Number of tile arguments, or `None` for closures (any number).
     pub fn arity(&self) -> Option<usize> {
         match self {
             Op::Gemm { .. } => Some(3),
-            Op::Syrk { .. } | Op::Trsm { .. } | Op::Axpy { .. } | Op::Sum => Some(2),
+            Op::Syrk { .. }
+            | Op::Trsm { .. }
+            | Op::Axpy { .. }
+            | Op::Sum
+            | Op::Getrf
+            | Op::Geqrf => Some(2),
             Op::Potrf => Some(1),
             Op::Closure { .. } | Op::Kernel(_) => None,
         }
@@ -206,6 +235,17 @@ impl Op {
         }
         let (inputs, output) = args.split_at(arity - 1);
         for (index, (access, _)) in inputs.iter().enumerate() {
+            if self.factors_first_argument() {
+                if *access != Access::ReadWrite {
+                    return Err(CoreError::AccessMode {
+                        op,
+                        index,
+                        expected: "ReadWrite",
+                        got: *access,
+                    });
+                }
+                continue;
+            }
             if *access != Access::Read {
                 return Err(CoreError::AccessMode {
                     op,
@@ -280,6 +320,15 @@ impl Op {
             },
             Op::Axpy { .. } => dim(0).map_or(0.0, |x| 2.0 * f(x.len())),
             Op::Sum => dim(0).map_or(0.0, |x| f(x.len())),
+            // LAPACK's operation counts for m >= n (and by symmetry otherwise).
+            Op::Getrf => dim(0).map_or(0.0, |a| {
+                let (m, n) = (f(a.rows.max(a.cols)), f(a.rows.min(a.cols)));
+                m * n * n - n * n * n / 3.0
+            }),
+            Op::Geqrf => dim(0).map_or(0.0, |a| {
+                let (m, n) = (f(a.rows.max(a.cols)), f(a.rows.min(a.cols)));
+                2.0 * m * n * n - 2.0 * n * n * n / 3.0
+            }),
             Op::Closure { flops, .. } => *flops,
             Op::Kernel(k) => k.flops,
         }
@@ -351,6 +400,15 @@ fn check_shapes(op: &Op, s: &[TileShape]) -> Result<(), String> {
         Op::Sum => {
             if s[1] != TileShape::new(1, 1) {
                 return Err(format!("the sum goes into a 1x1 tile, not {}", s[1]));
+            }
+        }
+        Op::Getrf | Op::Geqrf => {
+            let k = s[0].rows.min(s[0].cols);
+            if s[1] != TileShape::new(k, 1) {
+                return Err(format!(
+                    "A is {}, so its second output must be {k}x1, not {}",
+                    s[0], s[1]
+                ));
             }
         }
         Op::Closure { .. } | Op::Kernel(_) => {}

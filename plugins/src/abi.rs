@@ -105,6 +105,10 @@ pub mod op_code {
     pub const POTRF: u32 = 4;
     pub const AXPY: u32 = 5;
     pub const SUM: u32 = 6;
+    /// Arguments A (read-write), P (write): see `tessera_core::Op::Getrf`.
+    pub const GETRF: u32 = 7;
+    /// Arguments A (read-write), T (write): see `tessera_core::Op::Geqrf`.
+    pub const GEQRF: u32 = 8;
 }
 
 /// Element type codes.

@@ -242,3 +242,60 @@ fn axpy_and_sum_on_the_cpu_and_their_shape_checks() {
     let err = rt.submit(Task::op(Op::Sum).read(&x).write(&y)).unwrap_err();
     assert!(err.to_string().contains("1x1"), "{err}");
 }
+
+#[test]
+fn getrf_and_geqrf_run_as_tasks_and_bad_modes_are_rejected() {
+    let rt = Runtime::builder()
+        .cpu_workers(2)
+        .devices(&["cpu"])
+        .build()
+        .unwrap();
+    // A 3x3 whose first pivot must come from row 2.
+    let a = rt
+        .tile(
+            TileData::F64(vec![1.0, 2.0, 4.0, 0.0, 1.0, 1.0, 3.0, 0.0, 2.0]),
+            TileShape::new(3, 3),
+        )
+        .unwrap();
+    let p = rt
+        .tile(TileData::F64(vec![-1.0; 3]), TileShape::new(3, 1))
+        .unwrap();
+    rt.submit(Task::op(Op::Getrf).read_write(&a).write(&p))
+        .unwrap();
+    let TileData::F64(piv) = rt.fetch(&p).unwrap() else {
+        panic!("f64")
+    };
+    assert_eq!(
+        piv[0], 2.0,
+        "the largest first-column entry is in row 2: {piv:?}"
+    );
+    let q = rt
+        .tile(TileData::F64(vec![3.0, 4.0]), TileShape::new(2, 1))
+        .unwrap();
+    let t = rt
+        .tile(TileData::F64(vec![0.0]), TileShape::new(1, 1))
+        .unwrap();
+    rt.submit(Task::op(Op::Geqrf).read_write(&q).write(&t))
+        .unwrap();
+    let TileData::F64(r) = rt.fetch(&q).unwrap() else {
+        panic!("f64")
+    };
+    assert!(
+        (r[0].abs() - 5.0).abs() < 1e-12,
+        "|R[0,0]| = ‖(3,4)‖: {r:?}"
+    );
+    let err = rt
+        .submit(Task::op(Op::Getrf).read(&a).write(&p))
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::Invalid(CoreError::AccessMode { .. })),
+        "{err}"
+    );
+    let wrong = rt
+        .tile(TileData::F64(vec![0.0; 2]), TileShape::new(2, 1))
+        .unwrap();
+    let err = rt
+        .submit(Task::op(Op::Getrf).read_write(&a).write(&wrong))
+        .unwrap_err();
+    assert!(err.to_string().contains("3x1"), "{err}");
+}
