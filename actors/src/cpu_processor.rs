@@ -152,16 +152,25 @@ fn run_kernel(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {
         })
         .collect();
     let mut out = out_tile.write();
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    kernel_result(op, out_tile, || {
         kernels::execute(op, &views, &mut out, out_tile.shape())
-    }));
-    match result {
+    })
+}
+
+/// Runs a kernel, turning its error or panic into a task failure that
+/// names the op and the tile it wrote.
+fn kernel_result(
+    op: &Op,
+    tile: &Tile,
+    kernel: impl FnOnce() -> Result<(), tessera_core::error::KernelError>,
+) -> Result<(), String> {
+    match catch_unwind(AssertUnwindSafe(kernel)) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("{} on {}: {e}", op.name(), out_tile.name())),
+        Ok(Err(e)) => Err(format!("{} on {}: {e}", op.name(), tile.name())),
         Err(panic) => Err(format!(
             "{} on {} panicked: {}",
             op.name(),
-            out_tile.name(),
+            tile.name(),
             panic_message(&panic)
         )),
     }
@@ -175,19 +184,9 @@ fn run_factor(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {
     };
     let mut a = a_tile.write();
     let mut out = out_tile.write();
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    kernel_result(op, a_tile, || {
         kernels::execute_factor(op, &mut a, a_tile.shape(), &mut out, out_tile.shape())
-    }));
-    match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("{} on {}: {e}", op.name(), a_tile.name())),
-        Err(panic) => Err(format!(
-            "{} on {} panicked: {}",
-            op.name(),
-            a_tile.name(),
-            panic_message(&panic)
-        )),
-    }
+    })
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

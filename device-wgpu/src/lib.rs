@@ -95,6 +95,18 @@ impl WgpuPlugin {
             .ok_or_else(|| PluginError::new(format!("unknown buffer {id}")))
     }
 
+    /// Buffer `id`, if a copy of `bytes` fits it (wgpu copies whole words).
+    fn copy_buffer(&self, id: u64, bytes: u64) -> Result<wgpu::Buffer, PluginError> {
+        let buf = self.buffer(id)?;
+        if bytes % 4 != 0 || bytes > buf.size() {
+            return Err(PluginError::new(format!(
+                "a copy of {bytes} bytes does not fit buffer {id} ({} bytes, whole words only)",
+                buf.size()
+            )));
+        }
+        Ok(buf)
+    }
+
     fn wait(&self) -> Result<(), PluginError> {
         self.gpu
             .device
@@ -323,13 +335,7 @@ impl DevicePlugin for WgpuPlugin {
         src: *const u8,
         bytes: u64,
     ) -> Result<(), PluginError> {
-        let buf = self.buffer(dst)?;
-        if bytes % 4 != 0 || bytes > buf.size() {
-            return Err(PluginError::new(format!(
-                "copy of {bytes} bytes into a {}-byte buffer",
-                buf.size()
-            )));
-        }
+        let buf = self.copy_buffer(dst, bytes)?;
         let data = std::slice::from_raw_parts(src, bytes as usize);
         // write_buffer stages the bytes now: `src` is free once this returns.
         self.gpu.queue.write_buffer(&buf, 0, data);
@@ -344,13 +350,7 @@ impl DevicePlugin for WgpuPlugin {
         src: u64,
         bytes: u64,
     ) -> Result<(), PluginError> {
-        let buf = self.buffer(src)?;
-        if bytes % 4 != 0 || bytes > buf.size() {
-            return Err(PluginError::new(format!(
-                "copy of {bytes} bytes from a {}-byte buffer",
-                buf.size()
-            )));
-        }
+        let buf = self.copy_buffer(src, bytes)?;
         let g = &self.gpu;
         let staging = g.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("download"),
