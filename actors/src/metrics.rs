@@ -252,13 +252,15 @@ impl Handler<MemorySample> for Metrics {
     type Result = ();
 
     fn handle(&mut self, s: MemorySample, _: &mut Context<Self>) {
-        self.series
-            .memory_used
-            .with_label_values(&[s.space.as_str()])
-            .set(i64::try_from(s.in_use).unwrap_or(i64::MAX));
+        // Budget first: a scrape between the two sets must never see a
+        // space's usage without its budget.
         self.series
             .memory_budget
             .with_label_values(&[s.space.as_str()])
             .set(i64::try_from(s.budget).unwrap_or(i64::MAX));
+        self.series
+            .memory_used
+            .with_label_values(&[s.space.as_str()])
+            .set(i64::try_from(s.in_use).unwrap_or(i64::MAX));
     }
 }
