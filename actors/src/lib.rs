@@ -35,6 +35,7 @@ pub mod metrics;
 mod metrics_server;
 pub mod runtime;
 pub mod scheduler;
+pub mod selftest;
 pub mod task;
 pub mod tile;
 

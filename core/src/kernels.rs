@@ -635,13 +635,6 @@ mod tests {
         }
     }
 
-    /// A·x for column-major `a` (m×n).
-    fn rows_of(v: &[f64], m: usize, n: usize) -> Vec<Vec<f64>> {
-        (0..m)
-            .map(|i| (0..n).map(|j| v[i + j * m]).collect())
-            .collect()
-    }
-
     #[test]
     fn getrf_gives_lapack_pivots_with_p_a_equal_to_l_u() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);
@@ -659,30 +652,8 @@ mod tests {
                     TileShape::new(k, 1),
                 )
                 .unwrap();
-                let lu = to_f64(&a);
-                let piv = to_f64(&p);
-                // Apply the swaps in order to the rows of A.
-                let mut pa = rows_of(&a0, m, n);
-                for (i, j) in piv.iter().enumerate() {
-                    assert!(
-                        *j >= i as f64 && *j < m as f64 && j.fract() == 0.0,
-                        "pivot {j} at {i}"
-                    );
-                    pa.swap(i, *j as usize);
-                }
-                let mut worst = 0.0f64;
-                for i in 0..m {
-                    for j in 0..n {
-                        let mut s = 0.0;
-                        for q in 0..k.min(i + 1) {
-                            let l = if q == i { 1.0 } else { lu[i + q * m] };
-                            if q <= j {
-                                s += l * lu[q + j * m];
-                            }
-                        }
-                        worst = worst.max((s - pa[i][j]).abs());
-                    }
-                }
+                let worst =
+                    crate::verify::lu_residual(&a0, &to_f64(&a), &to_f64(&p), m, n).unwrap();
                 assert!(worst < tol(dtype) * 100.0, "{dtype} {m}x{n}: {worst}");
             }
         }
@@ -705,40 +676,8 @@ mod tests {
                     TileShape::new(k, 1),
                 )
                 .unwrap();
-                let f = to_f64(&a);
-                let tau = to_f64(&t);
-                // X = R, then X = H_j X for j = k-1 down to 0.
-                let mut x: Vec<Vec<f64>> = (0..m)
-                    .map(|i| {
-                        (0..n)
-                            .map(|j| if i <= j { f[i + j * m] } else { 0.0 })
-                            .collect()
-                    })
-                    .collect();
-                for j in (0..k).rev() {
-                    let v: Vec<f64> = (0..m)
-                        .map(|i| {
-                            if i < j {
-                                0.0
-                            } else if i == j {
-                                1.0
-                            } else {
-                                f[i + j * m]
-                            }
-                        })
-                        .collect();
-                    for col in 0..n {
-                        let dot: f64 = (0..m).map(|i| v[i] * x[i][col]).sum();
-                        for i in 0..m {
-                            x[i][col] -= tau[j] * v[i] * dot;
-                        }
-                    }
-                }
-                let a_rows = rows_of(&a0, m, n);
-                let worst = (0..m)
-                    .flat_map(|i| (0..n).map(move |j| (i, j)))
-                    .map(|(i, j)| (x[i][j] - a_rows[i][j]).abs())
-                    .fold(0.0, f64::max);
+                let worst =
+                    crate::verify::qr_residual(&a0, &to_f64(&a), &to_f64(&t), m, n).unwrap();
                 assert!(worst < tol(dtype) * 100.0, "{dtype} {m}x{n}: {worst}");
             }
         }

@@ -12,7 +12,8 @@
 //! - [`op`]: the op catalogue, each op with its signature and cost function;
 //! - [`kernels`]: the CPU implementations of the tile ops, on faer;
 //! - [`processor`]: processors and memory spaces as descriptors;
-//! - [`policy`]: scheduling policies as pure code behind one trait.
+//! - [`policy`]: scheduling policies as pure code behind one trait;
+//! - [`verify`]: factorisations checked by reconstruction.
 //!
 //! Vocabulary for StarPU and Dagger.jl users: an *op* is a codelet, a *tile* is
 //! a data handle (a Dagger chunk), a *replica* is a copy of a handle in one
@@ -44,6 +45,7 @@ pub mod op;
 pub mod policy;
 pub mod processor;
 pub mod tile;
+pub mod verify;
 
 pub use access::Access;
 pub use dtype::DType;

@@ -189,8 +189,9 @@ impl Op {
         }
     }
 
-    /// Whether the op's last argument is read before it is written.
-    fn output_is_read(&self) -> bool {
+    /// Whether the op's last argument is read before it is written (so it
+    /// is passed read-write, not write-only).
+    pub fn output_is_read(&self) -> bool {
         match self {
             Op::Gemm { beta, .. } | Op::Syrk { beta, .. } => *beta != 0.0,
             Op::Trsm { .. } | Op::Potrf | Op::Axpy { .. } => true,

@@ -50,6 +50,8 @@ pub(crate) fn create_handles(stream: &Arc<CudaStream>) -> Result<Handles, Plugin
             solver,
             work: 0,
             work_bytes: 0,
+            ipiv: 0,
+            ipiv_len: 0,
             info,
             pending_potrf: None,
         })
@@ -65,6 +67,9 @@ pub(crate) fn destroy_handles(h: &Handles) {
         let _ = result::free_sync(h.info);
         if h.work != 0 {
             let _ = result::free_sync(h.work);
+        }
+        if h.ipiv != 0 {
+            let _ = result::free_sync(h.ipiv);
         }
     }
 }
@@ -113,7 +118,7 @@ pub(crate) fn launch(
 ) -> Result<(), PluginError> {
     let needed = match call.op {
         op_code::GEMM => 3,
-        op_code::SYRK | op_code::TRSM | op_code::AXPY => 2,
+        op_code::SYRK | op_code::TRSM | op_code::AXPY | op_code::GETRF | op_code::GEQRF => 2,
         op_code::POTRF => 1,
         other => return Err(PluginError::new(format!("unsupported op code {other}"))),
     };
@@ -133,7 +138,9 @@ pub(crate) fn launch(
     }
 }
 
-/// The cuBLAS/cuSOLVER entry points of one element type.
+/// The cuBLAS/cuSOLVER entry points of one element type, with their
+/// C signatures' many arguments.
+#[allow(clippy::too_many_arguments)]
 trait Scalar: Copy + 'static {
     fn of(x: f64) -> Self;
     unsafe fn gemm(
@@ -198,13 +205,46 @@ trait Scalar: Copy + 'static {
         lwork: c_int,
         info: *mut c_int,
     ) -> cs::cusolverStatus_t;
+    unsafe fn getrf_work(
+        h: cs::cusolverDnHandle_t,
+        m: c_int,
+        n: c_int,
+        a: *mut Self,
+        lwork: *mut c_int,
+    ) -> cs::cusolverStatus_t;
+    unsafe fn getrf(
+        h: cs::cusolverDnHandle_t,
+        m: c_int,
+        n: c_int,
+        a: *mut Self,
+        work: *mut Self,
+        ipiv: *mut c_int,
+        info: *mut c_int,
+    ) -> cs::cusolverStatus_t;
+    unsafe fn geqrf_work(
+        h: cs::cusolverDnHandle_t,
+        m: c_int,
+        n: c_int,
+        a: *mut Self,
+        lwork: *mut c_int,
+    ) -> cs::cusolverStatus_t;
+    unsafe fn geqrf(
+        h: cs::cusolverDnHandle_t,
+        m: c_int,
+        n: c_int,
+        a: *mut Self,
+        tau: *mut Self,
+        work: *mut Self,
+        lwork: c_int,
+        info: *mut c_int,
+    ) -> cs::cusolverStatus_t;
 }
 
 const LOWER: cb::cublasFillMode_t = cb::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER;
 const S_LOWER: cs::cublasFillMode_t = cs::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER;
 
 macro_rules! scalar {
-    ($t:ty, $gemm:ident, $syrk:ident, $trsm:ident, $axpy:ident, $pw:ident, $potrf:ident) => {
+    ($t:ty, $gemm:ident, $syrk:ident, $trsm:ident, $axpy:ident, $pw:ident, $potrf:ident, $gw:ident, $getrf:ident, $qw:ident, $geqrf:ident) => {
         impl Scalar for $t {
             fn of(x: f64) -> Self {
                 x as $t
@@ -308,6 +348,47 @@ macro_rules! scalar {
             ) -> cs::cusolverStatus_t {
                 cs::$potrf(h, S_LOWER, n, a, lda, work, lwork, info)
             }
+            unsafe fn getrf_work(
+                h: cs::cusolverDnHandle_t,
+                m: c_int,
+                n: c_int,
+                a: *mut Self,
+                lwork: *mut c_int,
+            ) -> cs::cusolverStatus_t {
+                cs::$gw(h, m, n, a, m, lwork)
+            }
+            unsafe fn getrf(
+                h: cs::cusolverDnHandle_t,
+                m: c_int,
+                n: c_int,
+                a: *mut Self,
+                work: *mut Self,
+                ipiv: *mut c_int,
+                info: *mut c_int,
+            ) -> cs::cusolverStatus_t {
+                cs::$getrf(h, m, n, a, m, work, ipiv, info)
+            }
+            unsafe fn geqrf_work(
+                h: cs::cusolverDnHandle_t,
+                m: c_int,
+                n: c_int,
+                a: *mut Self,
+                lwork: *mut c_int,
+            ) -> cs::cusolverStatus_t {
+                cs::$qw(h, m, n, a, m, lwork)
+            }
+            unsafe fn geqrf(
+                h: cs::cusolverDnHandle_t,
+                m: c_int,
+                n: c_int,
+                a: *mut Self,
+                tau: *mut Self,
+                work: *mut Self,
+                lwork: c_int,
+                info: *mut c_int,
+            ) -> cs::cusolverStatus_t {
+                cs::$geqrf(h, m, n, a, m, tau, work, lwork, info)
+            }
         }
     };
 }
@@ -319,7 +400,11 @@ scalar!(
     cublasDtrsm_v2,
     cublasDaxpy_v2,
     cusolverDnDpotrf_bufferSize,
-    cusolverDnDpotrf
+    cusolverDnDpotrf,
+    cusolverDnDgetrf_bufferSize,
+    cusolverDnDgetrf,
+    cusolverDnDgeqrf_bufferSize,
+    cusolverDnDgeqrf
 );
 scalar!(
     f32,
@@ -328,8 +413,59 @@ scalar!(
     cublasStrsm_v2,
     cublasSaxpy_v2,
     cusolverDnSpotrf_bufferSize,
-    cusolverDnSpotrf
+    cusolverDnSpotrf,
+    cusolverDnSgetrf_bufferSize,
+    cusolverDnSgetrf,
+    cusolverDnSgeqrf_bufferSize,
+    cusolverDnSgeqrf
 );
+
+/// Grows the stream's solver workspace to `lwork` elements of `T`. The old
+/// workspace may still be in use by queued work, so growing synchronises.
+fn ensure_work<T>(
+    h: &mut Handles,
+    stream: &Arc<CudaStream>,
+    lwork: c_int,
+) -> Result<(), PluginError> {
+    let bytes = usize::try_from(lwork.max(1)).unwrap_or(1) * std::mem::size_of::<T>();
+    if bytes <= h.work_bytes {
+        return Ok(());
+    }
+    // SAFETY: a live stream of the bound context; the buffers are ours.
+    unsafe {
+        result::stream::synchronize(stream.cu_stream()).map_err(|e| err("synchronising", e))?;
+        if h.work != 0 {
+            let _ = result::free_sync(h.work);
+            h.work = 0;
+            h.work_bytes = 0;
+        }
+        h.work =
+            result::malloc_sync(bytes).map_err(|e| err("allocating the solver workspace", e))?;
+    }
+    h.work_bytes = bytes;
+    Ok(())
+}
+
+/// Grows the stream's `int` pivot buffer to `k` entries, as [`ensure_work`].
+fn ensure_pivots(h: &mut Handles, stream: &Arc<CudaStream>, k: c_int) -> Result<(), PluginError> {
+    let len = usize::try_from(k.max(1)).unwrap_or(1);
+    if len <= h.ipiv_len {
+        return Ok(());
+    }
+    // SAFETY: as in `ensure_work`.
+    unsafe {
+        result::stream::synchronize(stream.cu_stream()).map_err(|e| err("synchronising", e))?;
+        if h.ipiv != 0 {
+            let _ = result::free_sync(h.ipiv);
+            h.ipiv = 0;
+            h.ipiv_len = 0;
+        }
+        h.ipiv = result::malloc_sync(len * std::mem::size_of::<c_int>())
+            .map_err(|e| err("allocating the pivot buffer", e))?;
+    }
+    h.ipiv_len = len;
+    Ok(())
+}
 
 fn launch_typed<T: Scalar>(
     h: &mut Handles,
@@ -418,20 +554,7 @@ fn launch_typed<T: Scalar>(
                     T::potrf_work(h.solver, n, ptr(0), n, &mut lwork),
                     "potrf workspace query",
                 )?;
-                let bytes = usize::try_from(lwork.max(1)).unwrap_or(1) * std::mem::size_of::<T>();
-                if bytes > h.work_bytes {
-                    // The old workspace may still be in use by queued work.
-                    result::stream::synchronize(stream.cu_stream())
-                        .map_err(|e| err("synchronising", e))?;
-                    if h.work != 0 {
-                        let _ = result::free_sync(h.work);
-                        h.work = 0;
-                        h.work_bytes = 0;
-                    }
-                    h.work = result::malloc_sync(bytes)
-                        .map_err(|e| err("allocating the potrf workspace", e))?;
-                    h.work_bytes = bytes;
-                }
+                ensure_work::<T>(h, stream, lwork)?;
                 solver_ok(
                     T::potrf(
                         h.solver,
@@ -446,6 +569,52 @@ fn launch_typed<T: Scalar>(
                 )?;
                 h.pending_potrf = Some(s[0].rows);
                 Ok(())
+            }
+            op_code::GETRF => {
+                let (m, n) = (dim(s[0].rows)?, dim(s[0].cols)?);
+                let mut lwork: c_int = 0;
+                solver_ok(
+                    T::getrf_work(h.solver, m, n, ptr(0), &mut lwork),
+                    "getrf workspace query",
+                )?;
+                ensure_work::<T>(h, stream, lwork)?;
+                ensure_pivots(h, stream, m.min(n))?;
+                // devInfo > 0 flags an exactly singular U; the factors are
+                // still LAPACK's, as on the CPU, so it is not an error.
+                solver_ok(
+                    T::getrf(
+                        h.solver,
+                        m,
+                        n,
+                        ptr(0),
+                        h.work as *mut T,
+                        h.ipiv as *mut c_int,
+                        h.info as *mut c_int,
+                    ),
+                    "getrf",
+                )
+            }
+            op_code::GEQRF => {
+                let (m, n) = (dim(s[0].rows)?, dim(s[0].cols)?);
+                let mut lwork: c_int = 0;
+                solver_ok(
+                    T::geqrf_work(h.solver, m, n, ptr(0), &mut lwork),
+                    "geqrf workspace query",
+                )?;
+                ensure_work::<T>(h, stream, lwork)?;
+                solver_ok(
+                    T::geqrf(
+                        h.solver,
+                        m,
+                        n,
+                        ptr(0),
+                        ptr(1),
+                        h.work as *mut T,
+                        lwork,
+                        h.info as *mut c_int,
+                    ),
+                    "geqrf",
+                )
             }
             other => Err(PluginError::new(format!("unsupported op code {other}"))),
         }

@@ -10,12 +10,13 @@
 //! host-to-device copy streams (option `copy=N`, default 4) and one
 //! device-to-host stream, and for every stream a
 //! pair of pinned staging buffers for copies from pageable memory. Ops: cuBLAS `gemm`,
-//! `syrk`, `trsm` and cuSOLVER `potrf` on f32 and f64 tiles; a failed
+//! `syrk`, `trsm` and cuSOLVER `potrf`, `getrf`, `geqrf` on f32 and f64
+//! tiles; a failed
 //! factorisation (cuSOLVER's `devInfo`) is reported at `stream_sync`.
 //! User kernels are CUDA C compiled by NVRTC.
 
 mod blas;
-mod reduce;
+mod small_kernels;
 mod staging;
 
 use cudarc::driver::sys::{CUdeviceptr, CUevent, CUevent_flags, CUevent_wait_flags};
@@ -36,6 +37,10 @@ pub(crate) struct Handles {
     pub solver: cudarc::cusolver::sys::cusolverDnHandle_t,
     pub work: CUdeviceptr,
     pub work_bytes: usize,
+    /// cuSOLVER's `int` pivots of the last getrf, converted into the
+    /// pivot tile by a small kernel.
+    pub ipiv: CUdeviceptr,
+    pub ipiv_len: usize,
     /// cuSOLVER's `devInfo` for this stream.
     pub info: CUdeviceptr,
     /// Order of the last potrf whose `devInfo` is unchecked.
@@ -53,8 +58,8 @@ struct Device {
     handles: Vec<Mutex<Handles>>,
     /// Pinned staging per stream, made on first use.
     staging: Vec<Mutex<Option<staging::Staging>>>,
-    /// The `sum` kernels, compiled on first use.
-    sum: Mutex<Option<reduce::SumKernels>>,
+    /// The `sum` and pivot kernels, compiled on first use.
+    small: Mutex<Option<small_kernels::SmallKernels>>,
 }
 
 pub struct CudaPlugin {
@@ -163,7 +168,7 @@ impl DevicePlugin for CudaPlugin {
                 compute,
                 handles,
                 staging,
-                sum: Mutex::new(None),
+                small: Mutex::new(None),
             });
         }
         Ok(CudaPlugin {
@@ -185,8 +190,13 @@ impl DevicePlugin for CudaPlugin {
         (device as usize) < self.devices.len()
             && (matches!(
                 op,
-                op_code::GEMM | op_code::SYRK | op_code::TRSM | op_code::POTRF | op_code::AXPY
-            ) || (op == op_code::SUM && self.nvrtc))
+                op_code::GEMM
+                    | op_code::SYRK
+                    | op_code::TRSM
+                    | op_code::POTRF
+                    | op_code::AXPY
+                    | op_code::GEQRF
+            ) || (matches!(op, op_code::SUM | op_code::GETRF) && self.nvrtc))
             && matches!(dtype, dtype_code::F32 | dtype_code::F64)
     }
 
@@ -261,29 +271,36 @@ impl DevicePlugin for CudaPlugin {
                 dev.compute
             )));
         }
+        let s = self.stream(dev, stream)?;
         if call.op == op_code::SUM {
             let (Some(x), Some(out), Some(shape)) =
                 (args.first(), args.get(1), call.shapes.first())
             else {
                 return Err(PluginError::new("sum takes a tile and a 1x1 result"));
             };
-            let kernels = reduce::kernels(&dev.sum, &dev.ctx)?;
-            let k = kernels
+            let small = small_kernels::kernels(&dev.small, &dev.ctx)?;
+            let k = small
                 .as_ref()
                 .ok_or_else(|| PluginError::new("sum kernel missing"))?;
-            return reduce::launch(
-                k,
-                self.stream(dev, stream)?,
-                call.dtype,
-                *x,
-                *out,
-                shape.rows * shape.cols,
-            );
+            return k.sum(s, call.dtype, *x, *out, shape.rows * shape.cols);
         }
         let mut h = dev.handles[stream as usize]
             .lock()
             .map_err(|_| PluginError::new("handle lock poisoned"))?;
-        blas::launch(&mut h, self.stream(dev, stream)?, call, args)
+        blas::launch(&mut h, s, call, args)?;
+        if call.op == op_code::GETRF {
+            // cuSOLVER left `int` pivots in the stream's buffer: convert them
+            // into the pivot tile, in order on the same stream.
+            let (Some(out), Some(shape)) = (args.get(1), call.shapes.first()) else {
+                return Err(PluginError::new("getrf takes a tile and a pivot tile"));
+            };
+            let small = small_kernels::kernels(&dev.small, &dev.ctx)?;
+            let k = small
+                .as_ref()
+                .ok_or_else(|| PluginError::new("pivot kernel missing"))?;
+            k.pivots(s, call.dtype, h.ipiv, *out, shape.rows.min(shape.cols))?;
+        }
+        Ok(())
     }
 
     fn stream_sync(&self, device: u32, stream: u32) -> Result<(), PluginError> {

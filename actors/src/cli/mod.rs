@@ -4,6 +4,7 @@ mod bench;
 mod cholesky;
 mod info;
 mod progress;
+mod selftest;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use tessera::{DType, Runtime, RuntimeError};
@@ -31,6 +32,18 @@ enum Command {
     /// Run a benchmark; `--json` prints one JSON object.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check every op on every device kind against the CPU kernels; exits
+    /// with an error if any result is wrong.
+    Selftest(SelftestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SelftestArgs {
+    /// Tile order of the checks.
+    #[arg(long, default_value_t = 192, value_parser = clap::value_parser!(u64).range(1..=8192))]
+    pub order: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +225,7 @@ fn build(
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Info(args) => info::run(&args),
+        Command::Selftest(args) => selftest::run(&args),
         Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
         Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),

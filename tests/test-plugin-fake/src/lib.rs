@@ -11,7 +11,9 @@
 //! - `panic-launch`: every launch panics (the SDK must turn it into an error);
 //! - `devices=N`: number of devices (default 1);
 //! - `f32-only`: only f32 ops are supported;
-//! - `copy=N`: N copy streams (default 0), so the runtime prefetches.
+//! - `copy=N`: N copy streams (default 0), so the runtime prefetches;
+//! - `wrong-results`: gemm results are off by 1% (a subtly broken kernel,
+//!   for `tessera selftest`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +33,7 @@ struct Fake {
     fail_launch: bool,
     panic_launch: bool,
     f32_only: bool,
+    wrong_results: bool,
 }
 
 fn option<'a>(options: &'a str, key: &str) -> Option<&'a str> {
@@ -139,6 +142,7 @@ impl DevicePlugin for Fake {
             fail_launch: options.contains("fail-launch"),
             panic_launch: options.contains("panic-launch"),
             f32_only: options.contains("f32-only"),
+            wrong_results: options.contains("wrong-results"),
         })
     }
 
@@ -290,6 +294,12 @@ impl DevicePlugin for Fake {
             .collect();
         let mut out = self.read_tile(args[last], dtype, shape(last))?;
         execute(&op, &views, &mut out, shape(last)).map_err(|e| PluginError::new(e.to_string()))?;
+        if self.wrong_results && call.op == op_code::GEMM {
+            match &mut out {
+                TileData::F32(v) => v.iter_mut().for_each(|x| *x *= 1.01),
+                TileData::F64(v) => v.iter_mut().for_each(|x| *x *= 1.01),
+            }
+        }
         self.write_tile(args[last], &out)
     }
 

@@ -276,3 +276,41 @@ fn a_runtime_without_cpu_processors_still_fetches_and_runs_closures() {
     let h = rt.spawn(|| {}).unwrap();
     rt.wait(&h).unwrap();
 }
+
+/// The fake device alone, so every case of the selftest runs on it.
+fn device_only(options: &str) -> Runtime {
+    Runtime::builder()
+        .devices(&["fake"])
+        .plugin(built_plugin("tessera-test-plugin-fake"))
+        .plugin_options("fake", options)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn selftest_passes_a_correct_device_and_catches_a_wrong_one() {
+    use tessera::selftest::selftest;
+    let rt = device_only("");
+    let checks = selftest(&rt, 16).unwrap();
+    let ran: Vec<_> = checks.iter().filter(|c| c.ran()).collect();
+    // The fake device offers gemm, syrk, trsm and potrf in both types.
+    assert_eq!(ran.len(), 2 * 8, "{checks:?}");
+    assert!(ran.iter().all(|c| c.passed()), "{checks:?}");
+
+    let rt = device_only("wrong-results");
+    let checks = selftest(&rt, 16).unwrap();
+    let failed: Vec<_> = checks.iter().filter(|c| !c.passed()).collect();
+    assert_eq!(failed.len(), 2 * 2, "only the gemm cases fail: {failed:?}");
+    assert!(failed.iter().all(|c| c.case.starts_with("gemm")));
+    assert!(failed[0].failure.as_deref().unwrap().contains("above"));
+
+    // Failed launches are reported per case, and the runtime runs on.
+    let rt = device_only("fail-launch");
+    let checks = selftest(&rt, 8).unwrap();
+    assert!(checks.iter().filter(|c| c.ran()).all(|c| c
+        .failure
+        .as_deref()
+        .unwrap()
+        .contains("injected launch failure")));
+    assert!(selftest(&rt, 8).is_ok());
+}

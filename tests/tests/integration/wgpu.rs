@@ -5,13 +5,18 @@ use tessera::{DType, Runtime};
 use tessera_tests::built_plugin;
 
 fn runtime(cpu_gflops: f64) -> Option<Runtime> {
-    let built = Runtime::builder()
-        .cpu_workers(2)
-        .cpu_gflops(cpu_gflops, cpu_gflops)
-        .devices(&["cpu", "wgpu"])
-        .plugin(built_plugin("tessera-device-wgpu"))
-        .build();
-    match built {
+    build(
+        Runtime::builder()
+            .cpu_workers(2)
+            .cpu_gflops(cpu_gflops, cpu_gflops)
+            .devices(&["cpu", "wgpu"]),
+    )
+}
+
+/// The runtime with the wgpu plugin, or `None` (skipped) outside CI when
+/// this machine has no adapter.
+fn build(b: tessera::RuntimeBuilder) -> Option<Runtime> {
+    match b.plugin(built_plugin("tessera-device-wgpu")).build() {
         Ok(rt) => Some(rt),
         Err(e) if std::env::var_os("CI").is_none() => {
             eprintln!("SKIPPED wgpu runtime tests: {e}");
@@ -163,5 +168,20 @@ fn axpy_and_sum_run_on_wgpu_through_the_runtime() {
     assert_eq!(
         rt.fetch(&s).unwrap(),
         TileData::F32(vec![2.0 * 300.0 * 45.0 + 3000.0])
+    );
+}
+
+#[test]
+fn selftest_on_wgpu_alone_passes_every_op_it_offers() {
+    let Some(rt) = build(Runtime::builder().devices(&["wgpu"])) else {
+        return;
+    };
+    let checks = tessera::selftest::selftest(&rt, 40).unwrap();
+    let ran: Vec<_> = checks.iter().filter(|c| c.ran()).collect();
+    // gemm (two variants), syrk, trsm (four), potrf, axpy, sum in f32.
+    assert_eq!(ran.len(), 10, "{checks:?}");
+    assert!(
+        ran.iter().all(|c| c.passed() && c.dtype == DType::F32),
+        "{ran:?}"
     );
 }
