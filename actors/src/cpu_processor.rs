@@ -116,10 +116,17 @@ fn run_closure(args: &[(Tile, Access)], body: Body) -> Result<(), String> {
         })
         .collect();
     let mut ctx = TaskContext { guards, slots };
-    match catch_unwind(AssertUnwindSafe(|| body(&mut ctx))) {
+    let result = match catch_unwind(AssertUnwindSafe(|| body(&mut ctx))) {
         Ok(result) => result,
         Err(panic) => Err(format!("closure panicked: {}", panic_message(&panic))),
+    };
+    drop(ctx);
+    for (tile, writes) in &unique {
+        if *writes {
+            tile.unpin_if_moved();
+        }
     }
+    result
 }
 
 fn run_kernel(op: &Op, args: &[(Tile, Access)]) -> Result<(), String> {

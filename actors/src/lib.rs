@@ -33,6 +33,7 @@ pub mod lane;
 pub mod linalg;
 pub mod metrics;
 mod metrics_server;
+mod pinned;
 pub mod runtime;
 pub mod scheduler;
 pub mod selftest;

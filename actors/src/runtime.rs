@@ -40,6 +40,7 @@ use crate::kernel::{Kernel, KernelRegistry, KernelSource};
 use crate::lane::{Input, Lane, Submission};
 use crate::metrics::Metrics;
 use crate::metrics_server::MetricsServer;
+use crate::pinned::PinnedPool;
 use crate::scheduler::{ProcessorSlot, Progress, Scheduler};
 use crate::task::{Task, TaskHandle};
 use crate::tile::Tile;
@@ -75,6 +76,7 @@ pub struct RuntimeBuilder {
     devices: Option<Vec<String>>,
     plugin_paths: Vec<PathBuf>,
     plugin_options: HashMap<String, String>,
+    pinned_memory: Option<u64>,
 }
 
 /// A loaded plugin as `tessera info` shows it.
@@ -86,6 +88,14 @@ pub struct PluginSummary {
 }
 
 impl RuntimeBuilder {
+    /// Budget of pinned (page-locked) host memory for tiles, when a device
+    /// plugin can pin (default: a quarter of the host budget; 0 turns the
+    /// pinned tier off).
+    pub fn pinned_memory(mut self, bytes: u64) -> Self {
+        self.pinned_memory = Some(bytes);
+        self
+    }
+
     /// Number of CPU processors (default: one per core).
     pub fn cpu_workers(mut self, n: usize) -> Self {
         self.cpu_workers = Some(n);
@@ -328,6 +338,14 @@ impl RuntimeBuilder {
                 devices: p.devices().iter().map(|d| d.name.clone()).collect(),
             })
             .collect();
+        // The pinned tier goes through the first device with copy engines
+        // of its own: those are the copies pinning speeds up.
+        let pinned_budget = self.pinned_memory.unwrap_or(host_budget / 4);
+        let pinned = device_memories
+            .iter()
+            .find(|m| !m.prefetch_streams().is_empty())
+            .filter(|_| pinned_budget > 0)
+            .map(|m| PinnedPool::new(Arc::clone(&m.plugin), pinned_budget));
         Ok(Runtime {
             lane,
             submit: Mutex::new(SubmitState {
@@ -348,6 +366,7 @@ impl RuntimeBuilder {
             devices: device_memories,
             kernels,
             next_kernel: AtomicU64::new(1),
+            pinned,
         })
     }
 }
@@ -544,6 +563,7 @@ pub struct Runtime {
     devices: Vec<Arc<DeviceMemory>>,
     kernels: Arc<KernelRegistry>,
     next_kernel: AtomicU64,
+    pinned: Option<Arc<PinnedPool>>,
 }
 
 /// Counts of tasks so far, for progress lines.
@@ -567,6 +587,12 @@ impl Runtime {
     /// The processors tasks can run on.
     pub fn processors(&self) -> &[ProcessorDesc] {
         &self.processors
+    }
+
+    /// Bytes of host tiles pinned for fast device copies now (see
+    /// [`RuntimeBuilder::pinned_memory`]).
+    pub fn pinned_bytes(&self) -> u64 {
+        self.pinned.as_ref().map_or(0, |p| p.used())
     }
 
     /// The memory spaces tiles can live in.
@@ -641,7 +667,9 @@ impl Runtime {
             host: self.host.clone(),
             lane: Arc::downgrade(&self.lane),
         };
-        Ok(Tile::new(meta, label, data, account))
+        let mut data = data;
+        let pinned = self.pinned.as_ref().and_then(|p| p.pin(&mut data));
+        Ok(Tile::new(meta, label, data, account, pinned))
     }
 
     /// Submits a task. Shapes, element types and access modes are checked

@@ -210,7 +210,7 @@ pub fn selftest(rt: &Runtime, order: usize) -> Result<Vec<OpCheck>, RuntimeError
                 match run_case(rt, &case, dtype) {
                     Ok(e) => {
                         check.error = Some(e);
-                        if !(e <= tolerance) {
+                        if e.is_nan() || e > tolerance {
                             check.failure = Some(format!("error {e:.2e} above {tolerance:.0e}"));
                         }
                     }

@@ -15,6 +15,7 @@
 
 use crate::device_memory::DeviceMemory;
 use crate::host_memory::HostAccount;
+use crate::pinned::Pinned;
 use crate::runtime::HOST_MEMORY;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -64,6 +65,10 @@ impl Drop for Coherence {
 pub(crate) struct TileCell {
     pub(crate) meta: TileMeta,
     pub(crate) label: Option<Arc<str>>,
+    /// The host buffer's registration, if pinned. Declared before `data`:
+    /// fields drop in order, and the buffer must be unpinned before it is
+    /// freed.
+    pinned: Mutex<Option<Pinned>>,
     data: RwLock<TileData>,
     coherence: Mutex<Coherence>,
     /// Returns the tile's bytes to the host budget when the tile dies.
@@ -80,10 +85,12 @@ impl Tile {
         label: Option<&str>,
         data: TileData,
         account: HostAccount,
+        pinned: Option<Pinned>,
     ) -> Tile {
         Tile(Arc::new(TileCell {
             meta,
             label: label.map(Arc::from),
+            pinned: Mutex::new(pinned),
             data: RwLock::new(data),
             coherence: Mutex::new(Coherence {
                 replicas: Replicas::new(HOST_MEMORY),
@@ -131,6 +138,23 @@ impl Tile {
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, TileData> {
         self.0.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the host buffer is pinned (see [`crate::pinned`]).
+    pub fn is_pinned(&self) -> bool {
+        self.0.pinned.lock().is_ok_and(|p| p.is_some())
+    }
+
+    /// Unpins the tile if a closure replaced its host buffer: the old
+    /// registration must not outlive the old buffer.
+    pub(crate) fn unpin_if_moved(&self) {
+        let mut pinned = self.0.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pinned.as_ref() {
+            let now = self.write().as_bytes_mut().as_mut_ptr() as usize;
+            if now != p.ptr {
+                pinned.take();
+            }
+        }
     }
 
     fn coherence(&self) -> MutexGuard<'_, Coherence> {

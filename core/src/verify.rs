@@ -48,11 +48,11 @@ pub fn qr_residual(a: &[f64], f: &[f64], tau: &[f64], m: usize, n: usize) -> Res
     if a.len() != m * n || f.len() != m * n || tau.len() != k {
         return Err(format!("qr_residual: sizes do not match a {m}x{n} matrix"));
     }
-    // X = R, then X = H_j·X for j = k-1 down to 0.
-    let mut x: Vec<Vec<f64>> = (0..m)
-        .map(|i| {
-            (0..n)
-                .map(|j| if i <= j { f[i + j * m] } else { 0.0 })
+    // X = R, then X = H_j·X for j = k-1 down to 0; X by columns.
+    let mut x: Vec<Vec<f64>> = (0..n)
+        .map(|j| {
+            (0..m)
+                .map(|i| if i <= j { f[i + j * m] } else { 0.0 })
                 .collect()
         })
         .collect();
@@ -64,17 +64,18 @@ pub fn qr_residual(a: &[f64], f: &[f64], tau: &[f64], m: usize, n: usize) -> Res
                 std::cmp::Ordering::Greater => f[i + j * m],
             })
             .collect();
-        for col in 0..n {
-            let dot: f64 = (0..m).map(|i| v[i] * x[i][col]).sum();
-            for (i, vi) in v.iter().enumerate() {
-                x[i][col] -= tau[j] * vi * dot;
+        for column in x.iter_mut() {
+            let dot: f64 = v.iter().zip(column.iter()).map(|(a, b)| a * b).sum();
+            for (xi, vi) in column.iter_mut().zip(&v) {
+                *xi -= tau[j] * vi * dot;
             }
         }
     }
-    let worst = rows(a, m, n)
+    let worst = x
         .iter()
-        .zip(&x)
-        .flat_map(|(want, got)| want.iter().zip(got).map(|(w, g)| (w - g).abs()))
+        .flatten()
+        .zip(a)
+        .map(|(got, want)| (got - want).abs())
         .fold(0.0, f64::max);
     Ok(worst / max_abs(a))
 }

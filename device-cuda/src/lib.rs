@@ -70,6 +70,9 @@ pub struct CudaPlugin {
     events: Mutex<HashMap<u64, usize>>,
     kernels: Mutex<HashMap<u64, (Arc<CudaModule>, CudaFunction)>>,
     next: AtomicU64,
+    /// Host ranges pinned by `host_register`, start → length: copies from
+    /// and to them skip the staging buffers.
+    pinned: Mutex<std::collections::BTreeMap<usize, usize>>,
 }
 
 impl CudaPlugin {
@@ -82,6 +85,16 @@ impl CudaPlugin {
             .bind_to_thread()
             .map_err(|e| err("binding the CUDA context", e))?;
         Ok(dev)
+    }
+
+    /// Whether `[ptr, ptr + len)` lies in one pinned range.
+    fn is_pinned(&self, ptr: *const u8, len: usize) -> bool {
+        let start = ptr as usize;
+        self.pinned.lock().is_ok_and(|p| {
+            p.range(..=start)
+                .next_back()
+                .is_some_and(|(s, l)| start + len <= s + l)
+        })
     }
 
     fn stream<'a>(&self, dev: &'a Device, s: u32) -> Result<&'a Arc<CudaStream>, PluginError> {
@@ -179,6 +192,7 @@ impl DevicePlugin for CudaPlugin {
             events: Mutex::new(HashMap::new()),
             kernels: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            pinned: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -227,7 +241,7 @@ impl DevicePlugin for CudaPlugin {
         let dev = self.device(device)?;
         let s = self.stream(dev, stream)?;
         let src = std::slice::from_raw_parts(src, bytes as usize);
-        if src.len() < staging::DIRECT_BELOW {
+        if src.len() < staging::DIRECT_BELOW || self.is_pinned(src.as_ptr(), src.len()) {
             return result::memcpy_htod_async(dst, src, s.cu_stream())
                 .map_err(|e| err("copy to device", e));
         }
@@ -255,6 +269,69 @@ impl DevicePlugin for CudaPlugin {
         let s = self.stream(dev, stream)?;
         let dst = std::slice::from_raw_parts_mut(dst, bytes as usize);
         result::memcpy_dtoh_async(dst, src, s.cu_stream()).map_err(|e| err("copy from device", e))
+    }
+
+    unsafe fn host_register(&self, ptr: *mut u8, bytes: u64) -> Result<(), PluginError> {
+        self.device(0)?;
+        let len = usize::try_from(bytes).map_err(|_| PluginError::new("range too large"))?;
+        // Portable: pinned for every device's context, not only the bound one.
+        cudarc::driver::sys::cuMemHostRegister_v2(
+            ptr.cast(),
+            len,
+            cudarc::driver::sys::CU_MEMHOSTREGISTER_PORTABLE,
+        )
+        .result()
+        .map_err(|e| err(&format!("pinning {bytes} bytes of host memory"), e))?;
+        self.pinned
+            .lock()
+            .map_err(|_| PluginError::new("pinned lock poisoned"))?
+            .insert(ptr as usize, len);
+        Ok(())
+    }
+
+    fn host_unregister(&self, ptr: *mut u8) {
+        let known = self
+            .pinned
+            .lock()
+            .is_ok_and(|mut p| p.remove(&(ptr as usize)).is_some());
+        if known && self.device(0).is_ok() {
+            // SAFETY: a range this plugin registered; no queued copy uses it
+            // once the runtime lets go of the tile.
+            let _ = unsafe { cudarc::driver::sys::cuMemHostUnregister(ptr.cast()) };
+        }
+    }
+
+    fn copy_d2d(
+        &self,
+        device: u32,
+        stream: u32,
+        dst: u64,
+        src_device: u32,
+        src: u64,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
+        let from = self.device(src_device)?.ctx.cu_ctx();
+        let dev = self.device(device)?;
+        let s = self.stream(dev, stream)?;
+        let len = usize::try_from(bytes).map_err(|_| PluginError::new("copy too large"))?;
+        // SAFETY: both buffers are allocations of this plugin of at least
+        // `bytes`; the destination's context is bound.
+        unsafe {
+            if src_device == device {
+                cudarc::driver::sys::cuMemcpyDtoDAsync_v2(dst, src, len, s.cu_stream())
+            } else {
+                cudarc::driver::sys::cuMemcpyPeerAsync(
+                    dst,
+                    dev.ctx.cu_ctx(),
+                    src,
+                    from,
+                    len,
+                    s.cu_stream(),
+                )
+            }
+            .result()
+            .map_err(|e| err("copy between device buffers", e))
+        }
     }
 
     fn launch(

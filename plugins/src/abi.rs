@@ -21,7 +21,7 @@ pub struct AbiVersion {
 }
 
 /// The ABI version this host and this SDK speak.
-pub const HOST_ABI: AbiVersion = AbiVersion { major: 1, minor: 0 };
+pub const HOST_ABI: AbiVersion = AbiVersion { major: 1, minor: 1 };
 
 /// The symbol every plugin exports: `extern "C" fn() -> *const PluginApi`.
 pub const ENTRY_SYMBOL: &str = "tessera_plugin_entry";
@@ -142,7 +142,11 @@ pub const FLAG_SIDE_RIGHT: u32 = 4;
 
 /// The table a plugin returns. Every function returns a null `*mut Error`
 /// on success; the host destroys any error it gets with `error_destroy`.
+/// Functions appended after 1.0 are `Option`s: a plugin built against an
+/// older minor version has a shorter table, and the host reads them as
+/// absent.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct PluginApi {
     pub struct_size: usize,
     pub abi: AbiVersion,
@@ -223,7 +227,33 @@ pub struct PluginApi {
         scalars: *const u8,
         scalar_bytes: u64,
     ) -> *mut Error,
+    // ---- ABI 1.1: optional, absent (null) in 1.0 tables. ----
+    /// Pins (page-locks) `bytes` of host memory at `ptr` in place, so
+    /// copies from and to it run at full DMA speed and truly asynchronously.
+    /// Every later copy involving that range may rely on it staying valid
+    /// until `host_unregister`.
+    pub host_register:
+        Option<unsafe extern "C" fn(*mut PluginState, ptr: *mut u8, bytes: u64) -> *mut Error>,
+    /// Undoes `host_register` of the range starting at `ptr`.
+    pub host_unregister: Option<unsafe extern "C" fn(*mut PluginState, ptr: *mut u8)>,
+    /// Queues a copy of `bytes` from buffer `src` of `src_device` into
+    /// buffer `dst` of `device` on `stream` of `device`: within one device,
+    /// or between two (peer), without passing through the host.
+    pub copy_d2d: Option<
+        unsafe extern "C" fn(
+            *mut PluginState,
+            device: u32,
+            stream: u32,
+            dst: u64,
+            src_device: u32,
+            src: u64,
+            bytes: u64,
+        ) -> *mut Error,
+    >,
 }
+
+/// Size of an ABI 1.0 table: the functions every plugin of major 1 has.
+pub const TABLE_1_0_SIZE: usize = std::mem::offset_of!(PluginApi, host_register);
 
 // The table is immutable and only holds function pointers and a static
 // string, so one instance may be shared by every thread of the host.

@@ -35,7 +35,9 @@ pub enum PluginLoadError {
 /// A loaded, initialised plugin. Plugins are thread-safe by contract, so
 /// one handle serves every processor thread.
 pub struct LoadedPlugin {
-    api: &'static PluginApi,
+    /// A copy of the plugin's table, padded with absent functions past its
+    /// `struct_size` (a table of an older minor version).
+    api: PluginApi,
     state: *mut PluginState,
     name: String,
     path: PathBuf,
@@ -95,15 +97,24 @@ impl LoadedPlugin {
         // Read the two leading fields first: every version has them.
         // SAFETY: `struct_size` and `abi` start every table version.
         let (size, version) = unsafe { ((*api_ptr).struct_size, (*api_ptr).abi) };
-        check_abi(version, size, std::mem::size_of::<PluginApi>()).map_err(|source| {
-            PluginLoadError::Abi {
-                path: path_buf.clone(),
-                source,
-            }
+        check_abi(version, size, abi::TABLE_1_0_SIZE).map_err(|source| PluginLoadError::Abi {
+            path: path_buf.clone(),
+            source,
         })?;
-        // SAFETY: checked above to be at least as large as this host's table;
-        // it is static in a library we keep loaded as long as `self`.
-        let api: &'static PluginApi = unsafe { &*api_ptr };
+        // Copy what the plugin has into a zeroed table: fields past its size
+        // are `Option`s of function pointers, for which zero is `None`.
+        let mut table = std::mem::MaybeUninit::<PluginApi>::zeroed();
+        // SAFETY: the plugin's table is at least `TABLE_1_0_SIZE` bytes
+        // (checked), the copy is no longer than either table, and every
+        // field past the copied bytes is valid when zeroed.
+        let api: PluginApi = unsafe {
+            std::ptr::copy_nonoverlapping(
+                api_ptr.cast::<u8>(),
+                table.as_mut_ptr().cast::<u8>(),
+                size.min(std::mem::size_of::<PluginApi>()),
+            );
+            table.assume_init()
+        };
         // SAFETY: `name` is a static string in the library.
         let name = unsafe { api.name.as_str() }.to_string();
         let mut state: *mut PluginState = std::ptr::null_mut();
@@ -114,7 +125,7 @@ impl LoadedPlugin {
         };
         // SAFETY: arguments match the ABI; `options` outlives the call.
         let err = unsafe { (api.init)(options_str, &mut state) };
-        if let Some(message) = take_error(api, err) {
+        if let Some(message) = take_error(&api, err) {
             return Err(PluginLoadError::InitFailed {
                 path: path_buf,
                 name,
@@ -137,7 +148,7 @@ impl LoadedPlugin {
             info.struct_size = std::mem::size_of::<DeviceInfo>();
             // SAFETY: as above.
             let err = unsafe { (api.device_info)(plugin.state, d, &mut info) };
-            if take_error(api, err).is_none() {
+            if take_error(&api, err).is_none() {
                 plugin.devices.push(DeviceDesc::from_abi(&info));
             }
         }
@@ -163,7 +174,7 @@ impl LoadedPlugin {
     }
 
     fn check(&self, err: *mut abi::Error) -> Result<(), PluginError> {
-        match take_error(self.api, err) {
+        match take_error(&self.api, err) {
             None => Ok(()),
             Some(m) => Err(PluginError(format!("{}: {m}", self.name))),
         }
@@ -319,6 +330,56 @@ impl LoadedPlugin {
                 scalars.len() as u64,
             )
         })
+    }
+}
+
+impl LoadedPlugin {
+    /// Pins host memory for this plugin's copies (see
+    /// [`crate::abi::PluginApi::host_register`]); an error where the plugin
+    /// cannot (or predates ABI 1.1).
+    ///
+    /// # Safety
+    /// `ptr` must be valid for `bytes` until [`LoadedPlugin::host_unregister`].
+    pub unsafe fn host_register(&self, ptr: *mut u8, bytes: u64) -> Result<(), PluginError> {
+        match self.api.host_register {
+            Some(f) => self.check(f(self.state, ptr, bytes)),
+            None => Err(PluginError::new(format!(
+                "{} predates ABI 1.1 and does not pin host memory",
+                self.name
+            ))),
+        }
+    }
+
+    /// Undoes [`LoadedPlugin::host_register`] of the range starting at
+    /// address `addr` (an address, not dereferenced here).
+    pub fn host_unregister(&self, addr: usize) {
+        if let Some(f) = self.api.host_unregister {
+            // SAFETY: state from init; the plugin ignores unknown addresses.
+            unsafe { f(self.state, addr as *mut u8) }
+        }
+    }
+
+    /// Queues a device-to-device copy on `stream` of `device` (see
+    /// [`crate::abi::PluginApi::copy_d2d`]).
+    pub fn copy_d2d(
+        &self,
+        device: u32,
+        stream: u32,
+        dst: u64,
+        src_device: u32,
+        src: u64,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
+        match self.api.copy_d2d {
+            // SAFETY: buffers are handles of this plugin; no host memory.
+            Some(f) => {
+                self.check(unsafe { f(self.state, device, stream, dst, src_device, src, bytes) })
+            }
+            None => Err(PluginError::new(format!(
+                "{} predates ABI 1.1 and does not copy between device buffers",
+                self.name
+            ))),
+        }
     }
 }
 

@@ -233,6 +233,38 @@ pub trait DevicePlugin: Send + Sync + Sized + 'static {
         )))
     }
 
+    /// Pins `bytes` of host memory at `ptr` in place for fast asynchronous
+    /// copies (ABI 1.1). The default says the device has no use for it.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for `bytes` until `host_unregister(ptr)`.
+    unsafe fn host_register(&self, _ptr: *mut u8, _bytes: u64) -> Result<(), PluginError> {
+        Err(PluginError::new(format!(
+            "{} does not pin host memory",
+            Self::NAME
+        )))
+    }
+
+    /// Undoes [`DevicePlugin::host_register`].
+    fn host_unregister(&self, _ptr: *mut u8) {}
+
+    /// Queues a copy between two buffers of this plugin, on one device or
+    /// between two (ABI 1.1), on `stream` of `device` (the destination).
+    fn copy_d2d(
+        &self,
+        _device: u32,
+        _stream: u32,
+        _dst: u64,
+        _src_device: u32,
+        _src: u64,
+        _bytes: u64,
+    ) -> Result<(), PluginError> {
+        Err(PluginError::new(format!(
+            "{} does not copy between device buffers",
+            Self::NAME
+        )))
+    }
+
     /// Launches a compiled kernel on `grid` blocks with buffer and scalar arguments.
     fn launch_kernel(
         &self,
@@ -513,6 +545,30 @@ unsafe extern "C" fn launch_kernel<P: DevicePlugin>(
     })
 }
 
+unsafe extern "C" fn host_register<P: DevicePlugin>(
+    state: *mut PluginState,
+    ptr: *mut u8,
+    bytes: u64,
+) -> *mut Error {
+    guard(|| plugin::<P>(state).host_register(ptr, bytes))
+}
+
+unsafe extern "C" fn host_unregister<P: DevicePlugin>(state: *mut PluginState, ptr: *mut u8) {
+    let _ = catch_unwind(AssertUnwindSafe(|| plugin::<P>(state).host_unregister(ptr)));
+}
+
+unsafe extern "C" fn copy_d2d<P: DevicePlugin>(
+    state: *mut PluginState,
+    device: u32,
+    stream: u32,
+    dst: u64,
+    src_device: u32,
+    src: u64,
+    bytes: u64,
+) -> *mut Error {
+    guard(|| plugin::<P>(state).copy_d2d(device, stream, dst, src_device, src, bytes))
+}
+
 /// The C table for plugin type `P`; used by [`export_plugin!`](crate::export_plugin).
 pub const fn api_table<P: DevicePlugin>() -> PluginApi {
     PluginApi {
@@ -539,6 +595,9 @@ pub const fn api_table<P: DevicePlugin>() -> PluginApi {
         memory_info: memory_info::<P>,
         compile_kernel: compile_kernel::<P>,
         launch_kernel: launch_kernel::<P>,
+        host_register: Some(host_register::<P>),
+        host_unregister: Some(host_unregister::<P>),
+        copy_d2d: Some(copy_d2d::<P>),
     }
 }
 

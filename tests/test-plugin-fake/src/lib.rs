@@ -12,6 +12,8 @@
 //! - `devices=N`: number of devices (default 1);
 //! - `f32-only`: only f32 ops are supported;
 //! - `copy=N`: N copy streams (default 0), so the runtime prefetches;
+//! - `no-pin`: host memory cannot be pinned (by default pinning is
+//!   recorded, and overlapping registrations are refused as CUDA does);
 //! - `wrong-results`: gemm results are off by 1% (a subtly broken kernel,
 //!   for `tessera selftest`).
 
@@ -34,6 +36,9 @@ struct Fake {
     panic_launch: bool,
     f32_only: bool,
     wrong_results: bool,
+    no_pin: bool,
+    /// Pinned host ranges, start → length.
+    pinned: Mutex<std::collections::BTreeMap<usize, usize>>,
 }
 
 fn option<'a>(options: &'a str, key: &str) -> Option<&'a str> {
@@ -143,6 +148,8 @@ impl DevicePlugin for Fake {
             panic_launch: options.contains("panic-launch"),
             f32_only: options.contains("f32-only"),
             wrong_results: options.contains("wrong-results"),
+            no_pin: options.contains("no-pin"),
+            pinned: Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -301,6 +308,28 @@ impl DevicePlugin for Fake {
             }
         }
         self.write_tile(args[last], &out)
+    }
+
+    unsafe fn host_register(&self, ptr: *mut u8, bytes: u64) -> Result<(), PluginError> {
+        if self.no_pin {
+            return Err(PluginError::new("fake: pinning is off"));
+        }
+        let mut pinned = self
+            .pinned
+            .lock()
+            .map_err(|_| PluginError::new("lock poisoned"))?;
+        let (start, end) = (ptr as usize, ptr as usize + bytes as usize);
+        if pinned.iter().any(|(s, l)| *s < end && start < s + l) {
+            return Err(PluginError::new("fake: range already pinned"));
+        }
+        pinned.insert(start, bytes as usize);
+        Ok(())
+    }
+
+    fn host_unregister(&self, ptr: *mut u8) {
+        if let Ok(mut p) = self.pinned.lock() {
+            p.remove(&(ptr as usize));
+        }
     }
 
     fn stream_sync(&self, _device: u32, _stream: u32) -> Result<(), PluginError> {

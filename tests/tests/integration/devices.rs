@@ -314,3 +314,55 @@ fn selftest_passes_a_correct_device_and_catches_a_wrong_one() {
         .contains("injected launch failure")));
     assert!(selftest(&rt, 8).is_ok());
 }
+
+#[test]
+fn large_host_tiles_are_pinned_within_the_budget_and_unpinned_when_they_go() {
+    const MIB: usize = 1 << 20;
+    let rt = Runtime::builder()
+        .cpu_workers(1)
+        .devices(&["cpu", "fake"])
+        .plugin(built_plugin("tessera-test-plugin-fake"))
+        .plugin_options("fake", "copy=2")
+        .pinned_memory(3 * MIB as u64)
+        .build()
+        .unwrap();
+    let shape = TileShape::new(MIB / 8, 1);
+    let big = |v: f64| rt.tile(TileData::F64(vec![v; MIB / 8]), shape).unwrap();
+    let tiles: Vec<_> = (0..4).map(|i| big(i as f64)).collect();
+    let small = rt
+        .tile(TileData::F64(vec![0.0; 16]), TileShape::new(4, 4))
+        .unwrap();
+    // Three fit the 3 MiB budget; small tiles are never worth pinning.
+    let pinned: Vec<bool> = tiles.iter().map(|t| t.is_pinned()).collect();
+    assert_eq!(pinned, vec![true, true, true, false]);
+    assert!(!small.is_pinned());
+    assert_eq!(rt.pinned_bytes(), 3 * MIB as u64);
+    // Pinned tiles compute and copy like any other.
+    rt.submit(
+        Task::op(Op::Axpy { alpha: 2.0 })
+            .read(&tiles[1])
+            .read_write(&tiles[2]),
+    )
+    .unwrap();
+    assert_eq!(rt.fetch(&tiles[2]).unwrap().get(MIB / 8, 5, 0), 4.0);
+    // A closure that replaces the buffer unpins the tile.
+    let replaced = Task::closure("replace", |ctx| {
+        *ctx.tile_mut(0).unwrap() = TileData::F64(vec![7.0; MIB / 8]);
+        Ok(())
+    })
+    .read_write(&tiles[0]);
+    rt.wait(&rt.submit(replaced).unwrap()).unwrap();
+    assert!(!tiles[0].is_pinned());
+    assert_eq!(rt.pinned_bytes(), 2 * MIB as u64);
+    assert_eq!(rt.fetch(&tiles[0]).unwrap().get(MIB / 8, 0, 0), 7.0);
+    // The budget freed by dropped tiles pins new ones.
+    drop(tiles);
+    assert_eq!(rt.pinned_bytes(), 0);
+    assert!(big(1.0).is_pinned());
+
+    // A plugin that cannot pin leaves every tile pageable, and works.
+    let rt = runtime("copy=2,no-pin", 1);
+    let t = rt.tile(TileData::F64(vec![1.0; MIB / 8]), shape).unwrap();
+    assert!(!t.is_pinned());
+    assert_eq!(rt.pinned_bytes(), 0);
+}
