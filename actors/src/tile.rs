@@ -56,6 +56,11 @@ impl Coherence {
 impl Drop for Coherence {
     fn drop(&mut self) {
         for mut r in self.buffers.drain(..) {
+            // A prefetch may still be copying: the buffer is not free, nor
+            // the host memory it reads, until it is done.
+            if let Some(ev) = r.filled {
+                let _ = r.mem.plugin.event_sync(r.mem.device, ev);
+            }
             r.forget_event();
             r.mem.free(r.buffer, self.bytes);
         }
@@ -65,12 +70,13 @@ impl Drop for Coherence {
 pub(crate) struct TileCell {
     pub(crate) meta: TileMeta,
     pub(crate) label: Option<Arc<str>>,
-    /// The host buffer's registration, if pinned. Declared before `data`:
-    /// fields drop in order, and the buffer must be unpinned before it is
-    /// freed.
+    /// Fields drop in declaration order, and this one is first: dropping it
+    /// waits for copies still reading the host buffer.
+    coherence: Mutex<Coherence>,
+    /// The host buffer's registration, if pinned; dropped before `data`,
+    /// since a buffer must be unpinned before it is freed.
     pinned: Mutex<Option<Pinned>>,
     data: RwLock<TileData>,
-    coherence: Mutex<Coherence>,
     /// Returns the tile's bytes to the host budget when the tile dies.
     _account: HostAccount,
 }
@@ -90,13 +96,13 @@ impl Tile {
         Tile(Arc::new(TileCell {
             meta,
             label: label.map(Arc::from),
-            pinned: Mutex::new(pinned),
-            data: RwLock::new(data),
             coherence: Mutex::new(Coherence {
                 replicas: Replicas::new(HOST_MEMORY),
                 buffers: Vec::new(),
                 bytes: meta.bytes(),
             }),
+            pinned: Mutex::new(pinned),
+            data: RwLock::new(data),
             _account: account,
         }))
     }

@@ -54,6 +54,13 @@ unsafe impl Send for Handles {}
 struct Device {
     ctx: Arc<CudaContext>,
     streams: Vec<Arc<CudaStream>>,
+    /// Where tile buffers are allocated and freed, in stream order from the
+    /// device's memory pool: `cuMemAlloc` per tile costs tens of
+    /// microseconds and may synchronise the device, stalling the copies and
+    /// kernels it should overlap. Nothing else is queued on this stream, so
+    /// waiting for an allocation waits for nothing else. `None` where the
+    /// device has no memory pools.
+    alloc_stream: Option<Arc<CudaStream>>,
     compute: usize,
     handles: Vec<Mutex<Handles>>,
     /// Pinned staging per stream, made on first use.
@@ -127,6 +134,27 @@ fn check_libraries() -> Result<(), PluginError> {
     Ok(())
 }
 
+/// Whether the device allocates from memory pools; if so, its default pool
+/// keeps freed memory for reuse instead of returning it to the driver.
+fn pooled_allocation(ctx: &Arc<CudaContext>) -> bool {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut keep = u64::MAX;
+    // SAFETY: out-pointers are valid; the device is the context's own.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device())
+            .result()
+            .is_ok()
+            && sys::cuMemPoolSetAttribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut keep as *mut u64).cast(),
+            )
+            .result()
+            .is_ok()
+    }
+}
+
 impl DevicePlugin for CudaPlugin {
     const NAME: &'static str = "cuda";
 
@@ -175,9 +203,14 @@ impl DevicePlugin for CudaPlugin {
                 h2d_bandwidth: 12e9,
             });
             let staging = streams.iter().map(|_| Mutex::new(None)).collect();
+            let alloc_stream = pooled_allocation(&ctx)
+                .then(|| ctx.new_stream())
+                .transpose()
+                .map_err(|e| err("creating a stream", e))?;
             devices.push(Device {
                 ctx,
                 streams,
+                alloc_stream,
                 compute,
                 handles,
                 staging,
@@ -215,18 +248,34 @@ impl DevicePlugin for CudaPlugin {
     }
 
     fn alloc(&self, device: u32, bytes: u64) -> Result<u64, PluginError> {
-        self.device(device)?;
+        let dev = self.device(device)?;
         let n =
             usize::try_from(bytes.max(1)).map_err(|_| PluginError::new("allocation too large"))?;
+        let what = |e| err(&format!("allocating {bytes} bytes"), e);
         // SAFETY: the device's context is bound to this thread.
-        unsafe { result::malloc_sync(n) }.map_err(|e| err(&format!("allocating {bytes} bytes"), e))
+        unsafe {
+            match &dev.alloc_stream {
+                Some(s) => {
+                    let ptr = result::malloc_async(s.cu_stream(), n).map_err(what)?;
+                    // Usable on every stream once the allocation has happened.
+                    result::stream::synchronize(s.cu_stream()).map_err(what)?;
+                    Ok(ptr)
+                }
+                None => result::malloc_sync(n).map_err(what),
+            }
+        }
     }
 
     fn free(&self, device: u32, buffer: u64) {
-        if self.device(device).is_ok() {
+        if let Ok(dev) = self.device(device) {
             // SAFETY: `buffer` came from `alloc` on this device; no queued work
             // uses it once the runtime frees a tile.
-            let _ = unsafe { result::free_sync(buffer) };
+            let _ = unsafe {
+                match &dev.alloc_stream {
+                    Some(s) => result::free_async(buffer, s.cu_stream()),
+                    None => result::free_sync(buffer),
+                }
+            };
         }
     }
 
