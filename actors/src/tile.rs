@@ -200,6 +200,50 @@ impl Tile {
         Ok(())
     }
 
+    /// Copies the tile into `mem`'s replica from a valid replica on another
+    /// device of the same plugin (peer or same-device copy), recording the
+    /// fill event. Returns false, changing nothing, where there is none or
+    /// the plugin cannot: the caller then goes through host memory.
+    fn copy_from_peer(&self, c: &mut Coherence, mem: &Arc<DeviceMemory>, stream: u32) -> bool {
+        let Some((src_device, src, filled)) = c
+            .buffers
+            .iter()
+            .find(|r| {
+                r.mem.space != mem.space
+                    && Arc::ptr_eq(&r.mem.plugin, &mem.plugin)
+                    && c.replicas.is_valid_in(r.mem.space)
+            })
+            .map(|r| (r.mem.device, r.buffer, r.filled))
+        else {
+            return false;
+        };
+        // A source still being filled is waited for on the host: events of
+        // one device need not be visible to another's streams.
+        if let Some(ev) = filled {
+            if mem.plugin.event_sync(src_device, ev).is_err() {
+                return false;
+            }
+        }
+        let bytes = c.bytes;
+        let Some(dst) = c.replica(mem.space) else {
+            return false;
+        };
+        if mem
+            .plugin
+            .copy_d2d(mem.device, stream, dst.buffer, src_device, src, bytes)
+            .is_err()
+        {
+            return false;
+        }
+        dst.forget_event();
+        dst.filled = mem.plugin.event_record(mem.device, stream).ok();
+        if dst.filled.is_none() {
+            // Without an event, make the copy complete before anyone reads.
+            return mem.plugin.stream_sync(mem.device, stream).is_ok();
+        }
+        true
+    }
+
     /// Makes the host replica valid for `access` (copying it back from a
     /// device if needed) and records the access.
     pub(crate) fn acquire_on_host(&self, access: Access) -> Result<(), String> {
@@ -254,7 +298,13 @@ impl Tile {
         let copy_error = |e: tessera_plugin::PluginError| {
             format!("copying {} to {}: {e}", self.name(), mem.name)
         };
-        if access.reads() && !c.replicas.is_valid_in(mem.space) {
+        if access.reads()
+            && !c.replicas.is_valid_in(mem.space)
+            && !c.replicas.is_valid_in(HOST_MEMORY)
+            && self.copy_from_peer(&mut c, mem, stream)
+        {
+            // Copied from another device of the same plugin, not via host.
+        } else if access.reads() && !c.replicas.is_valid_in(mem.space) {
             if !c.replicas.is_valid_in(HOST_MEMORY) {
                 self.pull_to_host(&mut c)?;
             }

@@ -310,6 +310,34 @@ impl DevicePlugin for Fake {
         self.write_tile(args[last], &out)
     }
 
+    fn copy_d2d(
+        &self,
+        _device: u32,
+        _stream: u32,
+        dst: u64,
+        _src_device: u32,
+        src: u64,
+        bytes: u64,
+    ) -> Result<(), PluginError> {
+        let mut buffers = self
+            .buffers
+            .lock()
+            .map_err(|_| PluginError::new("lock poisoned"))?;
+        let from = buffers
+            .get(&src)
+            .ok_or_else(|| PluginError::new(format!("unknown buffer {src}")))?
+            .clone();
+        let to = buffers
+            .get_mut(&dst)
+            .ok_or_else(|| PluginError::new(format!("unknown buffer {dst}")))?;
+        let n = bytes as usize;
+        if from.len() < n || to.len() < n {
+            return Err(PluginError::new("copy past the end of a buffer"));
+        }
+        to[..n].copy_from_slice(&from[..n]);
+        Ok(())
+    }
+
     unsafe fn host_register(&self, ptr: *mut u8, bytes: u64) -> Result<(), PluginError> {
         if self.no_pin {
             return Err(PluginError::new("fake: pinning is off"));

@@ -366,3 +366,41 @@ fn large_host_tiles_are_pinned_within_the_budget_and_unpinned_when_they_go() {
     assert!(!t.is_pinned());
     assert_eq!(rt.pinned_bytes(), 0);
 }
+
+#[test]
+fn a_tile_written_on_one_device_reaches_another_without_the_host() {
+    let rt = Runtime::builder()
+        .devices(&["fake"])
+        .plugin(built_plugin("tessera-test-plugin-fake"))
+        .plugin_options("fake", "devices=2")
+        .build()
+        .unwrap();
+    let shape = TileShape::new(64, 64);
+    let identity: Vec<f64> = (0..64 * 64)
+        .map(|k| if k % 65 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let i = rt.tile(TileData::F64(identity), shape).unwrap();
+    let x = rt.tile(TileData::F64(vec![1.0; 64 * 64]), shape).unwrap();
+    let t = rt.tile(TileData::F64(vec![2.0; 64 * 64]), shape).unwrap();
+    // T = I·X + T = 3 everywhere, on one device.
+    rt.submit(Task::op(Op::gemm(1.0, 1.0)).read(&i).read(&x).read_write(&t))
+        .unwrap();
+    let outs: Vec<_> = (0..16)
+        .map(|_| rt.tile(TileData::F64(vec![0.0; 64 * 64]), shape).unwrap())
+        .collect();
+    // Y = 2·T·I, on either device.
+    for y in &outs {
+        rt.submit(Task::op(Op::gemm(2.0, 0.0)).read(&t).read(&i).write(y))
+            .unwrap();
+    }
+    rt.wait_all().unwrap();
+    let spaces = t.valid_spaces();
+    // Readers ran on both devices, and the second got the tile from the
+    // first: the host replica, stale since the write, was never refreshed.
+    assert_eq!(spaces.len(), 2, "valid in {spaces:?}");
+    assert!(!spaces.contains(&tessera::HOST_MEMORY), "{spaces:?}");
+    for y in &outs {
+        assert_eq!(rt.fetch(y).unwrap().get(64, 7, 3), 6.0);
+    }
+    assert_eq!(rt.fetch(&t).unwrap().get(64, 1, 1), 3.0);
+}
