@@ -77,16 +77,20 @@ fn next(mailbox: &Receiver<Dispatch>) -> Option<Dispatch> {
 /// become task failures, so the processor survives them. Device processors
 /// call it too for closures when the runtime has no CPU processor.
 pub(crate) fn run(task: Dispatch) -> Result<(), String> {
-    let Dispatch { op, args, body, .. } = task;
-    // Bring every tile home first: a device may hold the only valid replica.
-    for (tile, access) in &args {
-        tile.acquire_on_host(*access)
-            .map_err(|e| format!("{} on {}: {e}", op.name(), tile.name()))?;
-    }
-    match body {
-        Some(body) => run_closure(&args, body),
-        None => run_kernel(&op, &args),
-    }
+    let Dispatch {
+        id, op, args, body, ..
+    } = task;
+    crate::host_memory::with_tiles_in_ram(id.0, &args, || {
+        // Bring every tile home first: a device may hold the only valid replica.
+        for (tile, access) in &args {
+            tile.acquire_on_host(*access)
+                .map_err(|e| format!("{} on {}: {e}", op.name(), tile.name()))?;
+        }
+        match body {
+            Some(body) => run_closure(&args, body),
+            None => run_kernel(&op, &args),
+        }
+    })
 }
 
 fn run_closure(args: &[(Tile, Access)], body: Body) -> Result<(), String> {

@@ -62,8 +62,13 @@ pub(crate) fn spawn_prefetchers(
                 .name(format!("tessera-{}p{stream}", mem.name))
                 .spawn(move || {
                     while let Ok(tile) = queue.recv() {
-                        // The copy's event guards the host replica: no sync
-                        // here, so the staging pipeline never drains.
+                        // Only tiles in RAM: a prefetch never loads from
+                        // disk. The copy's event guards the host replica
+                        // (eviction waits for it): no sync here, so the
+                        // staging pipeline never drains.
+                        let Some(_pin) = tile.host_tier().try_pin(&tile) else {
+                            continue;
+                        };
                         let _ = tile.prefetch_to(&mem, stream);
                     }
                 })?,
@@ -98,6 +103,17 @@ fn run(
         // host thread like any other.
         return crate::cpu_processor::run(task);
     }
+    // Copies to the device read the host copies: they must be in RAM.
+    let (id, args) = (task.id.0, task.args.clone());
+    crate::host_memory::with_tiles_in_ram(id, &args, || run_op(mem, stream, task, kernels))
+}
+
+fn run_op(
+    mem: &Arc<DeviceMemory>,
+    stream: u32,
+    task: Dispatch,
+    kernels: &KernelRegistry,
+) -> Result<(), String> {
     let out_name = task
         .args
         .last()

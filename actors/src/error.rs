@@ -32,6 +32,14 @@ pub enum RuntimeError {
     },
     #[error("no device can run kernel `{entry}`: give CUDA C source for cuda devices or WGSL for wgpu, and enable such a device")]
     NoKernelDevice { entry: String },
+    #[error("`{op}` needs its {needed} bytes of tiles in host memory at once, more than the host budget of {budget} bytes: raise the budget (--host-mem) or use smaller tiles")]
+    WorkingSet {
+        op: OpName,
+        needed: u64,
+        budget: u64,
+    },
+    #[error("cannot move tile data to disk: {0}")]
+    Spill(String),
     #[error(transparent)]
     Task(#[from] TaskFailed),
 }

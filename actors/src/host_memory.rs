@@ -1,108 +1,354 @@
-//! The host-memory actor: the budget for tile data in host RAM.
+//! The host tier: the budget for tile data in host RAM, with the disk below
+//! it.
 //!
-//! Every tile's bytes are reserved here when the tile is created and
-//! returned when its last handle drops, so the runtime always knows how much
-//! host memory its data holds and refuses a tile that would exceed the
-//! budget with a clear error instead of letting the process be killed.
-//! Pacing tasks against budgets and spilling to disk build on this (#4).
+//! Every tile's bytes are counted here from creation until its last handle
+//! drops. Without a spill directory the budget is a hard limit: a tile that
+//! would exceed it is refused with a clear error. With one, the tier keeps
+//! RAM within the budget by evicting tiles to disk ([`crate::spill`]) and
+//! paces tasks: before a task runs, its tiles are made resident and pinned
+//! (never evicted while it runs); when they do not fit, the task waits for
+//! running tasks to unpin theirs. A task waits only while other tasks hold
+//! pins and takes its whole working set at once, so tasks never hold part
+//! of a working set while waiting for the rest: no deadlock at any budget
+//! that fits the largest single task, which is checked.
+//!
+//! Which tile goes: one no submitted task will touch first, then the one
+//! whose next use comes last in submission order (the task graph's order,
+//! Belady's choice with the program as the oracle), then the least recently
+//! used. A victim whose host copy is stale (a device holds the valid one) is
+//! dropped without a write.
+//!
+//! The tier is a monitor (a lock and a condition variable), not an actor:
+//! processor threads block on it until their tiles fit, which a mailbox
+//! cannot express without parking replies. Its use is still published
+//! through the metrics actor.
 
 use crate::error::RuntimeError;
 use crate::lane::{Input, Lane};
 use crate::metrics::{MemorySample, Metrics};
-use actix::{Actor, Addr, Context, Handler, Message};
-use crossbeam_channel::Sender;
-use std::sync::Weak;
+use crate::spill::SpillDir;
+use crate::tile::{Tile, TileCell};
+use actix::Addr;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use tessera_core::TileId;
 
-/// Asks for `bytes` of the host budget; the answer comes on `reply`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Reserve {
-    pub bytes: u64,
-    pub reply: Sender<Result<(), RuntimeError>>,
-}
-
-/// Returns `bytes` to the host budget.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Release {
-    pub bytes: u64,
-}
-
-pub(crate) struct HostMemory {
+pub(crate) struct HostTier {
     budget: u64,
-    in_use: u64,
+    spill: Option<Arc<SpillDir>>,
+    state: Mutex<TierState>,
+    unpinned: Condvar,
     metrics: Addr<Metrics>,
 }
 
-impl HostMemory {
-    pub fn new(budget: u64, metrics: Addr<Metrics>) -> Self {
-        HostMemory {
+#[derive(Default)]
+struct TierState {
+    used: u64,
+    /// The most `used` has been: never above the budget when spilling.
+    peak: u64,
+    /// Tiles whose data is in RAM.
+    resident: HashMap<TileId, Resident>,
+    clock: u64,
+}
+
+struct Resident {
+    cell: Weak<TileCell>,
+    bytes: u64,
+    /// Running tasks using the tile.
+    pins: u32,
+    last_use: u64,
+}
+
+/// The tiles of one running task, pinned in RAM until this drops.
+pub(crate) struct PinGuard {
+    tier: Option<Arc<HostTier>>,
+    tiles: Vec<TileId>,
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if let Some(tier) = self.tier.take() {
+            let mut st = tier.lock();
+            for id in &self.tiles {
+                if let Some(r) = st.resident.get_mut(id) {
+                    r.pins = r.pins.saturating_sub(1);
+                }
+            }
+            drop(st);
+            tier.unpinned.notify_all();
+        }
+    }
+}
+
+impl HostTier {
+    pub fn new(budget: u64, spill: Option<Arc<SpillDir>>, metrics: Addr<Metrics>) -> Arc<Self> {
+        let tier = Arc::new(HostTier {
             budget,
-            in_use: 0,
+            spill,
+            state: Mutex::new(TierState::default()),
+            unpinned: Condvar::new(),
             metrics,
+        });
+        tier.publish(0);
+        tier
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Whether tiles can go to disk (and tasks are paced).
+    pub fn spills(&self) -> bool {
+        self.spill.is_some()
+    }
+
+    pub fn spill_dir(&self) -> Option<&Arc<SpillDir>> {
+        self.spill.as_ref()
+    }
+
+    /// Bytes of tile data in RAM now, and the most there has been.
+    pub fn used_and_peak(&self) -> (u64, u64) {
+        let st = self.lock();
+        (st.used, st.peak)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TierState> {
+        // Nothing panics while holding it; recover regardless.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, used: u64) {
+        self.metrics.do_send(MemorySample {
+            space: "host".to_string(),
+            in_use: used,
+            budget: self.budget,
+        });
+        if let Some(dir) = &self.spill {
+            self.metrics.do_send(MemorySample {
+                space: "disk".to_string(),
+                in_use: dir.on_disk.load(Ordering::Relaxed),
+                budget: 0,
+            });
         }
     }
 
-    fn publish(&self) {
-        self.metrics.do_send(MemorySample {
-            space: "host".to_string(),
-            in_use: self.in_use,
-            budget: self.budget,
-        });
-    }
-}
-
-impl Actor for HostMemory {
-    type Context = Context<Self>;
-
-    fn started(&mut self, _: &mut Context<Self>) {
-        self.publish();
-    }
-}
-
-impl Handler<Reserve> for HostMemory {
-    type Result = ();
-
-    fn handle(&mut self, msg: Reserve, _: &mut Context<Self>) {
-        let would_be = self.in_use.saturating_add(msg.bytes);
-        let answer = if would_be > self.budget {
-            Err(RuntimeError::HostBudget {
-                needed: msg.bytes,
+    /// Counts a new tile, whose data is in RAM. Past the budget, other
+    /// tiles go to disk, or this one does; without a spill directory it is
+    /// refused.
+    pub fn admit(&self, tile: &Tile) -> Result<(), RuntimeError> {
+        let bytes = tile.meta().bytes();
+        let mut st = self.lock();
+        let would_be = st.used.saturating_add(bytes);
+        if would_be > self.budget && self.spill.is_none() {
+            return Err(RuntimeError::HostBudget {
+                needed: bytes,
                 would_be,
                 budget: self.budget,
+            });
+        }
+        st.used = would_be;
+        st.clock += 1;
+        let clock = st.clock;
+        st.resident.insert(
+            tile.id(),
+            Resident {
+                cell: Arc::downgrade(&tile.0),
+                bytes,
+                pins: 0,
+                last_use: clock,
+            },
+        );
+        while st.used > self.budget {
+            let victim = self.victim(&st, &[]).unwrap_or(tile.id());
+            self.evict(&mut st, victim).map_err(RuntimeError::Spill)?;
+            if victim == tile.id() {
+                break;
+            }
+        }
+        st.peak = st.peak.max(st.used);
+        let used = st.used;
+        drop(st);
+        self.publish(used);
+        Ok(())
+    }
+
+    /// Forgets a dying tile.
+    pub fn forget(&self, id: TileId) {
+        let mut st = self.lock();
+        if let Some(r) = st.resident.remove(&id) {
+            st.used = st.used.saturating_sub(r.bytes);
+        }
+        let used = st.used;
+        drop(st);
+        self.publish(used);
+        self.unpinned.notify_all();
+    }
+
+    /// Makes `tiles` resident and pins them for a task; blocks while they
+    /// do not fit and other tasks hold pins.
+    pub fn pin(self: &Arc<Self>, tiles: &[&Tile]) -> Result<PinGuard, String> {
+        if self.spill.is_none() {
+            // Nothing ever leaves RAM: nothing to wait for.
+            return Ok(PinGuard {
+                tier: None,
+                tiles: Vec::new(),
+            });
+        }
+        let mut ids: Vec<TileId> = tiles.iter().map(|t| t.id()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut st = self.lock();
+        let total: u64 = ids
+            .iter()
+            .filter_map(|id| tiles.iter().find(|t| t.id() == *id))
+            .map(|t| t.meta().bytes())
+            .sum();
+        if total > self.budget {
+            return Err(format!(
+                "the task's tiles need {total} bytes of host memory at once, more than the host budget of {} bytes: raise --host-mem or use smaller tiles",
+                self.budget
+            ));
+        }
+        loop {
+            let missing: u64 = ids
+                .iter()
+                .filter(|id| !st.resident.contains_key(id))
+                .filter_map(|id| tiles.iter().find(|t| t.id() == *id))
+                .map(|t| t.meta().bytes())
+                .sum();
+            if st.used + missing <= self.budget {
+                break;
+            }
+            match self.victim(&st, &ids) {
+                Some(v) => self.evict(&mut st, v)?,
+                None => {
+                    // Everything else is pinned by running tasks: they end.
+                    st = self.unpinned.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        st.clock += 1;
+        let clock = st.clock;
+        for id in &ids {
+            let Some(tile) = tiles.iter().find(|t| t.id() == *id) else {
+                continue;
+            };
+            if !st.resident.contains_key(id) {
+                // Reading under the lock keeps the bookkeeping simple; the
+                // spiller's large sequential reads make it short.
+                tile.load_from_disk()?;
+                st.used += tile.meta().bytes();
+                st.resident.insert(
+                    *id,
+                    Resident {
+                        cell: Arc::downgrade(&tile.0),
+                        bytes: tile.meta().bytes(),
+                        pins: 0,
+                        last_use: clock,
+                    },
+                );
+            }
+            if let Some(r) = st.resident.get_mut(id) {
+                r.pins += 1;
+                r.last_use = clock;
+            }
+        }
+        st.peak = st.peak.max(st.used);
+        let used = st.used;
+        drop(st);
+        self.publish(used);
+        Ok(PinGuard {
+            tier: Some(Arc::clone(self)),
+            tiles: ids,
+        })
+    }
+
+    /// Pins `tile` only if it is in RAM now: for prefetching, which must
+    /// not load tiles from disk.
+    pub fn try_pin(self: &Arc<Self>, tile: &Tile) -> Option<PinGuard> {
+        if self.spill.is_none() {
+            return Some(PinGuard {
+                tier: None,
+                tiles: Vec::new(),
+            });
+        }
+        let mut st = self.lock();
+        let r = st.resident.get_mut(&tile.id())?;
+        r.pins += 1;
+        Some(PinGuard {
+            tier: Some(Arc::clone(self)),
+            tiles: vec![tile.id()],
+        })
+    }
+
+    /// The resident, unpinned tile to evict first, not one of `keep`.
+    fn victim(&self, st: &TierState, keep: &[TileId]) -> Option<TileId> {
+        st.resident
+            .iter()
+            .filter(|(id, r)| r.pins == 0 && !keep.contains(id))
+            .filter_map(|(id, r)| {
+                let cell = r.cell.upgrade()?;
+                // No known use sorts last-needed of all.
+                let next = Tile(cell).next_use().unwrap_or(u64::MAX);
+                Some((next, std::cmp::Reverse(r.last_use), *id))
             })
-        } else {
-            self.in_use = would_be;
-            self.publish();
-            Ok(())
+            .max()
+            .map(|(_, _, id)| id)
+    }
+
+    /// Moves `id` out of RAM (to disk if its host copy is the valid one).
+    fn evict(&self, st: &mut TierState, id: TileId) -> Result<(), String> {
+        let Some(r) = st.resident.get(&id) else {
+            return Ok(());
         };
-        // The asker may have given up; nothing to do then.
-        let _ = msg.reply.send(answer);
+        if let (Some(cell), Some(dir)) = (r.cell.upgrade(), &self.spill) {
+            Tile(cell).spill_to(dir)?;
+        }
+        if let Some(r) = st.resident.remove(&id) {
+            st.used = st.used.saturating_sub(r.bytes);
+        }
+        Ok(())
     }
 }
 
-impl Handler<Release> for HostMemory {
-    type Result = ();
-
-    fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        self.in_use = self.in_use.saturating_sub(msg.bytes);
-        self.publish();
+/// Runs `f` with the tiles of task `task` resident and pinned in RAM (a
+/// no-op when nothing spills), then records the task done with them.
+pub(crate) fn with_tiles_in_ram<R>(
+    task: u64,
+    args: &[(Tile, tessera_core::Access)],
+    f: impl FnOnce() -> Result<R, String>,
+) -> Result<R, String> {
+    let Some((first, _)) = args.first() else {
+        return f();
+    };
+    let tier = Arc::clone(first.host_tier());
+    if !tier.spills() {
+        return f();
     }
+    let tiles: Vec<&Tile> = args.iter().map(|(t, _)| t).collect();
+    let result = tier.pin(&tiles).and_then(|pins| {
+        let r = f();
+        drop(pins);
+        r
+    });
+    for t in &tiles {
+        t.end_use(task);
+    }
+    result
 }
 
 /// Held by each tile: when the tile dies, its bytes go back to the budget
 /// and the scheduler forgets its dependency record.
 pub(crate) struct HostAccount {
     pub tile: TileId,
-    pub bytes: u64,
-    pub host: Addr<HostMemory>,
+    pub tier: Arc<HostTier>,
     pub lane: Weak<Lane>,
 }
 
 impl Drop for HostAccount {
     fn drop(&mut self) {
-        self.host.do_send(Release { bytes: self.bytes });
+        self.tier.forget(self.tile);
         if let Some(lane) = self.lane.upgrade() {
             // After shutdown there is nobody left to forget it: fine.
             let _ = lane.post(Input::ForgetTile(self.tile));

@@ -37,11 +37,14 @@ mod pinned;
 pub mod runtime;
 pub mod scheduler;
 pub mod selftest;
+mod spill;
 pub mod task;
 pub mod tile;
 
 pub use error::{RuntimeError, TaskFailed};
-pub use runtime::{PluginSummary, ProgressSnapshot, Runtime, RuntimeBuilder, HOST_MEMORY};
+pub use runtime::{
+    HostUsage, PluginSummary, ProgressSnapshot, Runtime, RuntimeBuilder, HOST_MEMORY,
+};
 pub use task::{Task, TaskContext, TaskHandle};
 pub use tessera_core::{Access, DType, Op, OpName, TileData, TileShape};
 pub use tile::Tile;

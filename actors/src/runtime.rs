@@ -35,13 +35,14 @@ use crate::cpu_processor;
 use crate::device_memory::DeviceMemory;
 use crate::device_processor;
 use crate::error::{RuntimeError, TaskFailed};
-use crate::host_memory::{physical_memory, HostAccount, HostMemory, Reserve};
+use crate::host_memory::{physical_memory, HostAccount, HostTier};
 use crate::kernel::{Kernel, KernelRegistry, KernelSource};
 use crate::lane::{Input, Lane, Submission};
 use crate::metrics::Metrics;
 use crate::metrics_server::MetricsServer;
 use crate::pinned::PinnedPool;
 use crate::scheduler::{ProcessorSlot, Progress, Scheduler};
+use crate::spill::SpillDir;
 use crate::task::{Task, TaskHandle};
 use crate::tile::Tile;
 use actix::{Actor, Addr, Arbiter, System};
@@ -77,6 +78,7 @@ pub struct RuntimeBuilder {
     plugin_paths: Vec<PathBuf>,
     plugin_options: HashMap<String, String>,
     pinned_memory: Option<u64>,
+    spill_dir: Option<PathBuf>,
 }
 
 /// A loaded plugin as `tessera info` shows it.
@@ -93,6 +95,14 @@ impl RuntimeBuilder {
     /// pinned tier off).
     pub fn pinned_memory(mut self, bytes: u64) -> Self {
         self.pinned_memory = Some(bytes);
+        self
+    }
+
+    /// Lets host tiles spill to disk, in a directory of the runtime's own
+    /// under `dir` (removed at shutdown), so data larger than the host
+    /// budget runs: tasks wait for their tiles to fit instead of failing.
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = Some(dir.into());
         self
     }
 
@@ -211,6 +221,10 @@ impl RuntimeBuilder {
             Some(b) => b,
             None => physical_memory().map_or(u64::MAX, |m| m / 4 * 3),
         };
+        let spill = match &self.spill_dir {
+            Some(dir) => Some(SpillDir::create(dir).map_err(RuntimeError::Start)?),
+            None => None,
+        };
         let registry = Registry::new();
         let server = match &self.metrics_addr {
             Some(addr) => Some(MetricsServer::start(addr, registry.clone())?),
@@ -279,7 +293,6 @@ impl RuntimeBuilder {
             inbox: inbox_rx,
             scheduled: Arc::clone(&scheduled),
             slots,
-            host_budget,
             metrics,
             progress: Arc::clone(&progress),
             kernels: Arc::clone(&kernels),
@@ -352,7 +365,7 @@ impl RuntimeBuilder {
                 next: 0,
                 closed: false,
             }),
-            host: started.host,
+            host: HostTier::new(host_budget, spill, started.metrics.clone()),
             next_tile: AtomicU64::new(0),
             processors,
             memory,
@@ -446,7 +459,6 @@ struct ActorSetup {
     inbox: crossbeam_channel::Receiver<Input>,
     scheduled: Arc<AtomicBool>,
     slots: Vec<ProcessorSlot>,
-    host_budget: u64,
     metrics: Metrics,
     progress: Arc<Progress>,
     kernels: Arc<KernelRegistry>,
@@ -455,7 +467,7 @@ struct ActorSetup {
 struct Started {
     system: System,
     scheduler: Addr<Scheduler>,
-    host: Addr<HostMemory>,
+    metrics: Addr<Metrics>,
     thread: JoinHandle<()>,
 }
 
@@ -475,21 +487,17 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                     inbox,
                     scheduled,
                     slots,
-                    host_budget,
                     metrics,
                     progress,
                     kernels,
                 } = setup;
                 let metrics = Metrics::start_in_arbiter(&side_handle, move |_| metrics);
-                let for_host = metrics.clone();
-                let host = HostMemory::start_in_arbiter(&side_handle, move |_| {
-                    HostMemory::new(host_budget, for_host)
-                });
+                let for_tier = metrics.clone();
                 let policy = Box::new(EarliestFinish::new(10e9));
                 let scheduler =
                     Scheduler::new(inbox, scheduled, slots, policy, metrics, progress, kernels)
                         .start();
-                (System::current(), scheduler, host)
+                (System::current(), scheduler, for_tier)
             });
             if ready_tx.send(started).is_ok() {
                 let _ = runner.run();
@@ -498,13 +506,13 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
             let _ = side.join();
         })
         .map_err(|e| RuntimeError::Start(format!("cannot start the actor thread: {e}")))?;
-    let (system, scheduler, host) = ready_rx
+    let (system, scheduler, metrics) = ready_rx
         .recv()
         .map_err(|_| RuntimeError::Start("the actor system stopped during start-up".into()))?;
     Ok(Started {
         system,
         scheduler,
-        host,
+        metrics,
         thread,
     })
 }
@@ -549,7 +557,7 @@ pub struct Runtime {
     /// Ids are handed out and tasks posted under one lock, so submission
     /// order, id order and the scheduler's order are the same.
     submit: Mutex<SubmitState>,
-    host: Addr<HostMemory>,
+    host: Arc<HostTier>,
     next_tile: AtomicU64,
     processors: Vec<ProcessorDesc>,
     memory: Vec<MemorySpaceDesc>,
@@ -564,6 +572,19 @@ pub struct Runtime {
     kernels: Arc<KernelRegistry>,
     next_kernel: AtomicU64,
     pinned: Option<Arc<PinnedPool>>,
+}
+
+/// See [`Runtime::host_usage`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostUsage {
+    pub budget: u64,
+    pub in_ram: u64,
+    pub peak: u64,
+    pub spilled: u64,
+    pub loaded: u64,
+    pub on_disk: u64,
+    /// The runtime's own spill directory, removed at shutdown.
+    pub spill_path: Option<PathBuf>,
 }
 
 /// Counts of tasks so far, for progress lines.
@@ -593,6 +614,24 @@ impl Runtime {
     /// [`RuntimeBuilder::pinned_memory`]).
     pub fn pinned_bytes(&self) -> u64 {
         self.pinned.as_ref().map_or(0, |p| p.used())
+    }
+
+    /// The host tier's state: tile bytes in RAM now and at most so far
+    /// (after each admission and task start), bytes written to and read
+    /// from disk, and bytes in spill files now.
+    pub fn host_usage(&self) -> HostUsage {
+        let (in_ram, peak) = self.host.used_and_peak();
+        let dir = self.host.spill_dir();
+        let load = |f: fn(&SpillDir) -> &AtomicU64| dir.map_or(0, |d| f(d).load(Ordering::Relaxed));
+        HostUsage {
+            budget: self.host.budget(),
+            in_ram,
+            peak,
+            spilled: load(|d| &d.written),
+            loaded: load(|d| &d.read),
+            on_disk: load(|d| &d.on_disk),
+            spill_path: dir.map(|d| d.path().to_path_buf()),
+        }
     }
 
     /// The memory spaces tiles can live in.
@@ -657,19 +696,16 @@ impl Runtime {
             shape,
             dtype: data.dtype(),
         };
-        let bytes = meta.bytes();
-        let (tx, rx) = bounded(1);
-        self.host.do_send(Reserve { bytes, reply: tx });
-        rx.recv().map_err(|_| RuntimeError::ShutDown)??;
         let account = HostAccount {
             tile: id,
-            bytes,
-            host: self.host.clone(),
+            tier: Arc::clone(&self.host),
             lane: Arc::downgrade(&self.lane),
         };
         let mut data = data;
         let pinned = self.pinned.as_ref().and_then(|p| p.pin(&mut data));
-        Ok(Tile::new(meta, label, data, account, pinned))
+        let tile = Tile::new(meta, label, data, account, pinned);
+        self.host.admit(&tile)?;
+        Ok(tile)
     }
 
     /// Submits a task. Shapes, element types and access modes are checked
@@ -690,12 +726,36 @@ impl Runtime {
             return Err(RuntimeError::NoProcessor { op: name, dtype });
         }
         check_body(&op, &args, body.is_some())?;
+        let spills = self.host.spills();
+        if spills {
+            // A task must fit in RAM whole: refuse now one that never will.
+            let mut seen: Vec<TileId> = Vec::new();
+            let mut needed = 0;
+            for (t, _) in &args {
+                if !seen.contains(&t.id()) {
+                    seen.push(t.id());
+                    needed += t.meta().bytes();
+                }
+            }
+            if needed > self.host.budget() {
+                return Err(RuntimeError::WorkingSet {
+                    op: name,
+                    needed,
+                    budget: self.host.budget(),
+                });
+            }
+        }
         let flops = op.flops(&metas);
         let mut state = lock(&self.submit);
         if state.closed {
             return Err(RuntimeError::ShutDown);
         }
         let id = TaskId(state.next);
+        if spills {
+            for (t, _) in &args {
+                t.add_use(id.0);
+            }
+        }
         self.lane.post(Input::Submit(Submission {
             id,
             op,
@@ -823,6 +883,11 @@ impl Runtime {
         lock(&self.submit).closed = true;
         threads.stop(&self.lane);
         drop(lock(&self.server).take());
+        // Tiles may outlive the runtime, but no task can read them now:
+        // their spill files go with the directory.
+        if let Some(dir) = self.host.spill_dir() {
+            dir.remove_now();
+        }
         drained
     }
 }

@@ -17,6 +17,8 @@ use crate::device_memory::DeviceMemory;
 use crate::host_memory::HostAccount;
 use crate::pinned::Pinned;
 use crate::runtime::HOST_MEMORY;
+use crate::spill::{SpillDir, SpillFile};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tessera_core::processor::MemorySpaceId;
@@ -77,8 +79,13 @@ pub(crate) struct TileCell {
     /// since a buffer must be unpinned before it is freed.
     pinned: Mutex<Option<Pinned>>,
     data: RwLock<TileData>,
+    /// The host copy on disk, while it is current (see [`crate::host_memory`]).
+    spilled: Mutex<Option<SpillFile>>,
+    /// Ids of submitted, unfinished tasks that use the tile, in submission
+    /// order, when the host tier spills: its eviction order.
+    uses: Mutex<VecDeque<u64>>,
     /// Returns the tile's bytes to the host budget when the tile dies.
-    _account: HostAccount,
+    account: HostAccount,
 }
 
 /// A handle to a tile of data owned by a runtime.
@@ -103,7 +110,9 @@ impl Tile {
             }),
             pinned: Mutex::new(pinned),
             data: RwLock::new(data),
-            _account: account,
+            spilled: Mutex::new(None),
+            uses: Mutex::new(VecDeque::new()),
+            account: account,
         }))
     }
 
@@ -144,6 +153,79 @@ impl Tile {
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, TileData> {
         self.0.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn host_tier(&self) -> &Arc<crate::host_memory::HostTier> {
+        &self.0.account.tier
+    }
+
+    /// Records that task `task` (just submitted) uses the tile.
+    pub(crate) fn add_use(&self, task: u64) {
+        lock(&self.0.uses).push_back(task);
+    }
+
+    /// Records that task `task` is done with the tile.
+    pub(crate) fn end_use(&self, task: u64) {
+        let mut uses = lock(&self.0.uses);
+        if let Some(i) = uses.iter().position(|t| *t == task) {
+            uses.remove(i);
+        }
+    }
+
+    /// The first unfinished task that uses the tile, if any is known.
+    pub(crate) fn next_use(&self) -> Option<u64> {
+        lock(&self.0.uses).front().copied()
+    }
+
+    /// Whether the tile's host copy is on disk now.
+    pub fn is_spilled(&self) -> bool {
+        lock(&self.0.spilled).is_some()
+    }
+
+    /// Takes the tile's data out of RAM: written to a spill file in `dir`
+    /// first if the host copy is valid and not already on disk; dropped if
+    /// a device holds the only valid copy. Waits for copies still reading
+    /// the host buffer.
+    pub(crate) fn spill_to(&self, dir: &Arc<SpillDir>) -> Result<(), String> {
+        let host_valid = {
+            let mut c = self.coherence();
+            for r in &mut c.buffers {
+                if let Some(ev) = r.filled {
+                    r.mem
+                        .plugin
+                        .event_sync(r.mem.device, ev)
+                        .map_err(|e| format!("waiting for a copy of {}: {e}", self.name()))?;
+                    r.forget_event();
+                }
+            }
+            c.replicas.is_valid_in(HOST_MEMORY)
+        };
+        let mut spilled = lock(&self.0.spilled);
+        let mut data = self.write();
+        if host_valid && spilled.is_none() {
+            *spilled = Some(dir.write(self.id(), data.as_bytes())?);
+        }
+        // Unpin before the buffer goes.
+        lock(&self.0.pinned).take();
+        *data = match self.dtype() {
+            DType::F32 => TileData::F32(Vec::new()),
+            DType::F64 => TileData::F64(Vec::new()),
+        };
+        Ok(())
+    }
+
+    /// Brings the data back into RAM: from its spill file if there is one
+    /// (checked), else as zeros, to be overwritten from a device or by a
+    /// writer.
+    pub(crate) fn load_from_disk(&self) -> Result<(), String> {
+        let spilled = lock(&self.0.spilled);
+        let mut data = self.write();
+        let mut fresh = TileData::zeros(self.dtype(), self.shape());
+        if let Some(file) = spilled.as_ref() {
+            file.read_into(self.id(), fresh.as_bytes_mut())?;
+        }
+        *data = fresh;
+        Ok(())
     }
 
     /// Whether the host buffer is pinned (see [`crate::pinned`]).
@@ -197,6 +279,8 @@ impl Tile {
             .stream_sync(mem.device, mem.copy_stream)
             .map_err(|e| format!("copying {} from {}: {e}", self.name(), mem.name))?;
         c.replicas.acquire(HOST_MEMORY, Access::Read);
+        // The host copy changed: a copy on disk is stale.
+        lock(&self.0.spilled).take();
         Ok(())
     }
 
@@ -252,6 +336,8 @@ impl Tile {
             self.pull_to_host(&mut c)?;
         }
         if access.writes() {
+            // The copy on disk is stale from now on.
+            lock(&self.0.spilled).take();
             // A copy to a device may still be reading the host replica.
             for r in &mut c.buffers {
                 if let Some(ev) = r.filled {
@@ -339,6 +425,8 @@ impl Tile {
         if access.writes() {
             // Whoever reads this replica next runs after this task ends.
             replica.forget_event();
+            // The host copy, and any copy of it on disk, is stale now.
+            lock(&self.0.spilled).take();
         }
         c.replicas.acquire(mem.space, access);
         Ok(buffer)
@@ -359,6 +447,10 @@ impl Tile {
         self.acquire_on_device(mem, stream, Access::Read)?;
         Ok(true)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl fmt::Debug for Tile {

@@ -6,6 +6,7 @@ mod integration {
     mod faults;
     mod lifecycle;
     mod metrics;
+    mod outofcore;
     mod plugins;
     mod properties;
     mod wgpu;

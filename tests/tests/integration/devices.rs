@@ -383,8 +383,13 @@ fn a_tile_written_on_one_device_reaches_another_without_the_host() {
     let x = rt.tile(TileData::F64(vec![1.0; 64 * 64]), shape).unwrap();
     let t = rt.tile(TileData::F64(vec![2.0; 64 * 64]), shape).unwrap();
     // T = I·X + T = 3 everywhere, on one device.
-    rt.submit(Task::op(Op::gemm(1.0, 1.0)).read(&i).read(&x).read_write(&t))
-        .unwrap();
+    rt.submit(
+        Task::op(Op::gemm(1.0, 1.0))
+            .read(&i)
+            .read(&x)
+            .read_write(&t),
+    )
+    .unwrap();
     let outs: Vec<_> = (0..16)
         .map(|_| rt.tile(TileData::F64(vec![0.0; 64 * 64]), shape).unwrap())
         .collect();

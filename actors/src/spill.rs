@@ -1,0 +1,186 @@
+//! The disk tier: host tiles evicted to files in a spill directory.
+//!
+//! Each runtime spills into a directory of its own, created under the
+//! directory the user names and removed with everything in it when the
+//! runtime ends, so no user file is ever written or removed. A tile goes
+//! to disk as one file written in one call (large writes, no per-element
+//! I/O), with a CRC-32 checked when it is read back: a corrupted or
+//! truncated spill file is an error naming the tile, never wrong data. A
+//! full disk is an error at once, not a retry loop.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tessera_core::TileId;
+
+/// One runtime's spill directory.
+pub(crate) struct SpillDir {
+    path: PathBuf,
+    pub written: AtomicU64,
+    pub read: AtomicU64,
+    /// Bytes in spill files now.
+    pub on_disk: AtomicU64,
+}
+
+/// A tile's bytes on disk; the file goes when this does.
+pub(crate) struct SpillFile {
+    dir: Arc<SpillDir>,
+    path: PathBuf,
+    len: u64,
+    crc: u32,
+}
+
+impl SpillDir {
+    /// Creates `parent/tessera-spill-<pid>-<n>`; an error that says why if
+    /// `parent` is missing or not writable.
+    pub fn create(parent: &Path) -> Result<Arc<SpillDir>, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "tessera-spill-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = parent.join(name);
+        std::fs::create_dir(&path).map_err(|e| {
+            format!(
+                "cannot use spill directory {}: {e} (it must exist and be writable)",
+                parent.display()
+            )
+        })?;
+        Ok(Arc::new(SpillDir {
+            path,
+            written: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            on_disk: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `bytes` as the spill file of `tile`, in one call.
+    pub fn write(self: &Arc<Self>, tile: TileId, bytes: &[u8]) -> Result<SpillFile, String> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let path = self.path.join(format!(
+            "tile-{}-{}.bin",
+            tile.0,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = std::fs::File::create(&path).and_then(|mut f| f.write_all(bytes));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&path);
+            let hint = if e.raw_os_error() == Some(28) {
+                " (the disk is full: free space or choose another --spill-dir)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "spilling {tile} ({} bytes) to {}: {e}{hint}",
+                bytes.len(),
+                self.path.display()
+            ));
+        }
+        self.written
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.on_disk
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(SpillFile {
+            dir: Arc::clone(self),
+            path,
+            len: bytes.len() as u64,
+            crc: crc32fast::hash(bytes),
+        })
+    }
+}
+
+impl SpillDir {
+    /// Removes the directory and every spill file in it.
+    pub fn remove_now(&self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        self.remove_now();
+    }
+}
+
+impl SpillFile {
+    /// Reads the file into `buf` (exactly its size) and checks its CRC.
+    pub fn read_into(&self, tile: TileId, buf: &mut [u8]) -> Result<(), String> {
+        let bad = |why: String| format!("reading {tile} back from {}: {why}", self.path.display());
+        if buf.len() as u64 != self.len {
+            return Err(bad(format!(
+                "{} bytes expected, {} asked",
+                self.len,
+                buf.len()
+            )));
+        }
+        let mut f = std::fs::File::open(&self.path).map_err(|e| bad(e.to_string()))?;
+        f.read_exact(buf)
+            .map_err(|e| bad(format!("{e} (the file is truncated)")))?;
+        if f.read(&mut [0u8; 1]).map_err(|e| bad(e.to_string()))? != 0 {
+            return Err(bad("the file is longer than the tile".into()));
+        }
+        if crc32fast::hash(buf) != self.crc {
+            return Err(bad("checksum mismatch: the spill file is corrupted".into()));
+        }
+        self.dir.read.fetch_add(self.len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        self.dir.on_disk.fetch_sub(self.len, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spill_files_round_trip_detect_corruption_and_vanish() {
+        let parent = std::env::temp_dir();
+        let dir = SpillDir::create(&parent).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let f = dir.write(TileId(3), &data).unwrap();
+        let mut back = vec![0u8; data.len()];
+        f.read_into(TileId(3), &mut back).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(dir.on_disk.load(Ordering::Relaxed), 10_000);
+        // Flip one byte: the checksum catches it.
+        let mut raw = std::fs::read(f.path()).unwrap();
+        raw[1234] ^= 1;
+        std::fs::write(f.path(), &raw).unwrap();
+        let err = f.read_into(TileId(3), &mut back).unwrap_err();
+        assert!(err.contains("corrupted"), "{err}");
+        // Truncated.
+        std::fs::write(f.path(), &raw[..100]).unwrap();
+        assert!(f
+            .read_into(TileId(3), &mut back)
+            .unwrap_err()
+            .contains("truncated"));
+        let path = f.path().to_path_buf();
+        drop(f);
+        assert!(!path.exists());
+        assert_eq!(dir.on_disk.load(Ordering::Relaxed), 0);
+        let root = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!root.exists());
+        assert!(SpillDir::create(Path::new("/nonexistent/x"))
+            .err()
+            .unwrap()
+            .contains("must exist"));
+    }
+}

@@ -1,0 +1,170 @@
+//! The host tier with a spill directory: data larger than the host budget
+//! runs, within the budget, and leaves nothing behind.
+
+use std::sync::mpsc;
+use std::time::Duration;
+use tessera::linalg::{cholesky, residual, SpdMatrix, TiledMatrix};
+use tessera::{DType, Op, Runtime, RuntimeError, Task, TileData, TileShape};
+
+fn spill_parent() -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("tessera-test-{}", std::process::id()));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn runtime(budget: u64, workers: usize) -> Runtime {
+    Runtime::builder()
+        .cpu_workers(workers)
+        .devices(&["cpu"])
+        .host_memory(budget)
+        .spill_dir(spill_parent())
+        .build()
+        .unwrap()
+}
+
+/// Runs `f` on a thread and fails the test if it takes longer than a
+/// minute: a deadlock must fail, not hang CI.
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("no progress in a minute: deadlock")
+}
+
+#[test]
+fn cholesky_with_a_quarter_of_the_matrix_in_ram_is_checked_and_cleans_up() {
+    let (n, tile) = (384, 32);
+    let matrix_bytes = (n * (n + tile) / 2 * 8) as u64; // lower triangle of tiles
+    let budget = matrix_bytes / 4;
+    let rt = runtime(budget, 2);
+    let (r, usage, path) = within_a_minute(move || {
+        let gen = SpdMatrix { n, seed: 3 };
+        let a = TiledMatrix::generate(&rt, "A", n, tile, DType::F64, gen).unwrap();
+        cholesky(&rt, &a).unwrap();
+        let r = residual(&rt, &a, gen).unwrap();
+        let usage = rt.host_usage();
+        let path = usage.spill_path.clone().unwrap();
+        assert!(path.is_dir());
+        drop(a);
+        rt.wait_all().unwrap();
+        assert_eq!(
+            rt.host_usage().on_disk,
+            0,
+            "spill files outlived their tiles"
+        );
+        (r, usage, path)
+    });
+    assert!(r < 1e-14, "residual {r:e}");
+    assert!(usage.peak <= budget, "{usage:?}");
+    assert!(usage.spilled > matrix_bytes, "{usage:?}");
+    assert!(usage.loaded > 0, "{usage:?}");
+    assert!(!path.exists(), "the spill directory outlived the runtime");
+}
+
+#[test]
+fn the_smallest_feasible_budget_runs_without_deadlock() {
+    // Each gemm needs exactly three 4 KiB tiles; two workers compete for
+    // a budget that holds one gemm's tiles and no more.
+    let shape = TileShape::new(16, 32);
+    let bytes = 16 * 32 * 8;
+    let rt = runtime(3 * bytes, 2);
+    let sum = within_a_minute(move || {
+        let a: Vec<_> = (0..12)
+            .map(|i| rt.tile(TileData::F64(vec![i as f64; 512]), shape).unwrap())
+            .collect();
+        let b = rt
+            .tile(TileData::F64(vec![1.0; 32 * 16]), TileShape::new(32, 16))
+            .unwrap();
+        let c: Vec<_> = (0..12)
+            .map(|_| {
+                rt.tile(TileData::F64(vec![0.0; 256]), TileShape::new(16, 16))
+                    .unwrap()
+            })
+            .collect();
+        for round in 0..3 {
+            for i in 0..12 {
+                let j = (i + round) % 12;
+                rt.submit(
+                    Task::op(Op::gemm(1.0, 1.0))
+                        .read(&a[j])
+                        .read(&b)
+                        .read_write(&c[i]),
+                )
+                .unwrap();
+            }
+        }
+        rt.wait_all().unwrap();
+        assert!(rt.host_usage().peak <= 3 * bytes as u64);
+        c.iter()
+            .map(|t| rt.fetch(t).unwrap().get(16, 0, 0))
+            .sum::<f64>()
+    });
+    // c_i = 32 · (a_i + a_{i+1} + a_{i+2}), summed over i: 32 · 3 · Σ i.
+    assert_eq!(sum, 32.0 * 3.0 * 66.0);
+}
+
+#[test]
+fn a_task_larger_than_the_budget_is_refused_at_submission() {
+    let rt = runtime(10_000, 1);
+    let shape = TileShape::new(30, 30); // 7200 bytes each
+    let a = rt.tile(TileData::F64(vec![1.0; 900]), shape).unwrap();
+    let c = rt.tile(TileData::F64(vec![1.0; 900]), shape).unwrap();
+    let err = rt
+        .submit(Task::op(Op::Axpy { alpha: 1.0 }).read(&a).read_write(&c))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RuntimeError::WorkingSet {
+                needed: 14400,
+                budget: 10_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("14400 bytes"), "{err}");
+    // Either tile alone still works.
+    assert_eq!(rt.fetch(&a).unwrap().get(30, 1, 1), 1.0);
+}
+
+#[test]
+fn a_corrupted_spill_file_fails_the_task_not_the_runtime() {
+    let shape = TileShape::new(32, 32);
+    let rt = runtime(3 * 8192, 1);
+    let tiles: Vec<_> = (0..6)
+        .map(|i| rt.tile(TileData::F64(vec![i as f64; 1024]), shape).unwrap())
+        .collect();
+    let usage = rt.host_usage();
+    assert!(usage.on_disk >= 3 * 8192, "{usage:?}");
+    // Flip a byte in every spill file.
+    for entry in std::fs::read_dir(usage.spill_path.unwrap()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut raw = std::fs::read(&path).unwrap();
+        raw[100] ^= 0xff;
+        std::fs::write(&path, raw).unwrap();
+    }
+    let spilled = tiles.iter().find(|t| t.is_spilled()).unwrap();
+    let err = rt.fetch(spilled).unwrap_err().to_string();
+    assert!(err.contains("corrupted"), "{err}");
+    // The runtime runs on: a new tile computes.
+    let fresh = rt.tile(TileData::F64(vec![2.0; 1024]), shape).unwrap();
+    assert_eq!(rt.fetch(&fresh).unwrap().get(32, 3, 3), 2.0);
+}
+
+#[test]
+fn an_unusable_spill_directory_is_a_clear_error_at_start() {
+    let err = Runtime::builder()
+        .cpu_workers(1)
+        .spill_dir("/nonexistent/spill")
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/spill") && err.contains("writable"),
+        "{err}"
+    );
+}
