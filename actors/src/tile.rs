@@ -112,7 +112,7 @@ impl Tile {
             data: RwLock::new(data),
             spilled: Mutex::new(None),
             uses: Mutex::new(VecDeque::new()),
-            account: account,
+            account,
         }))
     }
 

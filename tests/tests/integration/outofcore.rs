@@ -68,7 +68,7 @@ fn the_smallest_feasible_budget_runs_without_deadlock() {
     // Each gemm needs exactly three 4 KiB tiles; two workers compete for
     // a budget that holds one gemm's tiles and no more.
     let shape = TileShape::new(16, 32);
-    let bytes = 16 * 32 * 8;
+    let bytes: u64 = 16 * 32 * 8;
     let rt = runtime(3 * bytes, 2);
     let sum = within_a_minute(move || {
         let a: Vec<_> = (0..12)
@@ -84,19 +84,19 @@ fn the_smallest_feasible_budget_runs_without_deadlock() {
             })
             .collect();
         for round in 0..3 {
-            for i in 0..12 {
+            for (i, ci) in c.iter().enumerate() {
                 let j = (i + round) % 12;
                 rt.submit(
                     Task::op(Op::gemm(1.0, 1.0))
                         .read(&a[j])
                         .read(&b)
-                        .read_write(&c[i]),
+                        .read_write(ci),
                 )
                 .unwrap();
             }
         }
         rt.wait_all().unwrap();
-        assert!(rt.host_usage().peak <= 3 * bytes as u64);
+        assert!(rt.host_usage().peak <= 3 * bytes);
         c.iter()
             .map(|t| rt.fetch(t).unwrap().get(16, 0, 0))
             .sum::<f64>()
