@@ -79,6 +79,7 @@ pub struct RuntimeBuilder {
     plugin_options: HashMap<String, String>,
     pinned_memory: Option<u64>,
     spill_dir: Option<PathBuf>,
+    device_memory: Option<u64>,
 }
 
 /// A loaded plugin as `tessera info` shows it.
@@ -103,6 +104,12 @@ impl RuntimeBuilder {
     /// budget runs: tasks wait for their tiles to fit instead of failing.
     pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Caps each device's memory budget (default: the device's memory).
+    pub fn device_memory(mut self, bytes: u64) -> Self {
+        self.device_memory = Some(bytes);
         self
     }
 
@@ -251,7 +258,7 @@ impl RuntimeBuilder {
             })
             .collect();
         let (device_memories, prefetch_queues): (Vec<Arc<DeviceMemory>>, Vec<_>) =
-            describe_devices(&plugins, &mut processors, &mut memory)
+            describe_devices(&plugins, &mut processors, &mut memory, self.device_memory)
                 .into_iter()
                 .unzip();
         if workers == 0 {
@@ -400,11 +407,13 @@ fn describe_devices(
     plugins: &[Arc<LoadedPlugin>],
     processors: &mut Vec<ProcessorDesc>,
     memory: &mut Vec<MemorySpaceDesc>,
+    cap: Option<u64>,
 ) -> Vec<(Arc<DeviceMemory>, crossbeam_channel::Receiver<Tile>)> {
     let mut mems = Vec::new();
     for plugin in plugins {
         for (d, dev) in plugin.devices().iter().enumerate() {
             let d = d as u32;
+            let budget = cap.map_or(dev.memory_bytes, |c| c.min(dev.memory_bytes));
             let supports = |op: OpName, dt: DType| {
                 device_processor::op_code_of(op)
                     .is_some_and(|c| plugin.supports(d, c, device_processor::dtype_code_of(dt)))
@@ -430,7 +439,7 @@ fn describe_devices(
                 id: space,
                 kind: MemoryKind::Device,
                 name: name.clone(),
-                capacity: dev.memory_bytes,
+                capacity: budget,
                 bandwidth: dev.h2d_bandwidth,
             });
             processors.push(ProcessorDesc {
@@ -447,8 +456,7 @@ fn describe_devices(
                 ops,
                 dtypes,
             });
-            let (mem, queue) =
-                DeviceMemory::new(Arc::clone(plugin), d, space, name, dev.memory_bytes);
+            let (mem, queue) = DeviceMemory::new(Arc::clone(plugin), d, space, name, budget);
             mems.push((Arc::new(mem), queue));
         }
     }

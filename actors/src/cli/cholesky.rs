@@ -31,6 +31,7 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
     };
     drop(progress);
     let gflops = a.cholesky_flops() / seconds / 1e9;
+    let host = rt.host_usage();
     if args.common.json {
         let out = serde_json::json!({
             "n": n,
@@ -41,6 +42,7 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
             "gflops": gflops,
             "residual": residual,
             "tasks": tasks,
+            "host": host,
         });
         println!("{out}");
     } else {
@@ -59,6 +61,16 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
             gflops,
             r
         );
+        if host.spill_path.is_some() {
+            let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+            println!(
+                "host tier: budget {:.2} GiB, peak {:.2} GiB in RAM, {:.2} GiB spilled to disk, {:.2} GiB read back",
+                gib(host.budget),
+                gib(host.peak),
+                gib(host.spilled),
+                gib(host.loaded)
+            );
+        }
     }
     if let Some(r) = residual {
         let bound = match args.matrix.dtype {

@@ -3,6 +3,7 @@
 mod bench;
 mod cholesky;
 mod info;
+mod outofcore;
 mod progress;
 mod selftest;
 
@@ -62,6 +63,20 @@ enum BenchCommand {
     /// Streaming GEMM over host tiles on one device: the stream pool against
     /// one stream, copies alone and kernels alone.
     Multistream(MultistreamArgs),
+    /// Tiled Cholesky with a host budget a fraction of the matrix, spilling
+    /// to disk, against the same run in RAM; checked by residual.
+    Outofcore(OutOfCoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OutOfCoreArgs {
+    #[command(flatten)]
+    pub matrix: MatrixArgs,
+    /// Host budget as a fraction of the matrix's bytes.
+    #[arg(long, default_value_t = 0.25)]
+    pub fraction: f64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +112,50 @@ pub struct CommonArgs {
     /// Load this plugin library too (repeatable).
     #[arg(long = "plugin")]
     pub plugins: Vec<std::path::PathBuf>,
+    /// Host memory budget for tile data, e.g. 4GiB (default: 3/4 of RAM).
+    #[arg(long, value_parser = parse_size)]
+    pub host_mem: Option<u64>,
+    /// Spill tiles beyond the host budget to files under this directory
+    /// (a directory of the run's own, removed at the end).
+    #[arg(long)]
+    pub spill_dir: Option<std::path::PathBuf>,
+    /// Memory budget per device, e.g. 2GiB (default: the device's memory).
+    #[arg(long, value_parser = parse_size)]
+    pub gpu_mem: Option<u64>,
+}
+
+/// Parses a size: bytes, or a number with KiB, MiB, GiB, TiB (powers of
+/// two) or KB, MB, GB, TB (powers of ten).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (try 512MiB or 4GiB)"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" | "k" => 1024.0,
+        "mib" | "m" => 1024f64.powi(2),
+        "gib" | "g" => 1024f64.powi(3),
+        "tib" | "t" => 1024f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        other => {
+            return Err(format!(
+            "unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+        ))
+        }
+    };
+    let bytes = value * scale;
+    if !(bytes >= 1.0 && bytes < 1.8e19) {
+        return Err(format!("`{text}` is not a usable size"));
+    }
+    Ok(bytes as u64)
 }
 
 /// The matrix of the Cholesky commands.
@@ -211,6 +270,15 @@ fn build(
     for p in &common.plugins {
         b = b.plugin(p);
     }
+    if let Some(bytes) = common.host_mem {
+        b = b.host_memory(bytes);
+    }
+    if let Some(dir) = &common.spill_dir {
+        b = b.spill_dir(dir);
+    }
+    if let Some(bytes) = common.gpu_mem {
+        b = b.device_memory(bytes);
+    }
     let rt = b.build()?;
     // Plugins found but unusable here (no driver, say) are worth a warning
     // when devices were asked for; `tessera info` always lists them.
@@ -222,6 +290,24 @@ fn build(
     Ok(rt)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5 MiB"), Ok(3 << 19));
+        assert_eq!(parse_size("3GB"), Ok(3_000_000_000));
+        assert!(parse_size("12 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
+        assert!(parse_size("GiB").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}
+
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Info(args) => info::run(&args),
@@ -230,5 +316,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
         Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),
         Command::Bench(BenchCommand::Multistream(args)) => bench::multistream(&args),
+        Command::Bench(BenchCommand::Outofcore(args)) => outofcore::run(&args),
     }
 }
