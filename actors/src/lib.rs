@@ -24,6 +24,7 @@
 //! [`linalg`] (tiled algorithms built on the above).
 
 pub mod cpu_processor;
+pub mod dataset;
 mod device_memory;
 pub mod device_processor;
 pub mod error;

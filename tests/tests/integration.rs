@@ -2,6 +2,7 @@
 
 mod integration {
     mod cholesky;
+    mod datasets;
     mod devices;
     mod faults;
     mod lifecycle;

@@ -498,11 +498,14 @@ pub fn multistream(args: &super::MultistreamArgs) -> CliResult {
     Ok(())
 }
 
+/// (streams, tasks, seconds) of one small-kernel run.
+type SmallRun = (u32, usize, f64);
+
 /// Many small independent GEMMs on tiles already on the device, with 1, 2,
-/// 4 and 8 compute streams: (streams, tasks, seconds) each.
+/// 4 and 8 compute streams.
 fn small_kernels(
     args: &super::MultistreamArgs,
-) -> Result<Vec<(u32, usize, f64)>, Box<dyn std::error::Error>> {
+) -> Result<Vec<SmallRun>, Box<dyn std::error::Error>> {
     use tessera::{Op, TileData, TileShape};
     const SIZE: usize = 128;
     const TASKS: usize = 2048;

@@ -77,7 +77,7 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
             tessera::DType::F32 => 1e-5,
             tessera::DType::F64 => 1e-13,
         };
-        if !(r < bound) {
+        if r.is_nan() || r >= bound {
             return Err(format!(
                 "residual {r:.3e} is above {bound:.0e}: the factorisation is wrong"
             )

@@ -1,0 +1,450 @@
+//! Datasets that live on disk: a 2-D array in a raw binary file, an `.npy`
+//! file, or a directory of `.npy` files stacked along their contiguous
+//! axis, read lazily block by block so any op can run over data far larger
+//! than memory.
+//!
+//! A *block* is a tile whose columns are the array's contiguous lines, so
+//! a block is one large sequential read with no reshuffling: for a
+//! column-major (Fortran-order) array it is a block of columns; for a
+//! row-major (C-order, NumPy's default) array it is the transpose of a
+//! block of rows. [`Dataset::for_each_block`] reads blocks on a thread of
+//! its own, `readahead` blocks ahead of the tasks that use them, and keeps
+//! at most `readahead` blocks' tasks in flight, so memory stays bounded
+//! whatever the dataset's size.
+//!
+//! Nothing here writes to a dataset's files. Results go out with
+//! [`write_npy`], through a temporary file renamed into place once whole,
+//! so a failed run never leaves a partial result under the final name.
+
+use crate::{Runtime, RuntimeError, TaskHandle, Tile};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use tessera_core::{DType, TileData, TileShape};
+
+/// Why a dataset cannot be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{path}: {why}")]
+    File { path: PathBuf, why: String },
+    #[error("dataset: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+fn file_error(path: &Path, why: impl Into<String>) -> DatasetError {
+    DatasetError::File {
+        path: path.to_path_buf(),
+        why: why.into(),
+    }
+}
+
+/// Memory order of the array in its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// C order: each row is contiguous.
+    RowMajor,
+    /// Fortran order: each column is contiguous.
+    ColumnMajor,
+}
+
+/// One file's share of the array: `lines` contiguous lines from `offset`.
+#[derive(Debug, Clone)]
+struct Segment {
+    path: PathBuf,
+    offset: u64,
+    lines: usize,
+}
+
+/// A 2-D array on disk.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub order: Order,
+    segments: Vec<Segment>,
+}
+
+impl Dataset {
+    /// A raw binary file of `rows × cols` elements in `order`, native
+    /// endianness, no header.
+    pub fn raw(
+        path: impl AsRef<Path>,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        order: Order,
+    ) -> Result<Dataset, DatasetError> {
+        let path = path.as_ref();
+        let ds = Dataset::single(path, 0, dtype, rows, cols, order);
+        ds.check_lengths()?;
+        Ok(ds)
+    }
+
+    /// An `.npy` file holding a 2-D (or 1-D, as one column) array of
+    /// little-endian `f4` or `f8`.
+    pub fn npy(path: impl AsRef<Path>) -> Result<Dataset, DatasetError> {
+        let path = path.as_ref();
+        let header = read_npy_header(path)?;
+        let ds = Dataset::single(
+            path,
+            header.data_offset,
+            header.dtype,
+            header.rows,
+            header.cols,
+            header.order,
+        );
+        ds.check_lengths()?;
+        Ok(ds)
+    }
+
+    /// Every `.npy` file of `dir`, in name order, stacked along their
+    /// contiguous axis: row-major files on top of each other, column-major
+    /// ones side by side. They must agree on element type, order and the
+    /// other dimension.
+    pub fn npy_dir(dir: impl AsRef<Path>) -> Result<Dataset, DatasetError> {
+        let dir = dir.as_ref();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| file_error(dir, e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+            .collect();
+        files.sort();
+        let Some(first) = files.first() else {
+            return Err(file_error(dir, "no .npy files in this directory"));
+        };
+        let mut ds = Dataset::npy(first)?;
+        for path in &files[1..] {
+            let next = Dataset::npy(path)?;
+            if next.dtype != ds.dtype || next.order != ds.order || next.minor() != ds.minor() {
+                return Err(file_error(
+                    path,
+                    format!(
+                        "{} {}x{} {:?} does not stack with {} {}x{} {:?}",
+                        next.dtype,
+                        next.rows,
+                        next.cols,
+                        next.order,
+                        ds.dtype,
+                        ds.rows,
+                        ds.cols,
+                        ds.order
+                    ),
+                ));
+            }
+            match ds.order {
+                Order::RowMajor => ds.rows += next.rows,
+                Order::ColumnMajor => ds.cols += next.cols,
+            }
+            ds.segments.extend(next.segments);
+        }
+        Ok(ds)
+    }
+
+    fn single(
+        path: &Path,
+        offset: u64,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        order: Order,
+    ) -> Dataset {
+        let lines = match order {
+            Order::RowMajor => rows,
+            Order::ColumnMajor => cols,
+        };
+        Dataset {
+            dtype,
+            rows,
+            cols,
+            order,
+            segments: vec![Segment {
+                path: path.to_path_buf(),
+                offset,
+                lines,
+            }],
+        }
+    }
+
+    /// Length of a contiguous line.
+    pub fn minor(&self) -> usize {
+        match self.order {
+            Order::RowMajor => self.cols,
+            Order::ColumnMajor => self.rows,
+        }
+    }
+
+    /// Number of contiguous lines.
+    pub fn lines(&self) -> usize {
+        match self.order {
+            Order::RowMajor => self.rows,
+            Order::ColumnMajor => self.cols,
+        }
+    }
+
+    /// Bytes of array data.
+    pub fn bytes(&self) -> u64 {
+        (self.rows * self.cols * self.dtype.size_bytes()) as u64
+    }
+
+    /// Files and byte ranges of the array, for baselines that read it raw.
+    pub fn extents(&self) -> Vec<(PathBuf, u64, u64)> {
+        let line = (self.minor() * self.dtype.size_bytes()) as u64;
+        self.segments
+            .iter()
+            .map(|s| (s.path.clone(), s.offset, s.lines as u64 * line))
+            .collect()
+    }
+
+    /// A truncated file is an error now, not a short read later.
+    fn check_lengths(&self) -> Result<(), DatasetError> {
+        for (path, offset, len) in self.extents() {
+            let have = std::fs::metadata(&path)
+                .map_err(|e| file_error(&path, e.to_string()))?
+                .len();
+            if have < offset + len {
+                return Err(file_error(
+                    &path,
+                    format!(
+                        "truncated: the array needs {} bytes from offset {offset}, the file has {have}",
+                        len
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocks of `lines_per_block` lines (the last may be shorter).
+    pub fn block_count(&self, lines_per_block: usize) -> usize {
+        self.lines().div_ceil(lines_per_block.max(1))
+    }
+
+    /// The shape of block `b`: `minor × lines in the block`.
+    pub fn block_shape(&self, b: usize, lines_per_block: usize) -> TileShape {
+        let per = lines_per_block.max(1);
+        let start = b * per;
+        TileShape::new(self.minor(), per.min(self.lines().saturating_sub(start)))
+    }
+
+    /// Reads block `b` (one positioned read per file it spans).
+    pub fn read_block(&self, b: usize, lines_per_block: usize) -> Result<TileData, DatasetError> {
+        let shape = self.block_shape(b, lines_per_block);
+        if shape.cols == 0 {
+            return Err(DatasetError::Invalid(format!(
+                "block {b} is past the end ({} blocks)",
+                self.block_count(lines_per_block)
+            )));
+        }
+        let mut data = TileData::zeros(self.dtype, shape);
+        let line = self.minor() * self.dtype.size_bytes();
+        let buf = data.as_bytes_mut();
+        let mut first = b * lines_per_block.max(1); // global line index
+        let mut filled = 0;
+        let mut seg_start = 0;
+        for seg in &self.segments {
+            let seg_end = seg_start + seg.lines;
+            if first < seg_end && filled < buf.len() {
+                let local = first - seg_start;
+                let take = (seg_end - first).min((buf.len() - filled) / line);
+                let file = std::fs::File::open(&seg.path)
+                    .map_err(|e| file_error(&seg.path, e.to_string()))?;
+                file.read_exact_at(
+                    &mut buf[filled..filled + take * line],
+                    seg.offset + (local * line) as u64,
+                )
+                .map_err(|e| file_error(&seg.path, format!("reading block {b}: {e}")))?;
+                filled += take * line;
+                first += take;
+            }
+            seg_start = seg_end;
+        }
+        if filled != buf.len() {
+            return Err(DatasetError::Invalid(format!(
+                "block {b}: read {filled} of {} bytes",
+                buf.len()
+            )));
+        }
+        Ok(data)
+    }
+
+    /// Calls `submit` with each block as a tile, in order, reading up to
+    /// `readahead` blocks ahead on a thread of its own. `submit` returns the
+    /// last task that uses the block; at most `readahead` such tasks are in
+    /// flight (older ones are waited for first), so memory holds about
+    /// 2 × `readahead` blocks. Stops at the first error: a read error, a
+    /// failed task, or one from `submit`.
+    pub fn for_each_block(
+        &self,
+        rt: &Runtime,
+        lines_per_block: usize,
+        readahead: usize,
+        mut submit: impl FnMut(usize, Tile) -> Result<TaskHandle, RuntimeError>,
+    ) -> Result<(), DatasetError> {
+        let readahead = readahead.max(1);
+        let count = self.block_count(lines_per_block);
+        let (tx, rx) = crossbeam_channel::bounded(readahead);
+        std::thread::scope(|s| -> Result<(), DatasetError> {
+            s.spawn(move || {
+                for b in 0..count {
+                    let block = self.read_block(b, lines_per_block);
+                    let failed = block.is_err();
+                    if tx.send(block).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            let mut in_flight: VecDeque<TaskHandle> = VecDeque::new();
+            for b in 0..count {
+                let data = rx
+                    .recv()
+                    .map_err(|_| DatasetError::Invalid("the reader stopped".into()))??;
+                while in_flight.len() >= readahead {
+                    if let Some(h) = in_flight.pop_front() {
+                        rt.wait(&h)?;
+                    }
+                }
+                let tile = rt.tile(data, self.block_shape(b, lines_per_block))?;
+                in_flight.push_back(submit(b, tile)?);
+            }
+            for h in in_flight {
+                rt.wait(&h)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// What an `.npy` header says.
+struct NpyHeader {
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    order: Order,
+    data_offset: u64,
+}
+
+fn read_npy_header(path: &Path) -> Result<NpyHeader, DatasetError> {
+    let bad = |why: String| file_error(path, why);
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut pre = [0u8; 12];
+    let n = file.read_at(&mut pre, 0).map_err(|e| bad(e.to_string()))?;
+    if n < 10 || &pre[..6] != b"\x93NUMPY" {
+        return Err(bad("not an .npy file (no \\x93NUMPY magic)".into()));
+    }
+    let (header_len, start) = match pre[6] {
+        1 => (u64::from(u16::from_le_bytes([pre[8], pre[9]])), 10u64),
+        2 | 3 if n >= 12 => (
+            u64::from(u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]])),
+            12u64,
+        ),
+        v => return Err(bad(format!("unsupported .npy version {v}"))),
+    };
+    let mut text = vec![0u8; header_len as usize];
+    file.read_exact_at(&mut text, start)
+        .map_err(|e| bad(format!("truncated .npy header: {e}")))?;
+    let text = String::from_utf8_lossy(&text);
+    let field = |key: &str| -> Option<String> {
+        let at = text.find(&format!("'{key}'"))?;
+        let rest = text[at + key.len() + 2..].trim_start().strip_prefix(':')?;
+        let rest = rest.trim_start();
+        let end = if rest.starts_with('(') {
+            rest.find(')')? + 1
+        } else {
+            rest.find([',', '}'])?
+        };
+        Some(rest[..end].trim().to_string())
+    };
+    let descr = field("descr").ok_or_else(|| bad("header has no 'descr'".into()))?;
+    let dtype = match descr.trim_matches(|c| c == '\'' || c == '"') {
+        "<f8" | "|f8" => DType::F64,
+        "<f4" | "|f4" => DType::F32,
+        other => {
+            return Err(bad(format!(
+                "element type {other} is not supported (little-endian f4 or f8 only)"
+            )))
+        }
+    };
+    let order = match field("fortran_order").as_deref() {
+        Some("True") => Order::ColumnMajor,
+        Some("False") => Order::RowMajor,
+        _ => return Err(bad("header has no fortran_order".into())),
+    };
+    let shape = field("shape").ok_or_else(|| bad("header has no 'shape'".into()))?;
+    let dims: Vec<usize> = shape
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad(format!("shape {shape} is not a tuple of sizes")))?;
+    let (rows, cols) = match dims[..] {
+        [n] => (n, 1),
+        [r, c] => (r, c),
+        _ => return Err(bad(format!("shape {shape}: only 1-D and 2-D arrays"))),
+    };
+    Ok(NpyHeader {
+        dtype,
+        rows,
+        cols,
+        order,
+        data_offset: start + header_len,
+    })
+}
+
+/// Writes `data` (`rows × cols`, column-major as every tile) as an `.npy`
+/// file in Fortran order, through a temporary file renamed into place.
+pub fn write_npy(
+    path: impl AsRef<Path>,
+    data: &TileData,
+    rows: usize,
+    cols: usize,
+) -> Result<(), DatasetError> {
+    let path = path.as_ref();
+    if data.len() != rows * cols {
+        return Err(DatasetError::Invalid(format!(
+            "{} elements are not a {rows}x{cols} array",
+            data.len()
+        )));
+    }
+    let header = npy_header(data.dtype(), rows, cols, Order::ColumnMajor);
+    let tmp = path.with_extension("npy.partial");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        f.write_all(&header)?;
+        f.write_all(data.as_bytes())?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        file_error(path, format!("writing: {e}"))
+    })
+}
+
+/// The `.npy` header (version 1.0) of a `rows × cols` array of `dtype` in
+/// `order`, padded so the data that follows starts 64-byte aligned.
+pub fn npy_header(dtype: DType, rows: usize, cols: usize, order: Order) -> Vec<u8> {
+    let descr = match dtype {
+        DType::F32 => "<f4",
+        DType::F64 => "<f8",
+    };
+    let fortran = if order == Order::ColumnMajor {
+        "True"
+    } else {
+        "False"
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': ({rows}, {cols}), }}");
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out
+}
