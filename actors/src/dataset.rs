@@ -7,7 +7,7 @@
 //! a block is one large sequential read with no reshuffling: for a
 //! column-major (Fortran-order) array it is a block of columns; for a
 //! row-major (C-order, NumPy's default) array it is the transpose of a
-//! block of rows. [`Dataset::for_each_block`] reads blocks on a thread of
+//! block of rows. [`Dataset::for_each_block`] reads blocks on threads of
 //! its own, `readahead` blocks ahead of the tasks that use them, and keeps
 //! at most `readahead` blocks' tasks in flight, so memory stays bounded
 //! whatever the dataset's size.
@@ -232,6 +232,19 @@ impl Dataset {
 
     /// Reads block `b` (one positioned read per file it spans).
     pub fn read_block(&self, b: usize, lines_per_block: usize) -> Result<TileData, DatasetError> {
+        let mut data = TileData::zeros(self.dtype, TileShape::new(0, 0));
+        self.read_block_into(b, lines_per_block, &mut data)?;
+        Ok(data)
+    }
+
+    /// Reads block `b` into `data`, reusing its buffer when it has the
+    /// block's size and type.
+    pub fn read_block_into(
+        &self,
+        b: usize,
+        lines_per_block: usize,
+        data: &mut TileData,
+    ) -> Result<(), DatasetError> {
         let shape = self.block_shape(b, lines_per_block);
         if shape.cols == 0 {
             return Err(DatasetError::Invalid(format!(
@@ -239,7 +252,9 @@ impl Dataset {
                 self.block_count(lines_per_block)
             )));
         }
-        let mut data = TileData::zeros(self.dtype, shape);
+        if data.len() != shape.len() || data.dtype() != self.dtype {
+            *data = TileData::zeros(self.dtype, shape);
+        }
         let line = self.minor() * self.dtype.size_bytes();
         let buf = data.as_bytes_mut();
         let mut first = b * lines_per_block.max(1); // global line index
@@ -268,11 +283,11 @@ impl Dataset {
                 buf.len()
             )));
         }
-        Ok(data)
+        Ok(())
     }
 
     /// Calls `submit` with each block as a tile, in order, reading up to
-    /// `readahead` blocks ahead on a thread of its own. `submit` returns the
+    /// `readahead` blocks ahead on two threads of its own. `submit` returns the
     /// last task that uses the block; at most `readahead` such tasks are in
     /// flight (older ones are waited for first), so memory holds about
     /// 2 × `readahead` blocks. Stops at the first error: a read error, a
@@ -286,32 +301,55 @@ impl Dataset {
     ) -> Result<(), DatasetError> {
         let readahead = readahead.max(1);
         let count = self.block_count(lines_per_block);
-        let (tx, rx) = crossbeam_channel::bounded(readahead);
+        // Two readers keep the device's queue deeper than one (block b is
+        // read by reader b % READERS); blocks are used in order.
+        const READERS: usize = 2;
+        let per_reader = readahead.div_ceil(READERS).max(1);
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..READERS)
+            .map(|_| crossbeam_channel::bounded(per_reader))
+            .unzip();
+        // Buffers of finished blocks go back to the readers.
+        let (back_tx, back_rx) = crossbeam_channel::bounded::<TileData>(readahead + READERS);
         std::thread::scope(|s| -> Result<(), DatasetError> {
-            s.spawn(move || {
-                for b in 0..count {
-                    let block = self.read_block(b, lines_per_block);
-                    let failed = block.is_err();
-                    if tx.send(block).is_err() || failed {
-                        return;
+            for (k, tx) in txs.into_iter().enumerate() {
+                let back_rx = back_rx.clone();
+                s.spawn(move || {
+                    for b in (k..count).step_by(READERS) {
+                        let mut data = back_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| TileData::zeros(self.dtype, TileShape::new(0, 0)));
+                        let block = self
+                            .read_block_into(b, lines_per_block, &mut data)
+                            .map(|()| data);
+                        let failed = block.is_err();
+                        if tx.send(block).is_err() || failed {
+                            return;
+                        }
                     }
+                });
+            }
+            let mut in_flight: VecDeque<(TaskHandle, Tile)> = VecDeque::new();
+            let retire = |(h, tile): (TaskHandle, Tile)| -> Result<(), DatasetError> {
+                rt.wait(&h)?;
+                if let Some(data) = tile.into_data() {
+                    let _ = back_tx.try_send(data);
                 }
-            });
-            let mut in_flight: VecDeque<TaskHandle> = VecDeque::new();
+                Ok(())
+            };
             for b in 0..count {
-                let data = rx
+                let data = rxs[b % READERS]
                     .recv()
                     .map_err(|_| DatasetError::Invalid("the reader stopped".into()))??;
                 while in_flight.len() >= readahead {
-                    if let Some(h) = in_flight.pop_front() {
-                        rt.wait(&h)?;
+                    if let Some(done) = in_flight.pop_front() {
+                        retire(done)?;
                     }
                 }
                 let tile = rt.tile(data, self.block_shape(b, lines_per_block))?;
-                in_flight.push_back(submit(b, tile)?);
+                in_flight.push_back((submit(b, tile.clone())?, tile));
             }
-            for h in in_flight {
-                rt.wait(&h)?;
+            for done in in_flight {
+                retire(done)?;
             }
             Ok(())
         })

@@ -1,11 +1,24 @@
-//! The memory of one plugin device: allocation with accounting, and the
-//! stream on which other threads copy tiles out of it.
+//! The memory of one plugin device: allocation within a budget, eviction
+//! when it is full, and the stream on which other threads copy tiles out
+//! of it.
+//!
+//! A device task pins its tiles here for its duration and reserves room for
+//! those not here yet, all at once, before it acquires any (no
+//! hold-and-wait between tasks, so no deadlock). To make room, unpinned
+//! replicas go: clean ones are dropped, the last valid copy of a tile is
+//! written back to host memory first. The victim is the tile whose next use
+//! comes last in submission order, then the least recently used. When
+//! everything else is pinned by running tasks the task waits for them;
+//! when nothing else is pinned its tiles cannot fit at all, an error that
+//! says so. Prefetches never evict: they only use room there is.
 
-use crate::tile::Tile;
+use crate::tile::{Tile, TileCell};
 use crossbeam_channel::{Receiver, Sender};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 use tessera_core::processor::MemorySpaceId;
+use tessera_core::TileId;
 use tessera_plugin::LoadedPlugin;
 
 /// One device's memory space.
@@ -18,7 +31,9 @@ pub(crate) struct DeviceMemory {
     /// processor start: a copy stream where the device has one.
     pub copy_stream: u32,
     pub budget: u64,
-    used: AtomicU64,
+    state: Mutex<DeviceState>,
+    /// Signalled when a task unpins or a replica goes.
+    room: Condvar,
     /// Tiles to copy in ahead of their tasks; closed at shutdown.
     prefetch: Mutex<Option<Sender<Tile>>>,
 }
@@ -46,7 +61,8 @@ impl DeviceMemory {
             name,
             copy_stream,
             budget,
-            used: AtomicU64::new(0),
+            state: Mutex::new(DeviceState::default()),
+            room: Condvar::new(),
             prefetch: Mutex::new(Some(tx)),
         };
         (mem, rx)
@@ -79,20 +95,161 @@ impl DeviceMemory {
         }
     }
 
-    /// Allocates `bytes` for a tile replica, within the budget.
-    pub fn alloc(&self, bytes: u64) -> Result<u64, String> {
-        let before = self.used.fetch_add(bytes, Ordering::AcqRel);
-        if before + bytes > self.budget {
-            self.used.fetch_sub(bytes, Ordering::AcqRel);
+    fn lock(&self) -> MutexGuard<'_, DeviceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Pins `tiles` on this device until the guard drops, reserving room
+    /// for those not here yet, all at once: a task never holds part of its
+    /// working set while waiting for the rest (no hold-and-wait, so no
+    /// deadlock). Evicts unpinned replicas to make room and waits while
+    /// other tasks hold the rest; an error if the tiles cannot fit even
+    /// alone.
+    pub fn pin(self: &Arc<Self>, tiles: &[&Tile]) -> Result<DevicePins, String> {
+        let mut ids: Vec<TileId> = tiles.iter().map(|t| t.id()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let bytes_of = |id: &TileId| {
+            tiles
+                .iter()
+                .find(|t| t.id() == *id)
+                .map_or(0, |t| t.meta().bytes())
+        };
+        let mut st = self.lock();
+        let mut skipped: Vec<TileId> = Vec::new();
+        let reserve = loop {
+            let missing: Vec<TileId> = ids
+                .iter()
+                .filter(|id| !st.replicas.contains_key(id) && !st.reserved_for.contains_key(id))
+                .copied()
+                .collect();
+            let need: u64 = missing.iter().map(bytes_of).sum();
+            if st.used + st.reserved + need <= self.budget {
+                break missing;
+            }
+            match self.victim(&st, &ids, &skipped) {
+                Some((id, cell)) => {
+                    // Nobody else picks it while the lock is down.
+                    *st.pins.entry(id).or_insert(0) += 1;
+                    drop(st);
+                    let evicted = Tile(cell).evict_from(self);
+                    st = self.lock();
+                    unpin(&mut st, id);
+                    match evicted {
+                        Ok(true) => skipped.clear(),
+                        // Busy, or its host copy is on disk: try another.
+                        Ok(false) => skipped.push(id),
+                        Err(e) => return Err(format!("{}: evicting a replica: {e}", self.name)),
+                    }
+                }
+                None if st.guards > 0 || !skipped.is_empty() => {
+                    // Running tasks hold the rest: wait for one to end.
+                    skipped.clear();
+                    st = self
+                        .room
+                        .wait_timeout(st, Duration::from_millis(5))
+                        .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+                }
+                None => {
+                    let total: u64 = ids.iter().map(bytes_of).sum();
+                    return Err(format!(
+                        "{}: the task's tiles need {total} bytes on the device at once, more than its budget of {} bytes (raise --gpu-mem or use smaller tiles)",
+                        self.name, self.budget
+                    ));
+                }
+            }
+        };
+        for id in &reserve {
+            let b = bytes_of(id);
+            st.reserved += b;
+            st.reserved_for.insert(*id, b);
+        }
+        st.clock += 1;
+        let clock = st.clock;
+        for id in &ids {
+            *st.pins.entry(*id).or_insert(0) += 1;
+            if let Some(r) = st.replicas.get_mut(id) {
+                r.last_use = clock;
+            }
+        }
+        st.guards += 1;
+        Ok(DevicePins {
+            mem: Arc::clone(self),
+            ids,
+            reserved: reserve,
+        })
+    }
+
+    /// The unpinned replica to evict first, not one of `keep` or `skipped`:
+    /// next use last in submission order, then least recently used.
+    fn victim(
+        &self,
+        st: &DeviceState,
+        keep: &[TileId],
+        skipped: &[TileId],
+    ) -> Option<(TileId, Arc<TileCell>)> {
+        st.replicas
+            .iter()
+            .filter(|(id, _)| {
+                !keep.contains(id) && !skipped.contains(id) && !st.pins.contains_key(id)
+            })
+            .filter_map(|(id, r)| {
+                let cell = r.cell.upgrade()?;
+                let next = Tile(Arc::clone(&cell)).next_use().unwrap_or(u64::MAX);
+                Some(((next, std::cmp::Reverse(r.last_use), *id), cell))
+            })
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|((_, _, id), cell)| (id, cell))
+    }
+
+    /// Allocates `bytes` for `tile`'s replica: from the room its task
+    /// reserved ([`DeviceMemory::pin`]), else from free room (a prefetch,
+    /// or a tile another task reserved and gave up). The caller holds
+    /// `tile`'s coherence lock.
+    pub fn alloc(self: &Arc<Self>, tile: &Tile, bytes: u64) -> Result<u64, String> {
+        let mut st = self.lock();
+        if let Some(r) = st.reserved_for.remove(&tile.id()) {
+            st.reserved -= r;
+        } else if st.used + st.reserved + bytes > self.budget {
             return Err(format!(
-                "{}: {bytes} more bytes would exceed the device budget ({before} of {} in use)",
-                self.name, self.budget
+                "{}: {bytes} more bytes would exceed the device budget ({} of {} in use, {} reserved)",
+                self.name, st.used, self.budget, st.reserved
             ));
         }
+        st.used += bytes;
+        st.clock += 1;
+        let clock = st.clock;
+        st.replicas.insert(
+            tile.id(),
+            Replica {
+                cell: Arc::downgrade(&tile.0),
+                last_use: clock,
+            },
+        );
+        drop(st);
         self.plugin.alloc(self.device, bytes).map_err(|e| {
-            self.used.fetch_sub(bytes, Ordering::AcqRel);
+            self.release(tile.id(), bytes);
             e.to_string()
         })
+    }
+
+    /// Bytes of tile replicas allocated on the device.
+    pub fn used(&self) -> u64 {
+        self.lock().used
+    }
+
+    /// Frees `tile`'s replica buffer.
+    pub fn free(&self, tile: TileId, buffer: u64, bytes: u64) {
+        self.plugin.free(self.device, buffer);
+        self.release(tile, bytes);
+    }
+
+    fn release(&self, tile: TileId, bytes: u64) {
+        let mut st = self.lock();
+        st.used = st.used.saturating_sub(bytes);
+        st.replicas.remove(&tile);
+        drop(st);
+        self.room.notify_all();
     }
 
     /// Compute streams of the device: its processor runs that many tasks at once.
@@ -102,14 +259,58 @@ impl DeviceMemory {
             .get(self.device as usize)
             .map_or(1, |d| d.compute_streams.max(1))
     }
+}
 
-    /// Bytes of tile replicas allocated on the device.
-    pub fn used(&self) -> u64 {
-        self.used.load(Ordering::Acquire)
+/// What the device holds: bytes, replicas, pins.
+#[derive(Default)]
+struct DeviceState {
+    used: u64,
+    replicas: HashMap<TileId, Replica>,
+    /// Tiles of running tasks (and victims being evicted), with counts.
+    pins: HashMap<TileId, u32>,
+    /// Room reserved by running tasks for tiles not here yet.
+    reserved: u64,
+    reserved_for: HashMap<TileId, u64>,
+    /// Running tasks holding pins.
+    guards: u32,
+    clock: u64,
+}
+
+struct Replica {
+    cell: Weak<TileCell>,
+    last_use: u64,
+}
+
+fn unpin(st: &mut DeviceState, id: TileId) {
+    if let Some(n) = st.pins.get_mut(&id) {
+        *n -= 1;
+        if *n == 0 {
+            st.pins.remove(&id);
+        }
     }
+}
 
-    pub fn free(&self, buffer: u64, bytes: u64) {
-        self.plugin.free(self.device, buffer);
-        self.used.fetch_sub(bytes, Ordering::AcqRel);
+/// A task's tiles pinned on a device; unpinned on drop, with any room
+/// reserved and not used given back.
+pub(crate) struct DevicePins {
+    mem: Arc<DeviceMemory>,
+    ids: Vec<TileId>,
+    reserved: Vec<TileId>,
+}
+
+impl Drop for DevicePins {
+    fn drop(&mut self) {
+        let mut st = self.mem.lock();
+        for id in &self.ids {
+            unpin(&mut st, *id);
+        }
+        for id in &self.reserved {
+            if let Some(b) = st.reserved_for.remove(id) {
+                st.reserved -= b;
+            }
+        }
+        st.guards = st.guards.saturating_sub(1);
+        drop(st);
+        self.mem.room.notify_all();
     }
 }

@@ -119,6 +119,11 @@ fn run_op(
         .last()
         .map_or_else(|| "no tile".to_string(), |(t, _)| t.name());
     let context = |e: String| format!("{} on {out_name} on {}: {e}", task.op.name(), mem.name);
+    // Held until the task's work is synchronised below, so none of its
+    // replicas is evicted under it.
+    let _pins = mem
+        .pin(&task.args.iter().map(|(t, _)| t).collect::<Vec<_>>())
+        .map_err(context)?;
     let mut buffers = Vec::with_capacity(task.args.len());
     let launched = if let Op::Kernel(call) = &task.op {
         let (kernel, label, grid, scalars) = (&call.kernel, &call.label, &call.grid, &call.scalars);

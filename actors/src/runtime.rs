@@ -759,7 +759,8 @@ impl Runtime {
             return Err(RuntimeError::ShutDown);
         }
         let id = TaskId(state.next);
-        if spills {
+        if spills || !self.devices.is_empty() {
+            // Eviction order, host and device: next use first.
             for (t, _) in &args {
                 t.add_use(id.0);
             }

@@ -47,6 +47,7 @@ struct Coherence {
     replicas: Replicas,
     buffers: Vec<DeviceReplica>,
     bytes: u64,
+    tile: TileId,
 }
 
 impl Coherence {
@@ -64,7 +65,7 @@ impl Drop for Coherence {
                 let _ = r.mem.plugin.event_sync(r.mem.device, ev);
             }
             r.forget_event();
-            r.mem.free(r.buffer, self.bytes);
+            r.mem.free(self.tile, r.buffer, self.bytes);
         }
     }
 }
@@ -107,6 +108,7 @@ impl Tile {
                 replicas: Replicas::new(HOST_MEMORY),
                 buffers: Vec::new(),
                 bytes: meta.bytes(),
+                tile: meta.id,
             }),
             pinned: Mutex::new(pinned),
             data: RwLock::new(data),
@@ -226,6 +228,54 @@ impl Tile {
         }
         *data = fresh;
         Ok(())
+    }
+
+    /// Drops the tile's replica in `mem` to make room, writing it back to
+    /// host memory first if it is the only valid copy. `Ok(false)` when it
+    /// cannot go now: its lock is held (a task is acquiring it) or its host
+    /// copy is on disk (writing back would need host room).
+    pub(crate) fn evict_from(&self, mem: &Arc<DeviceMemory>) -> Result<bool, String> {
+        let Ok(mut c) = self.0.coherence.try_lock() else {
+            return Ok(false);
+        };
+        let Some(at) = c.buffers.iter().position(|r| r.mem.space == mem.space) else {
+            return Ok(true);
+        };
+        if let Some(ev) = c.buffers[at].filled {
+            mem.plugin
+                .event_sync(mem.device, ev)
+                .map_err(|e| format!("waiting for a copy of {}: {e}", self.name()))?;
+            c.buffers[at].forget_event();
+        }
+        if !c.replicas.evict(mem.space) {
+            if self.read().len() != self.meta().shape.len() {
+                return Ok(false);
+            }
+            self.pull_to_host(&mut c)?;
+            c.replicas.evict(mem.space);
+        }
+        let r = c.buffers.remove(at);
+        let bytes = c.bytes;
+        drop(c);
+        mem.free(self.id(), r.buffer, bytes);
+        Ok(true)
+    }
+
+    /// The tile's host data, if this is its last handle: for reusing large
+    /// buffers (a fresh 64 MiB buffer costs more in page faults than
+    /// reading it from disk). Copies still reading it finish first.
+    pub(crate) fn into_data(self) -> Option<TileData> {
+        let cell = Arc::try_unwrap(self.0).ok()?;
+        let TileCell {
+            coherence,
+            pinned,
+            data,
+            ..
+        } = cell;
+        // In this order: device copies done, then unpinned, then handed out.
+        drop(coherence);
+        drop(pinned);
+        Some(data.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Whether the host buffer is pinned (see [`crate::pinned`]).
@@ -374,7 +424,7 @@ impl Tile {
     ) -> Result<u64, String> {
         let mut c = self.coherence();
         if c.replica(mem.space).is_none() {
-            let buffer = mem.alloc(c.bytes)?;
+            let buffer = mem.alloc(self, c.bytes)?;
             c.buffers.push(DeviceReplica {
                 mem: Arc::clone(mem),
                 buffer,

@@ -6,6 +6,7 @@ mod info;
 mod outofcore;
 mod progress;
 mod selftest;
+mod stream;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use tessera::{DType, Runtime, RuntimeError};
@@ -66,6 +67,30 @@ enum BenchCommand {
     /// Tiled Cholesky with a host budget a fraction of the matrix, spilling
     /// to disk, against the same run in RAM; checked by residual.
     Outofcore(OutOfCoreArgs),
+    /// Column sums over an .npy dataset on disk within a host budget,
+    /// against reading the same bytes alone (page cache dropped first).
+    Stream(StreamArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StreamArgs {
+    /// The dataset: a row-major f64 .npy file.
+    #[arg(long)]
+    pub dataset: std::path::PathBuf,
+    /// Generate the dataset first, this many GiB, if it does not exist.
+    #[arg(long)]
+    pub make_gib: Option<f64>,
+    /// Columns of a generated dataset.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cols: u64,
+    /// Block size in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub block_mib: u64,
+    /// Blocks read ahead (and tasks in flight).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub readahead: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +147,19 @@ pub struct CommonArgs {
     /// Memory budget per device, e.g. 2GiB (default: the device's memory).
     #[arg(long, value_parser = parse_size)]
     pub gpu_mem: Option<u64>,
+    /// Pinned host memory for tiles copied to devices, e.g. 32GiB
+    /// (default: a quarter of the host budget; 0 turns pinning off).
+    #[arg(long, value_parser = parse_size_or_zero)]
+    pub pinned_mem: Option<u64>,
+}
+
+/// [`parse_size`], where 0 is allowed.
+pub fn parse_size_or_zero(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_size(text)
+    }
 }
 
 /// Parses a size: bytes, or a number with KiB, MiB, GiB, TiB (powers of
@@ -279,6 +317,9 @@ fn build(
     if let Some(bytes) = common.gpu_mem {
         b = b.device_memory(bytes);
     }
+    if let Some(bytes) = common.pinned_mem {
+        b = b.pinned_memory(bytes);
+    }
     let rt = b.build()?;
     // Plugins found but unusable here (no driver, say) are worth a warning
     // when devices were asked for; `tessera info` always lists them.
@@ -317,5 +358,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),
         Command::Bench(BenchCommand::Multistream(args)) => bench::multistream(&args),
         Command::Bench(BenchCommand::Outofcore(args)) => outofcore::run(&args),
+        Command::Bench(BenchCommand::Stream(args)) => stream::run(&args),
     }
 }

@@ -183,7 +183,7 @@ fn device_memory_exhaustion_is_a_task_error() {
         .unwrap();
     let err = rt.wait(&h).unwrap_err().to_string();
     assert!(
-        err.contains("device budget") || err.contains("out of device memory"),
+        err.contains("more than its budget of 64 bytes") || err.contains("out of device memory"),
         "{err}"
     );
 }
@@ -408,4 +408,60 @@ fn a_tile_written_on_one_device_reaches_another_without_the_host() {
         assert_eq!(rt.fetch(y).unwrap().get(64, 7, 3), 6.0);
     }
     assert_eq!(rt.fetch(&t).unwrap().get(64, 1, 1), 3.0);
+}
+
+#[test]
+fn cholesky_runs_on_a_device_with_room_for_a_fraction_of_the_matrix() {
+    // 15 stored tiles of 8 KiB (plus 15 more for the residual) through a
+    // device budget of 5 tiles; the device is the only processor.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = Runtime::builder()
+            .devices(&["fake"])
+            .plugin(built_plugin("tessera-test-plugin-fake"))
+            .plugin_options("fake", "copy=2")
+            .device_memory(5 * 8192)
+            .build()
+            .unwrap();
+        let gen = SpdMatrix { n: 160, seed: 4 };
+        let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
+        cholesky(&rt, &a).unwrap();
+        let r = residual(&rt, &a, gen).unwrap();
+        let _ = tx.send((r, rt.progress()));
+    });
+    let (r, progress) = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("no progress in a minute: deadlock");
+    assert!(r < 1e-14, "residual {r:e}");
+    assert_eq!(progress.failed, 0);
+}
+
+#[test]
+fn a_task_that_cannot_fit_on_the_device_fails_clearly_and_the_runtime_runs_on() {
+    let rt = Runtime::builder()
+        .devices(&["fake"])
+        .plugin(built_plugin("tessera-test-plugin-fake"))
+        .device_memory(2 * 8192)
+        .build()
+        .unwrap();
+    let t = |v: f64| {
+        rt.tile(TileData::F64(vec![v; 1024]), TileShape::new(32, 32))
+            .unwrap()
+    };
+    let (a, b, c) = (t(1.0), t(1.0), t(0.0));
+    let err = rt
+        .wait(
+            &rt.submit(Task::op(Op::gemm(1.0, 0.0)).read(&a).read(&b).write(&c))
+                .unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("need 24576 bytes on the device at once, more than its budget of 16384"),
+        "{err}"
+    );
+    // Two tiles fit: a smaller task still runs.
+    rt.wait(&rt.submit(Task::op(Op::Potrf).read_write(&t(4.0))).unwrap())
+        .map(|_| ())
+        .unwrap_or_else(|e| assert!(e.to_string().contains("positive definite"), "{e}"));
 }
