@@ -16,11 +16,13 @@
 //! [`write_npy`], through a temporary file renamed into place once whole,
 //! so a failed run never leaves a partial result under the final name.
 
+use crate::objects::ObjectSource;
 use crate::{Runtime, RuntimeError, TaskHandle, Tile};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tessera_core::{DType, TileData, TileShape};
 
 /// Why a dataset cannot be opened or read.
@@ -50,10 +52,52 @@ pub enum Order {
     ColumnMajor,
 }
 
-/// One file's share of the array: `lines` contiguous lines from `offset`.
+/// Where a segment's bytes are.
+#[derive(Debug, Clone)]
+enum Source {
+    File(PathBuf),
+    Object(Arc<ObjectSource>, String),
+}
+
+impl Source {
+    fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Object(s, key) => s.url(key),
+        }
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DatasetError> {
+        match self {
+            Source::File(path) => {
+                let file =
+                    std::fs::File::open(path).map_err(|e| file_error(path, e.to_string()))?;
+                file.read_exact_at(buf, offset).map_err(|e| {
+                    file_error(
+                        path,
+                        format!("reading {} bytes at {offset}: {e}", buf.len()),
+                    )
+                })
+            }
+            Source::Object(store, key) => store.read_at(key, offset, buf),
+        }
+    }
+
+    fn size(&self) -> Result<u64, DatasetError> {
+        match self {
+            Source::File(path) => Ok(std::fs::metadata(path)
+                .map_err(|e| file_error(path, e.to_string()))?
+                .len()),
+            Source::Object(store, key) => store.size(key),
+        }
+    }
+}
+
+/// One file's (or object's) share of the array: `lines` contiguous lines
+/// from `offset`.
 #[derive(Debug, Clone)]
 struct Segment {
-    path: PathBuf,
+    source: Source,
     offset: u64,
     lines: usize,
 }
@@ -78,19 +122,48 @@ impl Dataset {
         cols: usize,
         order: Order,
     ) -> Result<Dataset, DatasetError> {
-        let path = path.as_ref();
-        let ds = Dataset::single(path, 0, dtype, rows, cols, order);
+        let ds = Dataset::single(
+            Source::File(path.as_ref().to_path_buf()),
+            0,
+            dtype,
+            rows,
+            cols,
+            order,
+        );
         ds.check_lengths()?;
         Ok(ds)
+    }
+
+    /// [`Dataset::raw`] for an object in an S3-compatible bucket.
+    pub fn raw_object(
+        store: &Arc<ObjectSource>,
+        key: &str,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        order: Order,
+    ) -> Result<Dataset, DatasetError> {
+        let source = Source::Object(Arc::clone(store), key.to_string());
+        let ds = Dataset::single(source, 0, dtype, rows, cols, order);
+        ds.check_lengths()?;
+        Ok(ds)
+    }
+
+    /// [`Dataset::npy`] for an object in an S3-compatible bucket.
+    pub fn npy_object(store: &Arc<ObjectSource>, key: &str) -> Result<Dataset, DatasetError> {
+        Dataset::npy_from(Source::Object(Arc::clone(store), key.to_string()))
     }
 
     /// An `.npy` file holding a 2-D (or 1-D, as one column) array of
     /// little-endian `f4` or `f8`.
     pub fn npy(path: impl AsRef<Path>) -> Result<Dataset, DatasetError> {
-        let path = path.as_ref();
-        let header = read_npy_header(path)?;
+        Dataset::npy_from(Source::File(path.as_ref().to_path_buf()))
+    }
+
+    fn npy_from(source: Source) -> Result<Dataset, DatasetError> {
+        let header = read_npy_header(&source)?;
         let ds = Dataset::single(
-            path,
+            source,
             header.data_offset,
             header.dtype,
             header.rows,
@@ -145,7 +218,7 @@ impl Dataset {
     }
 
     fn single(
-        path: &Path,
+        source: Source,
         offset: u64,
         dtype: DType,
         rows: usize,
@@ -162,7 +235,7 @@ impl Dataset {
             cols,
             order,
             segments: vec![Segment {
-                path: path.to_path_buf(),
+                source,
                 offset,
                 lines,
             }],
@@ -190,29 +263,31 @@ impl Dataset {
         (self.rows * self.cols * self.dtype.size_bytes()) as u64
     }
 
-    /// Files and byte ranges of the array, for baselines that read it raw.
+    /// Files and byte ranges of the array, for baselines that read it raw
+    /// (segments in an object store are left out).
     pub fn extents(&self) -> Vec<(PathBuf, u64, u64)> {
         let line = (self.minor() * self.dtype.size_bytes()) as u64;
         self.segments
             .iter()
-            .map(|s| (s.path.clone(), s.offset, s.lines as u64 * line))
+            .filter_map(|s| match &s.source {
+                Source::File(p) => Some((p.clone(), s.offset, s.lines as u64 * line)),
+                Source::Object(..) => None,
+            })
             .collect()
     }
 
-    /// A truncated file is an error now, not a short read later.
+    /// A truncated file or object is an error now, not a short read later.
     fn check_lengths(&self) -> Result<(), DatasetError> {
-        for (path, offset, len) in self.extents() {
-            let have = std::fs::metadata(&path)
-                .map_err(|e| file_error(&path, e.to_string()))?
-                .len();
-            if have < offset + len {
-                return Err(file_error(
-                    &path,
-                    format!(
-                        "truncated: the array needs {} bytes from offset {offset}, the file has {have}",
-                        len
-                    ),
-                ));
+        let line = (self.minor() * self.dtype.size_bytes()) as u64;
+        for seg in &self.segments {
+            let len = seg.lines as u64 * line;
+            let have = seg.source.size()?;
+            if have < seg.offset + len {
+                return Err(DatasetError::Invalid(format!(
+                    "{}: truncated: the array needs {len} bytes from offset {}, there are {have}",
+                    seg.source.name(),
+                    seg.offset
+                )));
             }
         }
         Ok(())
@@ -265,13 +340,10 @@ impl Dataset {
             if first < seg_end && filled < buf.len() {
                 let local = first - seg_start;
                 let take = (seg_end - first).min((buf.len() - filled) / line);
-                let file = std::fs::File::open(&seg.path)
-                    .map_err(|e| file_error(&seg.path, e.to_string()))?;
-                file.read_exact_at(
-                    &mut buf[filled..filled + take * line],
+                seg.source.read_at(
                     seg.offset + (local * line) as u64,
-                )
-                .map_err(|e| file_error(&seg.path, format!("reading block {b}: {e}")))?;
+                    &mut buf[filled..filled + take * line],
+                )?;
                 filled += take * line;
                 first += take;
             }
@@ -311,6 +383,9 @@ impl Dataset {
         // Buffers of finished blocks go back to the readers.
         let (back_tx, back_rx) = crossbeam_channel::bounded::<TileData>(readahead + READERS);
         std::thread::scope(|s| -> Result<(), DatasetError> {
+            // Owned here, so an early return drops them and unblocks the
+            // readers before the scope joins them.
+            let rxs = rxs;
             for (k, tx) in txs.into_iter().enumerate() {
                 let back_rx = back_rx.clone();
                 s.spawn(move || {
@@ -365,11 +440,13 @@ struct NpyHeader {
     data_offset: u64,
 }
 
-fn read_npy_header(path: &Path) -> Result<NpyHeader, DatasetError> {
-    let bad = |why: String| file_error(path, why);
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+fn read_npy_header(source: &Source) -> Result<NpyHeader, DatasetError> {
+    let name = source.name();
+    let bad = |why: String| DatasetError::Invalid(format!("{name}: {why}"));
+    let size = source.size()?;
     let mut pre = [0u8; 12];
-    let n = file.read_at(&mut pre, 0).map_err(|e| bad(e.to_string()))?;
+    let n = size.min(12) as usize;
+    source.read_at(0, &mut pre[..n])?;
     if n < 10 || &pre[..6] != b"\x93NUMPY" {
         return Err(bad("not an .npy file (no \\x93NUMPY magic)".into()));
     }
@@ -381,9 +458,11 @@ fn read_npy_header(path: &Path) -> Result<NpyHeader, DatasetError> {
         ),
         v => return Err(bad(format!("unsupported .npy version {v}"))),
     };
+    if start + header_len > size {
+        return Err(bad("truncated .npy header".into()));
+    }
     let mut text = vec![0u8; header_len as usize];
-    file.read_exact_at(&mut text, start)
-        .map_err(|e| bad(format!("truncated .npy header: {e}")))?;
+    source.read_at(start, &mut text)?;
     let text = String::from_utf8_lossy(&text);
     let field = |key: &str| -> Option<String> {
         let at = text.find(&format!("'{key}'"))?;

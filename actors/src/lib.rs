@@ -34,6 +34,7 @@ pub mod lane;
 pub mod linalg;
 pub mod metrics;
 mod metrics_server;
+pub mod objects;
 mod pinned;
 pub mod runtime;
 pub mod scheduler;

@@ -163,3 +163,94 @@ pub fn built_plugin(package: &str) -> std::path::PathBuf {
     );
     profile_dir.join(file)
 }
+
+/// A real S3-compatible server (`s3s-fs`, installed by `.ci/run`) serving a
+/// fresh directory on 127.0.0.1, with signature authentication. Killed and
+/// its directory removed on drop.
+pub struct S3Server {
+    child: std::process::Child,
+    pub root: std::path::PathBuf,
+    pub endpoint: String,
+}
+
+pub const S3_ACCESS_KEY: &str = "tessera";
+pub const S3_SECRET_KEY: &str = "tessera-secret-key";
+
+impl S3Server {
+    /// Starts a server with bucket `bucket`, or `None` (the test skips)
+    /// when `s3s-fs` is not installed outside CI; under CI that panics.
+    pub fn start(bucket: &str) -> Option<S3Server> {
+        let exe = which("s3s-fs");
+        let Some(exe) = exe else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the object-store tests: install s3s-fs (see .ci/run)"
+            );
+            eprintln!(
+                "SKIPPED: s3s-fs not installed (cargo install s3s-fs@0.14.1 --features binary)"
+            );
+            return None;
+        };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "tessera-s3-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(root.join(bucket)).expect("server root");
+        let port = free_port();
+        let child = std::process::Command::new(exe)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        let server = S3Server {
+            child,
+            root,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    /// Stops the server now (the directory stays until drop).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")))
+    {
+        dirs.push(home.join("bin"));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}

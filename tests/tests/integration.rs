@@ -7,6 +7,7 @@ mod integration {
     mod faults;
     mod lifecycle;
     mod metrics;
+    mod objects;
     mod outofcore;
     mod plugins;
     mod properties;

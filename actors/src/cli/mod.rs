@@ -86,6 +86,18 @@ pub struct StreamArgs {
     /// Block size in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub block_mib: u64,
+    /// Read the dataset from this S3-compatible endpoint instead of the
+    /// file system (`--dataset` is then the object's key); credentials
+    /// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long)]
+    pub s3: Option<String>,
+    /// The bucket, with --s3.
+    #[arg(long, default_value = "data")]
+    pub bucket: String,
+    /// With --s3: upload this local file as the object first (one PUT, so
+    /// the server stores its checksum and ranged GETs need not rehash it).
+    #[arg(long)]
+    pub upload: Option<std::path::PathBuf>,
     /// Blocks read ahead (and tasks in flight).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     pub readahead: u64,
