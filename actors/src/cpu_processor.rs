@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tessera_core::graph::TaskId;
 use tessera_core::kernels::{self, KernelInput};
-use tessera_core::{Access, Op};
+use tessera_core::{Access, DType, Op};
 
 /// A task placed on a processor.
 pub(crate) struct Dispatch {
@@ -26,6 +26,9 @@ pub(crate) struct Dispatch {
     pub args: Vec<(Tile, Access)>,
     pub body: Option<Body>,
     pub est_seconds: f64,
+    /// Element type and flops, when the run time should teach the
+    /// performance model (an op whose inputs were all in place).
+    pub sample: Option<(DType, f64)>,
 }
 
 /// How long an idle processor polls its mailbox before it sleeps: a chain

@@ -36,6 +36,7 @@ pub(crate) struct Completion {
     pub processor: usize,
     pub op: OpName,
     pub est_seconds: f64,
+    pub sample: Option<(DType, f64)>,
     pub result: Result<(), String>,
     /// Seconds the kernel or closure ran.
     pub seconds: f64,
@@ -67,7 +68,7 @@ pub(crate) fn run_and_report(
     task: crate::cpu_processor::Dispatch,
     run: impl FnOnce(crate::cpu_processor::Dispatch) -> Result<(), String>,
 ) -> bool {
-    let (id, op, est_seconds) = (task.id, task.op.name(), task.est_seconds);
+    let (id, op, est_seconds, sample) = (task.id, task.op.name(), task.est_seconds, task.sample);
     let start = std::time::Instant::now();
     let result = run(task);
     let done = Completion {
@@ -75,6 +76,7 @@ pub(crate) fn run_and_report(
         processor,
         op,
         est_seconds,
+        sample,
         result,
         seconds: start.elapsed().as_secs_f64(),
     };

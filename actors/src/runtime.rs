@@ -56,6 +56,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use tessera_core::graph::TaskId;
 use tessera_core::op::OpName;
+use tessera_core::perfmodel::PerfModel;
 use tessera_core::policy::EarliestFinish;
 use tessera_core::processor::{
     MemoryKind, MemorySpaceDesc, MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind,
@@ -80,6 +81,7 @@ pub struct RuntimeBuilder {
     pinned_memory: Option<u64>,
     spill_dir: Option<PathBuf>,
     device_memory: Option<u64>,
+    perf_model: Option<PathBuf>,
 }
 
 /// A loaded plugin as `tessera info` shows it.
@@ -104,6 +106,14 @@ impl RuntimeBuilder {
     /// budget runs: tasks wait for their tiles to fit instead of failing.
     pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Learns op times into this file: read at start if it exists (a
+    /// malformed one is an error), written at shutdown. Without it the
+    /// runtime still learns, for its own lifetime.
+    pub fn perf_model(mut self, path: impl Into<PathBuf>) -> Self {
+        self.perf_model = Some(path.into());
         self
     }
 
@@ -228,6 +238,10 @@ impl RuntimeBuilder {
             Some(b) => b,
             None => physical_memory().map_or(u64::MAX, |m| m / 4 * 3),
         };
+        let model = match &self.perf_model {
+            Some(p) if p.exists() => PerfModel::load(p).map_err(RuntimeError::Start)?,
+            _ => PerfModel::new(),
+        };
         let spill = match &self.spill_dir {
             Some(dir) => Some(SpillDir::create(dir).map_err(RuntimeError::Start)?),
             None => None,
@@ -297,6 +311,8 @@ impl RuntimeBuilder {
         let progress = Arc::new(Progress::default());
         let kernels = Arc::new(KernelRegistry::default());
         let started = start_actors(ActorSetup {
+            model,
+            model_path: self.perf_model.clone(),
             inbox: inbox_rx,
             scheduled: Arc::clone(&scheduled),
             slots,
@@ -464,6 +480,8 @@ fn describe_devices(
 }
 
 struct ActorSetup {
+    model: PerfModel,
+    model_path: Option<PathBuf>,
     inbox: crossbeam_channel::Receiver<Input>,
     scheduled: Arc<AtomicBool>,
     slots: Vec<ProcessorSlot>,
@@ -492,6 +510,8 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
             let side_handle = side.handle();
             let started = runner.block_on(async move {
                 let ActorSetup {
+                    model,
+                    model_path,
                     inbox,
                     scheduled,
                     slots,
@@ -504,6 +524,7 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                 let policy = Box::new(EarliestFinish::new(10e9));
                 let scheduler =
                     Scheduler::new(inbox, scheduled, slots, policy, metrics, progress, kernels)
+                        .with_model(model, model_path)
                         .start();
                 (System::current(), scheduler, for_tier)
             });

@@ -28,10 +28,12 @@ use crate::tile::Tile;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_core::graph::{Failure, Submitted, TaskGraph, TaskId, TaskStatus};
+use tessera_core::perfmodel::PerfModel;
 use tessera_core::policy::{PlacementRequest, Policy, ProcessorLoad};
 use tessera_core::processor::{MemorySpaceId, ProcessorDesc};
 use tessera_core::{Access, DType, Op, TileId};
@@ -146,9 +148,19 @@ pub(crate) struct Scheduler {
     // Reused buffers, so the hot path does not allocate.
     newly_ready: Vec<TaskId>,
     tile_access: Vec<(TileId, Access)>,
+    /// Learned op times, and the file they are saved to at shutdown.
+    model: PerfModel,
+    model_path: Option<PathBuf>,
 }
 
 impl Scheduler {
+    /// Uses and teaches `model`, saved to `path` (if any) at shutdown.
+    pub fn with_model(mut self, model: PerfModel, path: Option<PathBuf>) -> Self {
+        self.model = model;
+        self.model_path = path;
+        self
+    }
+
     pub fn new(
         inbox: Receiver<Input>,
         scheduled: Arc<AtomicBool>,
@@ -177,6 +189,8 @@ impl Scheduler {
             flush_pending: false,
             newly_ready: Vec::new(),
             tile_access: Vec::new(),
+            model: PerfModel::new(),
+            model_path: None,
         }
     }
 
@@ -202,6 +216,11 @@ impl Scheduler {
             Input::WaitAll { reply } => self.idle_waiters.push(reply),
             Input::ForgetTile(tile) => self.graph.forget_tile(tile),
             Input::Shutdown { reply } => {
+                if let Some(path) = &self.model_path {
+                    if let Err(e) = self.model.save(path) {
+                        eprintln!("tessera: {e}");
+                    }
+                }
                 // Closing the mailboxes ends the processor threads.
                 self.slots.clear();
                 let _ = reply.send(());
@@ -291,6 +310,10 @@ impl Scheduler {
         if let Some(slot) = self.slots.get_mut(c.processor) {
             slot.queued_tasks = slot.queued_tasks.saturating_sub(1);
             slot.queued_seconds = (slot.queued_seconds - c.est_seconds).max(0.0);
+            if let (Some((dtype, flops)), Ok(())) = (c.sample, &c.result) {
+                self.model
+                    .record(c.op, dtype, &slot.desc.name, flops, c.seconds);
+            }
         }
         self.mean_task_seconds = 0.9 * self.mean_task_seconds + 0.1 * c.seconds;
         self.short_tasks = self.mean_task_seconds < SHORT_TASK_SECONDS;
@@ -410,6 +433,7 @@ impl Scheduler {
             dtype: p.dtype,
             flops: p.flops,
             inputs: &inputs,
+            model: Some(&self.model),
         };
         // A user kernel can only go where it was compiled; any other task
         // considers every processor (and allocates no index map).
@@ -439,6 +463,15 @@ impl Scheduler {
             loads[pick].desc,
             loads[pick].copy_bandwidth,
         );
+        // Times of tasks that copied inputs in would teach the model the
+        // copies too (charged separately): only those with inputs in place.
+        let in_place = inputs
+            .iter()
+            .all(|(_, spaces)| spaces.contains(&loads[pick].desc.memory));
+        let sample = match (request.dtype, in_place && request.flops > 0.0) {
+            (Some(dt), true) => Some((dt, request.flops)),
+            _ => None,
+        };
         drop(loads);
         let Some(task) = self.graph.take_payload(id) else {
             return Placement::Gone;
@@ -450,6 +483,7 @@ impl Scheduler {
             args: task.args,
             body: task.body,
             est_seconds,
+            sample,
         });
         if sent.is_ok() {
             slot.queued_tasks += 1;

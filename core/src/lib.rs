@@ -12,6 +12,7 @@
 //! - [`op`]: the op catalogue, each op with its signature and cost function;
 //! - [`kernels`]: the CPU implementations of the tile ops, on faer;
 //! - [`processor`]: processors and memory spaces as descriptors;
+//! - [`perfmodel`]: op times learned from measurements, robust to outliers;
 //! - [`policy`]: scheduling policies as pure code behind one trait;
 //! - [`verify`]: factorisations checked by reconstruction.
 //!
@@ -42,6 +43,7 @@ pub mod error;
 pub mod graph;
 pub mod kernels;
 pub mod op;
+pub mod perfmodel;
 pub mod policy;
 pub mod processor;
 pub mod tile;

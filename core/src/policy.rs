@@ -12,6 +12,7 @@
 
 use crate::dtype::DType;
 use crate::op::OpName;
+use crate::perfmodel::PerfModel;
 use crate::processor::{MemorySpaceId, ProcessorDesc};
 
 /// A ready task as a policy sees it.
@@ -22,6 +23,8 @@ pub struct PlacementRequest<'a> {
     pub flops: f64,
     /// For each input tile: its size in bytes and the spaces holding a valid copy.
     pub inputs: &'a [(u64, &'a [MemorySpaceId])],
+    /// Learned op times, where there are any (else the processor's peak).
+    pub model: Option<&'a PerfModel>,
 }
 
 /// A processor as a policy sees it at decision time.
@@ -49,10 +52,15 @@ pub trait Policy: Send {
     fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize>;
 }
 
-/// Estimated seconds to run `task` on `proc`, copies included.
+/// Estimated seconds to run `task` on `proc`, copies included: the
+/// learned time where the model has one, else the op's flops at the
+/// processor's peak.
 pub fn estimate_seconds(task: &PlacementRequest<'_>, proc: &ProcessorDesc, bandwidth: f64) -> f64 {
     let exec = match task.dtype {
-        Some(dt) if task.flops > 0.0 => task.flops / proc.flops_per_second(dt),
+        Some(dt) if task.flops > 0.0 => task
+            .model
+            .and_then(|m| m.estimate(task.op, dt, &proc.name, task.flops))
+            .unwrap_or_else(|| task.flops / proc.flops_per_second(dt)),
         _ => 0.0,
     };
     let missing: u64 = task
@@ -151,6 +159,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: 1e9,
             inputs: &[],
+            model: None,
         };
         let mut eft = EarliestFinish::new(1e10);
         assert_eq!(
@@ -176,6 +185,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: 1e9,
             inputs: &inputs,
+            model: None,
         };
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(
@@ -193,6 +203,7 @@ mod tests {
             dtype: None,
             flops: 0.0,
             inputs: &[],
+            model: None,
         };
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(
@@ -223,6 +234,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: 1e9,
             inputs: &[],
+            model: None,
         };
         let mut eft = EarliestFinish::new(1e9);
         let full_fast = ProcessorLoad {
@@ -244,6 +256,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: 1e9,
             inputs: &[],
+            model: None,
         };
         assert_eq!(
             eft.place(&f64_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]),

@@ -163,6 +163,10 @@ pub struct CommonArgs {
     /// (default: a quarter of the host budget; 0 turns pinning off).
     #[arg(long, value_parser = parse_size_or_zero)]
     pub pinned_mem: Option<u64>,
+    /// Learn op times into this file (read at start, written at the end),
+    /// so later runs place tasks by measured times from the first task.
+    #[arg(long)]
+    pub perf_model: Option<std::path::PathBuf>,
 }
 
 /// [`parse_size`], where 0 is allowed.
@@ -331,6 +335,9 @@ fn build(
     }
     if let Some(bytes) = common.pinned_mem {
         b = b.pinned_memory(bytes);
+    }
+    if let Some(path) = &common.perf_model {
+        b = b.perf_model(path);
     }
     let rt = b.build()?;
     // Plugins found but unusable here (no driver, say) are worth a warning

@@ -54,3 +54,54 @@ fn a_wrong_factor_has_a_large_residual() {
     let r = residual(&rt, &a, gen).unwrap();
     assert!(r > 1e-4, "residual {r:e} should expose the perturbation");
 }
+
+#[test]
+fn measured_op_times_persist_between_runs_and_bad_model_files_are_refused() {
+    let dir = std::env::temp_dir().join(format!("tessera-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.json");
+    let run = || {
+        let rt = tessera::Runtime::builder()
+            .cpu_workers(2)
+            .devices(&["cpu"])
+            .perf_model(&path)
+            .build()
+            .unwrap();
+        let gen = tessera::linalg::SpdMatrix { n: 256, seed: 2 };
+        let a = tessera::linalg::TiledMatrix::generate(&rt, "A", 256, 64, tessera::DType::F64, gen)
+            .unwrap();
+        tessera::linalg::cholesky(&rt, &a).unwrap();
+        rt.shutdown().unwrap();
+    };
+    run();
+    let first = tessera_core::perfmodel::PerfModel::load(&path).unwrap();
+    // 4 potrf, 6 trsm, 6 syrk, 4 gemm on 64×64 tiles, all in place on a CPU.
+    assert_eq!(first.samples(), 20);
+    let on_cpu = ["cpu0", "cpu1"].iter().any(|p| {
+        first
+            .estimate(
+                tessera::OpName::Gemm,
+                tessera::DType::F64,
+                p,
+                2.0 * 64f64.powi(3),
+            )
+            .is_some()
+    });
+    assert!(on_cpu);
+    run();
+    let second = tessera_core::perfmodel::PerfModel::load(&path).unwrap();
+    assert_eq!(second.samples(), 40, "the second run adds to the first");
+    std::fs::write(&path, "{ not json").unwrap();
+    let err = tessera::Runtime::builder()
+        .cpu_workers(1)
+        .perf_model(&path)
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model.json") && err.contains("line 1"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
