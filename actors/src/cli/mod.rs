@@ -350,6 +350,19 @@ fn build(
     Ok(rt)
 }
 
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Info(args) => info::run(&args),
+        Command::Selftest(args) => selftest::run(&args),
+        Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
+        Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
+        Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),
+        Command::Bench(BenchCommand::Multistream(args)) => bench::multistream(&args),
+        Command::Bench(BenchCommand::Outofcore(args)) => outofcore::run(&args),
+        Command::Bench(BenchCommand::Stream(args)) => stream::run(&args),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_size;
@@ -365,18 +378,5 @@ mod tests {
             .contains("unknown size unit"));
         assert!(parse_size("GiB").is_err());
         assert!(parse_size("0").is_err());
-    }
-}
-
-pub fn run(cli: Cli) -> CliResult {
-    match cli.command {
-        Command::Info(args) => info::run(&args),
-        Command::Selftest(args) => selftest::run(&args),
-        Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
-        Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
-        Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),
-        Command::Bench(BenchCommand::Multistream(args)) => bench::multistream(&args),
-        Command::Bench(BenchCommand::Outofcore(args)) => outofcore::run(&args),
-        Command::Bench(BenchCommand::Stream(args)) => stream::run(&args),
     }
 }
