@@ -12,7 +12,7 @@
 //! when nothing else is pinned its tiles cannot fit at all, an error that
 //! says so. Prefetches never evict: they only use room there is.
 
-use crate::tile::{Tile, TileCell};
+use crate::tile::{next_use_of, Tile, TileCell};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -115,6 +115,9 @@ impl DeviceMemory {
                 .find(|t| t.id() == *id)
                 .map_or(0, |t| t.meta().bytes())
         };
+        // Handles looked at under the lock are dropped after it (declared
+        // first, dropped last): the last handle's drop re-enters here.
+        let mut graveyard: Vec<Arc<TileCell>> = Vec::new();
         let mut st = self.lock();
         let mut skipped: Vec<TileId> = Vec::new();
         let reserve = loop {
@@ -127,11 +130,12 @@ impl DeviceMemory {
             if st.used + st.reserved + need <= self.budget {
                 break missing;
             }
-            match self.victim(&st, &ids, &skipped) {
+            match self.victim(&st, &ids, &skipped, &mut graveyard) {
                 Some((id, cell)) => {
                     // Nobody else picks it while the lock is down.
                     *st.pins.entry(id).or_insert(0) += 1;
                     drop(st);
+                    graveyard.clear();
                     let evicted = Tile(cell).evict_from(self);
                     st = self.lock();
                     unpin(&mut st, id);
@@ -141,6 +145,12 @@ impl DeviceMemory {
                         Ok(false) => skipped.push(id),
                         Err(e) => return Err(format!("{}: evicting a replica: {e}", self.name)),
                     }
+                }
+                None if !graveyard.is_empty() => {
+                    // Let tiles seen dying go first: they may free room.
+                    drop(st);
+                    graveyard.clear();
+                    st = self.lock();
                 }
                 None if st.guards > 0 || !skipped.is_empty() => {
                     // Running tasks hold the rest: wait for one to end.
@@ -182,24 +192,38 @@ impl DeviceMemory {
 
     /// The unpinned replica to evict first, not one of `keep` or `skipped`:
     /// next use last in submission order, then least recently used.
+    /// Every other handle it looks at goes to `graveyard`, to drop after
+    /// the lock.
     fn victim(
         &self,
         st: &DeviceState,
         keep: &[TileId],
         skipped: &[TileId],
+        graveyard: &mut Vec<Arc<TileCell>>,
     ) -> Option<(TileId, Arc<TileCell>)> {
-        st.replicas
-            .iter()
-            .filter(|(id, _)| {
-                !keep.contains(id) && !skipped.contains(id) && !st.pins.contains_key(id)
-            })
-            .filter_map(|(id, r)| {
-                let cell = r.cell.upgrade()?;
-                let next = Tile(Arc::clone(&cell)).next_use().unwrap_or(u64::MAX);
-                Some(((next, std::cmp::Reverse(r.last_use), *id), cell))
-            })
-            .max_by(|a, b| a.0.cmp(&b.0))
-            .map(|((_, _, id), cell)| (id, cell))
+        let mut best: Option<((u64, std::cmp::Reverse<u64>, TileId), Arc<TileCell>)> = None;
+        for (id, r) in st.replicas.iter() {
+            if keep.contains(id) || skipped.contains(id) || st.pins.contains_key(id) {
+                continue;
+            }
+            let Some(cell) = r.cell.upgrade() else {
+                continue;
+            };
+            let key = (
+                next_use_of(&cell).unwrap_or(u64::MAX),
+                std::cmp::Reverse(r.last_use),
+                *id,
+            );
+            match &best {
+                Some((b, _)) if key <= *b => graveyard.push(cell),
+                _ => {
+                    if let Some((_, old)) = best.replace((key, cell)) {
+                        graveyard.push(old);
+                    }
+                }
+            }
+        }
+        best.map(|((_, _, id), cell)| (id, cell))
     }
 
     /// Allocates `bytes` for `tile`'s replica: from the room its task

@@ -27,7 +27,7 @@ use crate::error::RuntimeError;
 use crate::lane::{Input, Lane};
 use crate::metrics::{MemorySample, Metrics};
 use crate::spill::SpillDir;
-use crate::tile::{Tile, TileCell};
+use crate::tile::{next_use_of, Tile, TileCell};
 use actix::Addr;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -138,6 +138,9 @@ impl HostTier {
     /// refused.
     pub fn admit(&self, tile: &Tile) -> Result<(), RuntimeError> {
         let bytes = tile.meta().bytes();
+        // Tiles looked at under the lock are dropped after it (declared
+        // first, dropped last): the last handle's drop re-enters the tier.
+        let mut graveyard: Vec<Arc<TileCell>> = Vec::new();
         let mut st = self.lock();
         let would_be = st.used.saturating_add(bytes);
         if would_be > self.budget && self.spill.is_none() {
@@ -160,8 +163,9 @@ impl HostTier {
             },
         );
         while st.used > self.budget {
-            let victim = self.victim(&st, &[]).unwrap_or(tile.id());
-            self.evict(&mut st, victim).map_err(RuntimeError::Spill)?;
+            let victim = self.victim(&st, &[], &mut graveyard).unwrap_or(tile.id());
+            self.evict(&mut st, victim, &mut graveyard)
+                .map_err(RuntimeError::Spill)?;
             if victim == tile.id() {
                 break;
             }
@@ -198,6 +202,7 @@ impl HostTier {
         let mut ids: Vec<TileId> = tiles.iter().map(|t| t.id()).collect();
         ids.sort_unstable();
         ids.dedup();
+        let mut graveyard: Vec<Arc<TileCell>> = Vec::new();
         let mut st = self.lock();
         let total: u64 = ids
             .iter()
@@ -220,8 +225,14 @@ impl HostTier {
             if st.used + missing <= self.budget {
                 break;
             }
-            match self.victim(&st, &ids) {
-                Some(v) => self.evict(&mut st, v)?,
+            match self.victim(&st, &ids, &mut graveyard) {
+                Some(v) => self.evict(&mut st, v, &mut graveyard)?,
+                None if !graveyard.is_empty() => {
+                    // Let tiles seen dying go first: they may free room.
+                    drop(st);
+                    graveyard.clear();
+                    st = self.lock();
+                }
                 None => {
                     // Everything else is pinned by running tasks: they end.
                     st = self.unpinned.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -282,28 +293,48 @@ impl HostTier {
         })
     }
 
-    /// The resident, unpinned tile to evict first, not one of `keep`.
-    fn victim(&self, st: &TierState, keep: &[TileId]) -> Option<TileId> {
-        st.resident
-            .iter()
-            .filter(|(id, r)| r.pins == 0 && !keep.contains(id))
-            .filter_map(|(id, r)| {
-                let cell = r.cell.upgrade()?;
-                // No known use sorts last-needed of all.
-                let next = Tile(cell).next_use().unwrap_or(u64::MAX);
-                Some((next, std::cmp::Reverse(r.last_use), *id))
-            })
-            .max()
-            .map(|(_, _, id)| id)
+    /// The resident, unpinned tile to evict first, not one of `keep`. The
+    /// handles it looks at go to `graveyard`, to drop after the lock.
+    fn victim(
+        &self,
+        st: &TierState,
+        keep: &[TileId],
+        graveyard: &mut Vec<Arc<TileCell>>,
+    ) -> Option<TileId> {
+        let mut best = None;
+        for (id, r) in st.resident.iter() {
+            if r.pins > 0 || keep.contains(id) {
+                continue;
+            }
+            let Some(cell) = r.cell.upgrade() else {
+                continue;
+            };
+            // No known use sorts last-needed of all.
+            let next = next_use_of(&cell).unwrap_or(u64::MAX);
+            let key = (next, std::cmp::Reverse(r.last_use), *id);
+            if best.is_none_or(|b| key > b) {
+                best = Some(key);
+            }
+            graveyard.push(cell);
+        }
+        best.map(|(_, _, id)| id)
     }
 
     /// Moves `id` out of RAM (to disk if its host copy is the valid one).
-    fn evict(&self, st: &mut TierState, id: TileId) -> Result<(), String> {
+    fn evict(
+        &self,
+        st: &mut TierState,
+        id: TileId,
+        graveyard: &mut Vec<Arc<TileCell>>,
+    ) -> Result<(), String> {
         let Some(r) = st.resident.get(&id) else {
             return Ok(());
         };
         if let (Some(cell), Some(dir)) = (r.cell.upgrade(), &self.spill) {
-            Tile(cell).spill_to(dir)?;
+            let tile = Tile(cell);
+            let spilled = tile.spill_to(dir);
+            graveyard.push(tile.0);
+            spilled?;
         }
         if let Some(r) = st.resident.remove(&id) {
             st.used = st.used.saturating_sub(r.bytes);

@@ -174,11 +174,6 @@ impl Tile {
         }
     }
 
-    /// The first unfinished task that uses the tile, if any is known.
-    pub(crate) fn next_use(&self) -> Option<u64> {
-        lock(&self.0.uses).front().copied()
-    }
-
     /// Whether the tile's host copy is on disk now.
     pub fn is_spilled(&self) -> bool {
         lock(&self.0.spilled).is_some()
@@ -497,6 +492,13 @@ impl Tile {
         self.acquire_on_device(mem, stream, Access::Read)?;
         Ok(true)
     }
+}
+
+/// The first unfinished task that uses the tile, if any is known. Takes
+/// the cell, not a handle: memory tiers look at tiles under their own lock,
+/// where dropping a handle could free the tile and re-enter them.
+pub(crate) fn next_use_of(cell: &TileCell) -> Option<u64> {
+    lock(&cell.uses).front().copied()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

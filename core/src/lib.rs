@@ -14,7 +14,8 @@
 //! - [`processor`]: processors and memory spaces as descriptors;
 //! - [`perfmodel`]: op times learned from measurements, robust to outliers;
 //! - [`policy`]: scheduling policies as pure code behind one trait;
-//! - [`verify`]: factorisations checked by reconstruction.
+//! - [`verify`]: factorisations checked by reconstruction;
+//! - [`sim`]: a discrete-event simulator driven by the same policies.
 //!
 //! Vocabulary for StarPU and Dagger.jl users: an *op* is a codelet, a *tile* is
 //! a data handle (a Dagger chunk), a *replica* is a copy of a handle in one
@@ -46,6 +47,7 @@ pub mod op;
 pub mod perfmodel;
 pub mod policy;
 pub mod processor;
+pub mod sim;
 pub mod tile;
 pub mod verify;
 

@@ -122,6 +122,30 @@ impl Policy for EarliestFinish {
     }
 }
 
+/// A shared queue: the task goes to the capable processor that is free
+/// soonest, whatever its speed or where the data is (StarPU's `eager`).
+#[derive(Debug, Default, Clone)]
+pub struct Eager;
+
+impl Policy for Eager {
+    fn name(&self) -> &'static str {
+        "eager"
+    }
+
+    fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize> {
+        procs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.has_room && p.desc.supports(task.op, task.dtype))
+            .min_by(|(_, a), (_, b)| {
+                a.queued_seconds
+                    .total_cmp(&b.queued_seconds)
+                    .then(a.queued_tasks.cmp(&b.queued_tasks))
+            })
+            .map(|(i, _)| i)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,309 @@
+//! Task graphs for the simulator: tasks with an op, flops, the data they
+//! read and write, and the dependencies those accesses imply (read after
+//! write, write after read, write after write, in submission order, as the
+//! runtime infers them), with generators for tiled Cholesky, LU and QR and
+//! for random layered graphs.
+
+use crate::dtype::DType;
+use crate::op::OpName;
+use std::collections::HashMap;
+
+/// One task of a simulated graph.
+#[derive(Debug, Clone)]
+pub struct SimTask {
+    pub op: OpName,
+    pub flops: f64,
+    /// Data items read (id, bytes).
+    pub reads: Vec<(u32, u64)>,
+    /// Data items written (id, bytes).
+    pub writes: Vec<(u32, u64)>,
+    /// Tasks this one waits for.
+    pub preds: Vec<usize>,
+}
+
+/// A task graph in submission order.
+#[derive(Debug, Clone, Default)]
+pub struct SimGraph {
+    pub name: String,
+    pub dtype: Option<DType>,
+    pub tasks: Vec<SimTask>,
+}
+
+/// Builds a graph from accesses, inferring dependencies.
+struct Builder {
+    graph: SimGraph,
+    last_writer: HashMap<u32, usize>,
+    readers: HashMap<u32, Vec<usize>>,
+}
+
+impl Builder {
+    fn new(name: String, dtype: DType) -> Self {
+        Builder {
+            graph: SimGraph {
+                name,
+                dtype: Some(dtype),
+                tasks: Vec::new(),
+            },
+            last_writer: HashMap::new(),
+            readers: HashMap::new(),
+        }
+    }
+
+    /// Adds a task reading `reads` and writing (reading too) `writes`.
+    fn task(&mut self, op: OpName, flops: f64, reads: &[u32], writes: &[u32], bytes: u64) {
+        let id = self.graph.tasks.len();
+        let mut preds: Vec<usize> = Vec::new();
+        for d in reads.iter().chain(writes) {
+            if let Some(w) = self.last_writer.get(d) {
+                preds.push(*w);
+            }
+        }
+        for d in writes {
+            if let Some(rs) = self.readers.remove(d) {
+                preds.extend(rs.into_iter().filter(|r| *r != id));
+            }
+            self.last_writer.insert(*d, id);
+        }
+        for d in reads {
+            self.readers.entry(*d).or_default().push(id);
+        }
+        preds.sort_unstable();
+        preds.dedup();
+        self.graph.tasks.push(SimTask {
+            op,
+            flops,
+            reads: reads.iter().chain(writes).map(|d| (*d, bytes)).collect(),
+            writes: writes.iter().map(|d| (*d, bytes)).collect(),
+            preds,
+        });
+    }
+}
+
+/// Tile (i, j) of an `nt × nt` grid as a data id.
+fn tile(nt: usize, i: usize, j: usize) -> u32 {
+    (i * nt + j) as u32
+}
+
+/// Right-looking tiled Cholesky on `nt × nt` tiles of order `nb` (f64).
+pub fn cholesky(nt: usize, nb: usize) -> SimGraph {
+    let n = nb as f64;
+    let bytes = (nb * nb * 8) as u64;
+    let mut b = Builder::new(format!("cholesky:{nt}"), DType::F64);
+    for k in 0..nt {
+        b.task(
+            OpName::Potrf,
+            n * n * n / 3.0,
+            &[],
+            &[tile(nt, k, k)],
+            bytes,
+        );
+        for i in k + 1..nt {
+            b.task(
+                OpName::Trsm,
+                n * n * n,
+                &[tile(nt, k, k)],
+                &[tile(nt, i, k)],
+                bytes,
+            );
+        }
+        for i in k + 1..nt {
+            b.task(
+                OpName::Syrk,
+                n * n * n,
+                &[tile(nt, i, k)],
+                &[tile(nt, i, i)],
+                bytes,
+            );
+            for j in k + 1..i {
+                b.task(
+                    OpName::Gemm,
+                    2.0 * n * n * n,
+                    &[tile(nt, i, k), tile(nt, j, k)],
+                    &[tile(nt, i, j)],
+                    bytes,
+                );
+            }
+        }
+    }
+    b.graph
+}
+
+/// Tiled LU without pivoting across tiles (getrf, two trsm sweeps, gemm).
+pub fn lu(nt: usize, nb: usize) -> SimGraph {
+    let n = nb as f64;
+    let bytes = (nb * nb * 8) as u64;
+    let mut b = Builder::new(format!("lu:{nt}"), DType::F64);
+    for k in 0..nt {
+        b.task(
+            OpName::Getrf,
+            2.0 * n * n * n / 3.0,
+            &[],
+            &[tile(nt, k, k)],
+            bytes,
+        );
+        for j in k + 1..nt {
+            b.task(
+                OpName::Trsm,
+                n * n * n,
+                &[tile(nt, k, k)],
+                &[tile(nt, k, j)],
+                bytes,
+            );
+            b.task(
+                OpName::Trsm,
+                n * n * n,
+                &[tile(nt, k, k)],
+                &[tile(nt, j, k)],
+                bytes,
+            );
+        }
+        for i in k + 1..nt {
+            for j in k + 1..nt {
+                b.task(
+                    OpName::Gemm,
+                    2.0 * n * n * n,
+                    &[tile(nt, i, k), tile(nt, k, j)],
+                    &[tile(nt, i, j)],
+                    bytes,
+                );
+            }
+        }
+    }
+    b.graph
+}
+
+/// Tiled QR (flat tree): geqrt on the diagonal, its update along the row,
+/// tsqrt down the column and their updates on the trailing tiles. The
+/// catalogue's `geqrf` stands for geqrt/tsqrt, `gemm` for the updates.
+pub fn qr(nt: usize, nb: usize) -> SimGraph {
+    let n = nb as f64;
+    let bytes = (nb * nb * 8) as u64;
+    let mut b = Builder::new(format!("qr:{nt}"), DType::F64);
+    for k in 0..nt {
+        b.task(
+            OpName::Geqrf,
+            4.0 * n * n * n / 3.0,
+            &[],
+            &[tile(nt, k, k)],
+            bytes,
+        );
+        for j in k + 1..nt {
+            b.task(
+                OpName::Gemm,
+                2.0 * n * n * n,
+                &[tile(nt, k, k)],
+                &[tile(nt, k, j)],
+                bytes,
+            );
+        }
+        for i in k + 1..nt {
+            b.task(
+                OpName::Geqrf,
+                2.0 * n * n * n,
+                &[],
+                &[tile(nt, k, k), tile(nt, i, k)],
+                bytes,
+            );
+            for j in k + 1..nt {
+                b.task(
+                    OpName::Gemm,
+                    4.0 * n * n * n,
+                    &[tile(nt, i, k)],
+                    &[tile(nt, k, j), tile(nt, i, j)],
+                    bytes,
+                );
+            }
+        }
+    }
+    b.graph
+}
+
+/// A random layered graph of `tasks` gemm-like tasks in layers of 50, each
+/// reading two outputs of the layer above (seeded: the same every time).
+pub fn layered(tasks: usize, nb: usize, seed: u64) -> SimGraph {
+    let n = nb as f64;
+    let bytes = (nb * nb * 8) as u64;
+    let width = 50usize;
+    let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut b = Builder::new(format!("layered:{tasks}"), DType::F64);
+    for t in 0..tasks {
+        let layer = t / width;
+        let out = t as u32;
+        let reads: Vec<u32> = if layer == 0 {
+            Vec::new()
+        } else {
+            let base = (layer - 1) * width;
+            (0..2)
+                .map(|_| (base + (next() as usize % width)) as u32)
+                .collect()
+        };
+        // Sizes vary: some tasks 8 times the work of others.
+        let scale = [0.5, 1.0, 2.0, 4.0][next() as usize % 4];
+        b.task(OpName::Gemm, scale * 2.0 * n * n * n, &reads, &[out], bytes);
+    }
+    b.graph
+}
+
+/// A graph by name: `cholesky:N`, `lu:N`, `qr:N` (tiles per side) or
+/// `layered:N` (tasks), on tiles of order `nb`.
+pub fn generate(spec: &str, nb: usize) -> Result<SimGraph, String> {
+    let (kind, size) = spec
+        .split_once(':')
+        .ok_or_else(|| format!("`{spec}`: expected kind:size, e.g. cholesky:16"))?;
+    let size: usize = size
+        .parse()
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("`{spec}`: the size must be a positive integer"))?;
+    match kind {
+        "cholesky" => Ok(cholesky(size, nb)),
+        "lu" => Ok(lu(size, nb)),
+        "qr" => Ok(qr(size, nb)),
+        "layered" => Ok(layered(size, nb, 1)),
+        other => Err(format!(
+            "unknown graph generator `{other}` (cholesky, lu, qr, layered)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_graphs_have_the_textbook_task_counts_and_sound_edges() {
+        let nt = 6;
+        let c = cholesky(nt, 64);
+        // nt potrf + nt(nt-1)/2 trsm + the same syrk + C(nt,3) gemm.
+        assert_eq!(c.tasks.len(), 6 + 15 + 15 + 20);
+        let l = lu(nt, 64);
+        assert_eq!(l.tasks.len(), 6 + 2 * 15 + (25 + 16 + 9 + 4 + 1));
+        for g in [&c, &l, &qr(nt, 64), &layered(500, 64, 3)] {
+            for (i, t) in g.tasks.iter().enumerate() {
+                assert!(
+                    t.preds.iter().all(|p| *p < i),
+                    "{}: edge to a later task",
+                    g.name
+                );
+            }
+        }
+        // The second potrf waits, through its syrk, for the first.
+        let second = c
+            .tasks
+            .iter()
+            .position(|t| t.op == OpName::Potrf && !t.preds.is_empty())
+            .unwrap();
+        assert!(c.tasks[second]
+            .preds
+            .iter()
+            .any(|p| c.tasks[*p].op == OpName::Syrk));
+        assert!(generate("cholesky:0", 64).is_err());
+        assert!(generate("fft:8", 64).unwrap_err().contains("unknown"));
+    }
+}

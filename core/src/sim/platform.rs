@@ -1,0 +1,117 @@
+//! Simulated platforms: processors, their memory spaces, and the
+//! bandwidth between every pair of spaces.
+
+use crate::dtype::DType;
+use crate::op::OpName;
+use crate::processor::{MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind};
+
+/// Processors and links of a simulated machine or cluster.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub name: String,
+    pub processors: Vec<ProcessorDesc>,
+    /// `bandwidth[src][dst]` in bytes/s between memory spaces
+    /// (infinite within a space).
+    pub bandwidth: Vec<Vec<f64>>,
+    /// Seconds added to every copy.
+    pub latency: f64,
+}
+
+/// Sustained rates assumed for the built-in platforms, GFLOP/s in f64: a
+/// 32-core CPU socket taken as one processor, and an H100-class GPU.
+const CPU_GFLOPS: f64 = 1_500.0;
+const GPU_GFLOPS: f64 = 50_000.0;
+const PCIE: f64 = 25e9;
+const NVLINK: f64 = 150e9;
+const NETWORK: f64 = 12.5e9;
+
+fn processor(
+    id: usize,
+    kind: ProcessorKind,
+    name: String,
+    memory: usize,
+    gflops: f64,
+) -> ProcessorDesc {
+    ProcessorDesc {
+        id: ProcessorId(id as u32),
+        kind,
+        name,
+        memory: MemorySpaceId(memory as u32),
+        gflops_f32: gflops * 2.0,
+        gflops_f64: gflops,
+        ops: OpName::ALL.to_vec(),
+        dtypes: vec![DType::F32, DType::F64],
+    }
+}
+
+/// `nodes` nodes of one CPU and `gpus` GPUs each: a host space and a space
+/// per GPU; PCIe between host and GPU, NVLink between GPUs of a node, the
+/// network between nodes.
+pub fn nodes(nodes: usize, gpus: usize) -> Platform {
+    let per_node = 1 + gpus;
+    let spaces = nodes * per_node;
+    let mut processors = Vec::new();
+    for n in 0..nodes {
+        let host = n * per_node;
+        processors.push(processor(
+            processors.len(),
+            ProcessorKind::Cpu,
+            format!("n{n}.cpu"),
+            host,
+            CPU_GFLOPS,
+        ));
+        for g in 0..gpus {
+            processors.push(processor(
+                processors.len(),
+                ProcessorKind::Cuda,
+                format!("n{n}.gpu{g}"),
+                host + 1 + g,
+                GPU_GFLOPS,
+            ));
+        }
+    }
+    let bandwidth = (0..spaces)
+        .map(|a| {
+            (0..spaces)
+                .map(|b| {
+                    let (na, nb) = (a / per_node, b / per_node);
+                    let (ha, hb) = (a % per_node == 0, b % per_node == 0);
+                    if a == b {
+                        f64::INFINITY
+                    } else if na != nb {
+                        NETWORK
+                    } else if ha || hb {
+                        PCIE
+                    } else {
+                        NVLINK
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Platform {
+        name: format!("{nodes}x(1cpu+{gpus}gpu)"),
+        processors,
+        bandwidth,
+        latency: 5e-6,
+    }
+}
+
+/// A built-in platform by name: `node-1cpu-2gpu`, `node-1cpu-4gpu`,
+/// `cluster-16x4` (16 nodes of 4 GPUs and a CPU), or `cpu` (one node, no
+/// GPU).
+pub fn builtin(name: &str) -> Result<Platform, String> {
+    let mut p = match name {
+        "node-1cpu-2gpu" => nodes(1, 2),
+        "node-1cpu-4gpu" => nodes(1, 4),
+        "cluster-16x4" => nodes(16, 4),
+        "cpu" => nodes(1, 0),
+        other => {
+            return Err(format!(
+                "unknown platform `{other}` (node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4, cpu)"
+            ))
+        }
+    };
+    p.name = name.to_string();
+    Ok(p)
+}
