@@ -201,7 +201,7 @@ impl DeviceMemory {
         skipped: &[TileId],
         graveyard: &mut Vec<Arc<TileCell>>,
     ) -> Option<(TileId, Arc<TileCell>)> {
-        let mut best: Option<((u64, std::cmp::Reverse<u64>, TileId), Arc<TileCell>)> = None;
+        let mut best: Option<(VictimKey, Arc<TileCell>)> = None;
         for (id, r) in st.replicas.iter() {
             if keep.contains(id) || skipped.contains(id) || st.pins.contains_key(id) {
                 continue;
@@ -284,6 +284,9 @@ impl DeviceMemory {
             .map_or(1, |d| d.compute_streams.max(1))
     }
 }
+
+/// Eviction order: next use (later first), then last use (older first).
+type VictimKey = (u64, std::cmp::Reverse<u64>, TileId);
 
 /// What the device holds: bytes, replicas, pins.
 #[derive(Default)]

@@ -6,6 +6,7 @@ mod info;
 mod outofcore;
 mod progress;
 mod selftest;
+mod sim;
 mod stream;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -37,6 +38,36 @@ enum Command {
     /// Check every op on every device kind against the CPU kernels; exits
     /// with an error if any result is wrong.
     Selftest(SelftestArgs),
+    /// Simulate a task graph on a platform under a policy.
+    Sim(SimArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// A generator: cholesky:N, lu:N, qr:N (tiles per side) or layered:N (tasks).
+    #[arg(long)]
+    pub graph: String,
+    /// node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4 or cpu.
+    #[arg(long, default_value = "node-1cpu-2gpu")]
+    pub platform: String,
+    /// eager or heft.
+    #[arg(long, default_value = "heft")]
+    pub policy: String,
+    /// Tile order of the generated graphs (f64).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tile: u64,
+    /// One JSON object with makespan, lower_bound and decision_us_per_task.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SimSuiteArgs {
+    /// Tile order of the generated graphs (f64).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tile: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +101,9 @@ enum BenchCommand {
     /// Column sums over an .npy dataset on disk within a host budget,
     /// against reading the same bytes alone (page cache dropped first).
     Stream(StreamArgs),
+    /// Every policy on the fixed simulation suite: makespan against the
+    /// lower bound, decision latency.
+    Sim(SimSuiteArgs),
 }
 
 #[derive(Args, Debug)]
@@ -354,6 +388,8 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Info(args) => info::run(&args),
         Command::Selftest(args) => selftest::run(&args),
+        Command::Sim(args) => sim::run(&args),
+        Command::Bench(BenchCommand::Sim(args)) => sim::suite(&args),
         Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
         Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),

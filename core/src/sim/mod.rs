@@ -3,11 +3,14 @@
 //! and machines one does not have.
 //!
 //! Model: a task becomes ready when its predecessors have finished; it is
-//! placed at once (HEFT style: processors keep queues), starts when its
-//! processor is free, first copies the inputs its memory lacks (each from
-//! the fastest space holding it, plus a latency), then runs for its flops
-//! at the processor's speed. Outputs are valid only where they were
-//! written. Memory capacities are not modelled yet.
+//! placed at once (HEFT style: processors keep queues). The inputs its
+//! memory lacks are copied in (each from the fastest space holding it, plus
+//! a latency) on that memory's incoming link, one copy at a time per link,
+//! as soon as the task is placed: copies overlap earlier tasks' compute, as
+//! the runtime's prefetching does. The task runs when both its processor
+//! and its copies are done, for its flops at the processor's speed.
+//! Outputs are valid only where they were written. Memory capacities are
+//! not modelled yet.
 //!
 //! The lower bound ignores transfers: the larger of the critical path with
 //! every task on its fastest processor and the total work over the
@@ -162,6 +165,8 @@ pub fn simulate(
         })
         .collect();
     let mut free_at = vec![0.0f64; procs.len()];
+    // When each memory space's incoming link is next free.
+    let mut link_free = vec![0.0f64; platform.bandwidth.len()];
     // Where each data item is valid; a fresh item is in the first space.
     let mut valid: HashMap<u32, Vec<MemorySpaceId>> = HashMap::new();
     let home = procs.first().map_or(MemorySpaceId(0), |p| p.memory);
@@ -236,7 +241,12 @@ pub fn simulate(
             )
         })?;
         let (copy, bytes) = copy_seconds(desc.memory);
-        let end = now.max(free_at[p]) + copy + exec;
+        let link = &mut link_free[desc.memory.0 as usize];
+        let copied = now.max(*link) + copy;
+        if copy > 0.0 {
+            *link = copied;
+        }
+        let end = now.max(free_at[p]).max(copied) + exec;
         free_at[p] = end;
         moved += bytes;
         makespan = makespan.max(end);
