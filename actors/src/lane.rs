@@ -40,6 +40,8 @@ pub(crate) struct Completion {
     pub result: Result<(), String>,
     /// Seconds the kernel or closure ran.
     pub seconds: f64,
+    /// When it started.
+    pub started: std::time::Instant,
 }
 
 /// Everything the scheduler's inbox carries.
@@ -79,6 +81,7 @@ pub(crate) fn run_and_report(
         sample,
         result,
         seconds: start.elapsed().as_secs_f64(),
+        started: start,
     };
     lane.post(Input::Done(done)).is_ok()
 }

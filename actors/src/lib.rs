@@ -42,6 +42,7 @@ pub mod selftest;
 mod spill;
 pub mod task;
 pub mod tile;
+mod trace;
 
 pub use error::{RuntimeError, TaskFailed};
 pub use runtime::{

@@ -16,6 +16,7 @@
 //! | `tessera_memory_used_bytes` | gauge | `space` | bytes of tile data held in a memory space |
 //! | `tessera_memory_budget_bytes` | gauge | `space` | that space's budget |
 
+use crate::trace::TraceBuffer;
 use actix::{Actor, Context, Handler, Message};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -34,6 +35,9 @@ pub(crate) enum TaskEvent {
         op: OpName,
         processor: usize,
         seconds: f64,
+        /// For traces: the task and when it started, µs since the runtime did.
+        task: u64,
+        start_us: f64,
     },
     /// `processor` is `None` for a task cancelled before it ran.
     Failed {
@@ -82,6 +86,7 @@ pub(crate) struct Metrics {
     series: Series,
     processor_names: Vec<String>,
     cached: HashMap<(OpName, usize), Cached>,
+    trace: Option<TraceBuffer>,
 }
 
 impl Metrics {
@@ -156,6 +161,7 @@ impl Metrics {
             series,
             processor_names,
             cached: HashMap::new(),
+            trace: None,
         })
     }
 
@@ -176,7 +182,12 @@ impl Metrics {
                 op,
                 processor,
                 seconds,
+                task,
+                start_us,
             } => {
+                if let Some(trace) = &mut self.trace {
+                    trace.record(task, op, processor, start_us, seconds * 1e6);
+                }
                 if !self.cached.contains_key(&(op, processor)) {
                     let labels = [op.as_str(), self.processor(processor)];
                     let handles = Cached {
@@ -201,8 +212,24 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Records every completed task into a trace file written at shutdown.
+    pub fn with_trace(mut self, trace: TraceBuffer) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+}
+
 impl Actor for Metrics {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(trace) = &self.trace {
+            if let Err(e) = trace.write() {
+                eprintln!("tessera: {e}");
+            }
+        }
+    }
 }
 
 impl Handler<EventBatch> for Metrics {

@@ -45,6 +45,7 @@ use crate::scheduler::{ProcessorSlot, Progress, Scheduler};
 use crate::spill::SpillDir;
 use crate::task::{Task, TaskHandle};
 use crate::tile::Tile;
+use crate::trace::TraceBuffer;
 use actix::{Actor, Addr, Arbiter, System};
 use crossbeam_channel::{bounded, unbounded};
 use prometheus::Registry;
@@ -82,6 +83,7 @@ pub struct RuntimeBuilder {
     spill_dir: Option<PathBuf>,
     device_memory: Option<u64>,
     perf_model: Option<PathBuf>,
+    trace: Option<PathBuf>,
 }
 
 /// A loaded plugin as `tessera info` shows it.
@@ -114,6 +116,13 @@ impl RuntimeBuilder {
     /// runtime still learns, for its own lifetime.
     pub fn perf_model(mut self, path: impl Into<PathBuf>) -> Self {
         self.perf_model = Some(path.into());
+        self
+    }
+
+    /// Writes every completed task, as a span on its processor, to this
+    /// Chrome-trace JSON file at shutdown (open it in ui.perfetto.dev).
+    pub fn trace(mut self, path: impl Into<PathBuf>) -> Self {
+        self.trace = Some(path.into());
         self
     }
 
@@ -287,9 +296,12 @@ impl RuntimeBuilder {
                 "no processor: enable `cpu` or a device plugin".into(),
             ));
         }
-        let names = processors.iter().map(|p| p.name.clone()).collect();
-        let metrics =
-            Metrics::new(&registry, names).map_err(|e| RuntimeError::Start(e.to_string()))?;
+        let names: Vec<String> = processors.iter().map(|p| p.name.clone()).collect();
+        let mut metrics = Metrics::new(&registry, names.clone())
+            .map_err(|e| RuntimeError::Start(e.to_string()))?;
+        if let Some(path) = &self.trace {
+            metrics = metrics.with_trace(TraceBuffer::new(path.clone(), names));
+        }
 
         let (inbox_tx, inbox_rx) = unbounded();
         let mut slots = Vec::new();

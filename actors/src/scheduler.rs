@@ -151,6 +151,8 @@ pub(crate) struct Scheduler {
     /// Learned op times, and the file they are saved to at shutdown.
     model: PerfModel,
     model_path: Option<PathBuf>,
+    /// Time zero of traces.
+    epoch: Instant,
 }
 
 impl Scheduler {
@@ -191,6 +193,7 @@ impl Scheduler {
             tile_access: Vec::new(),
             model: PerfModel::new(),
             model_path: None,
+            epoch: Instant::now(),
         }
     }
 
@@ -323,6 +326,12 @@ impl Scheduler {
                     op: c.op,
                     processor: c.processor,
                     seconds: c.seconds,
+                    task: c.id.0,
+                    start_us: c
+                        .started
+                        .saturating_duration_since(self.epoch)
+                        .as_secs_f64()
+                        * 1e6,
                 });
                 self.progress.completed.fetch_add(1, Ordering::Relaxed);
                 let mut ready = std::mem::take(&mut self.newly_ready);

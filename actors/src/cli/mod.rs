@@ -201,6 +201,10 @@ pub struct CommonArgs {
     /// so later runs place tasks by measured times from the first task.
     #[arg(long)]
     pub perf_model: Option<std::path::PathBuf>,
+    /// Write every completed task as a span to this Chrome-trace JSON file
+    /// at the end (open it in ui.perfetto.dev).
+    #[arg(long)]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// [`parse_size`], where 0 is allowed.
@@ -372,6 +376,9 @@ fn build(
     }
     if let Some(path) = &common.perf_model {
         b = b.perf_model(path);
+    }
+    if let Some(path) = &common.trace {
+        b = b.trace(path);
     }
     let rt = b.build()?;
     // Plugins found but unusable here (no driver, say) are worth a warning

@@ -111,3 +111,64 @@ fn the_endpoint_stops_with_the_runtime() {
         }
     }
 }
+
+#[test]
+fn a_trace_file_has_one_span_per_completed_task_and_no_overlap_on_a_processor() {
+    let path = std::env::temp_dir().join(format!("tessera-trace-{}.json", std::process::id()));
+    let completed = {
+        let rt = tessera::Runtime::builder()
+            .cpu_workers(2)
+            .devices(&["cpu"])
+            .trace(&path)
+            .build()
+            .unwrap();
+        let gen = tessera::linalg::SpdMatrix { n: 256, seed: 5 };
+        let a = tessera::linalg::TiledMatrix::generate(&rt, "A", 256, 64, tessera::DType::F64, gen)
+            .unwrap();
+        tessera::linalg::cholesky(&rt, &a).unwrap();
+        rt.wait_all().unwrap();
+        let done = rt.progress().completed;
+        rt.shutdown().unwrap();
+        done
+    };
+    let text = std::fs::read_to_string(&path).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    let spans: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(spans.len() as u64, completed);
+    let names: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "M")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["cpu0", "cpu1"]);
+    assert_eq!(spans.iter().filter(|s| s["name"] == "potrf").count(), 4);
+    // A CPU processor runs one task at a time: its spans never overlap.
+    for tid in 0..2 {
+        let mut mine: Vec<(f64, f64)> = spans
+            .iter()
+            .filter(|s| s["tid"] == tid)
+            .map(|s| (s["ts"].as_f64().unwrap(), s["dur"].as_f64().unwrap()))
+            .collect();
+        mine.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for w in mine.windows(2) {
+            assert!(
+                w[0].0 + w[0].1 <= w[1].0 + 1.0,
+                "overlap on cpu{tid}: {w:?}"
+            );
+        }
+    }
+    // The last potrf starts after the first one ends (a dependency chain).
+    let potrf: Vec<(f64, f64)> = spans
+        .iter()
+        .filter(|s| s["name"] == "potrf")
+        .map(|s| (s["ts"].as_f64().unwrap(), s["dur"].as_f64().unwrap()))
+        .collect();
+    let first_end = potrf
+        .iter()
+        .map(|p| p.0 + p.1)
+        .fold(f64::INFINITY, f64::min);
+    let last_start = potrf.iter().map(|p| p.0).fold(0.0, f64::max);
+    assert!(last_start >= first_end);
+    std::fs::remove_file(path).unwrap();
+}
