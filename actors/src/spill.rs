@@ -71,8 +71,9 @@ impl SpillDir {
         let result = std::fs::File::create(&path).and_then(|mut f| f.write_all(bytes));
         if let Err(e) = result {
             let _ = std::fs::remove_file(&path);
-            let hint = if e.raw_os_error() == Some(28) {
-                " (the disk is full: free space or choose another --spill-dir)"
+            // ENOSPC, EDQUOT, EFBIG: no room, whatever the cause.
+            let hint = if matches!(e.raw_os_error(), Some(28 | 122 | 27)) {
+                " (the disk is full, or a quota or file-size limit was hit: free space or choose another --spill-dir)"
             } else {
                 ""
             };
@@ -148,6 +149,46 @@ impl Drop for SpillFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs in a child process with a 64 KiB file-size limit (see below).
+    #[test]
+    #[ignore = "run by a_full_disk_is_a_clear_error_and_leaves_no_file"]
+    fn full_disk_child() {
+        let dir = SpillDir::create(&std::env::temp_dir()).unwrap();
+        let err = dir.write(TileId(7), &vec![1u8; 1 << 20]).err().unwrap();
+        assert!(err.contains("tile#7") && err.contains("disk is full"), "{err}");
+        // No partial file is left behind, and small writes still work.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(dir.write(TileId(8), &[1u8; 100]).is_ok());
+    }
+
+    #[test]
+    fn a_full_disk_is_a_clear_error_and_leaves_no_file() {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["--exact", "spill::tests::full_disk_child", "--ignored", "--nocapture"]);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Writes past the limit fail with EFBIG instead of killing
+                // the process, as a full disk fails them with ENOSPC.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: 64 << 10,
+                    rlim_max: 64 << 10,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+    }
 
     #[test]
     fn spill_files_round_trip_detect_corruption_and_vanish() {
