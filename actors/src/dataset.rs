@@ -431,6 +431,49 @@ impl Dataset {
     }
 }
 
+impl Dataset {
+    /// The sums of the array's contiguous lines' elements position by
+    /// position, as a `minor × 1` tile: column sums of a row-major array
+    /// (row sums of a column-major one), computed as `y += block · 1` gemm
+    /// tasks on whatever processors the runtime has, streaming the blocks.
+    pub fn line_sums(
+        &self,
+        rt: &Runtime,
+        lines_per_block: usize,
+        readahead: usize,
+    ) -> Result<TileData, DatasetError> {
+        let minor = self.minor();
+        let per = lines_per_block.max(1);
+        let y = rt.tile(
+            TileData::zeros(self.dtype, TileShape::new(minor, 1)),
+            TileShape::new(minor, 1),
+        )?;
+        let ones = |n: usize| -> Result<Tile, RuntimeError> {
+            let data = match self.dtype {
+                DType::F32 => TileData::F32(vec![1.0; n]),
+                DType::F64 => TileData::F64(vec![1.0; n]),
+            };
+            rt.tile(data, TileShape::new(n, 1))
+        };
+        let full = ones(per)?;
+        self.for_each_block(rt, per, readahead, |_, block| {
+            let lines = block.shape().cols;
+            let ones = if lines == per {
+                full.clone()
+            } else {
+                ones(lines)?
+            };
+            rt.submit(
+                crate::Task::op(tessera_core::Op::gemm(1.0, 1.0))
+                    .read(&block)
+                    .read(&ones)
+                    .read_write(&y),
+            )
+        })?;
+        Ok(rt.fetch(&y)?)
+    }
+}
+
 /// What an `.npy` header says.
 struct NpyHeader {
     dtype: DType,

@@ -156,7 +156,10 @@ mod tests {
     fn full_disk_child() {
         let dir = SpillDir::create(&std::env::temp_dir()).unwrap();
         let err = dir.write(TileId(7), &vec![1u8; 1 << 20]).err().unwrap();
-        assert!(err.contains("tile#7") && err.contains("disk is full"), "{err}");
+        assert!(
+            err.contains("tile#7") && err.contains("disk is full"),
+            "{err}"
+        );
         // No partial file is left behind, and small writes still work.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         assert!(dir.write(TileId(8), &[1u8; 100]).is_ok());
@@ -167,7 +170,12 @@ mod tests {
         use std::os::unix::process::CommandExt;
         let exe = std::env::current_exe().unwrap();
         let mut cmd = std::process::Command::new(exe);
-        cmd.args(["--exact", "spill::tests::full_disk_child", "--ignored", "--nocapture"]);
+        cmd.args([
+            "--exact",
+            "spill::tests::full_disk_child",
+            "--ignored",
+            "--nocapture",
+        ]);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(|| {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 use tessera::dataset::{npy_header, Dataset, Order};
 use tessera::objects::ObjectStoreConfig;
-use tessera::{DType, Op, Task, TileData, TileShape};
+use tessera::{DType, TileData, TileShape};
 
 /// Element (i, j) of the generated dataset.
 fn value(i: usize, j: usize) -> f64 {
@@ -150,31 +150,7 @@ pub fn run(args: &StreamArgs) -> CliResult {
     let rt = runtime(&args.common, None)?;
     let cols = ds.minor();
     let start = Instant::now();
-    let y = rt.tile(TileData::F64(vec![0.0; cols]), TileShape::new(cols, 1))?;
-    let ones_full = rt.tile(
-        TileData::F64(vec![1.0; per_block]),
-        TileShape::new(per_block, 1),
-    )?;
-    ds.for_each_block(
-        &rt,
-        per_block,
-        usize::try_from(args.readahead)?,
-        |_, block| {
-            let lines = block.shape().cols;
-            let ones = if lines == per_block {
-                ones_full.clone()
-            } else {
-                rt.tile(TileData::F64(vec![1.0; lines]), TileShape::new(lines, 1))?
-            };
-            rt.submit(
-                Task::op(Op::gemm(1.0, 1.0))
-                    .read(&block)
-                    .read(&ones)
-                    .read_write(&y),
-            )
-        },
-    )?;
-    let sums = rt.fetch(&y)?;
+    let sums = ds.line_sums(&rt, per_block, usize::try_from(args.readahead)?)?;
     let stream_seconds = start.elapsed().as_secs_f64();
     // The raw read again, after: the faster of the two is the baseline, so
     // no cache left behind by a pass flatters the runtime.

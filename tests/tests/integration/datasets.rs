@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use tessera::dataset::{npy_header, write_npy, Dataset, DatasetError, Order};
-use tessera::{DType, Op, Runtime, Task, TileData, TileShape};
+use tessera::{DType, Runtime, TileData, TileShape};
 
 fn scratch(name: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("tessera-ds-{}-{name}", std::process::id()));
@@ -28,24 +28,9 @@ fn write_rows(path: &Path, first: usize, rows: usize, cols: usize) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// Column sums of the dataset through the runtime: y += block · ones.
+/// Column sums of the dataset through the runtime.
 fn column_sums(rt: &Runtime, ds: &Dataset, per_block: usize) -> Vec<f64> {
-    let cols = ds.cols;
-    let y = rt
-        .tile(TileData::F64(vec![0.0; cols]), TileShape::new(cols, 1))
-        .unwrap();
-    ds.for_each_block(rt, per_block, 2, |_, block| {
-        let lines = block.shape().cols;
-        let ones = rt.tile(TileData::F64(vec![1.0; lines]), TileShape::new(lines, 1))?;
-        rt.submit(
-            Task::op(Op::gemm(1.0, 1.0))
-                .read(&block)
-                .read(&ones)
-                .read_write(&y),
-        )
-    })
-    .unwrap();
-    match rt.fetch(&y).unwrap() {
+    match ds.line_sums(rt, per_block, 2).unwrap() {
         TileData::F64(v) => v,
         TileData::F32(_) => unreachable!(),
     }

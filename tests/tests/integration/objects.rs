@@ -5,7 +5,7 @@
 use std::time::Duration;
 use tessera::dataset::{npy_header, Dataset, Order};
 use tessera::objects::ObjectStoreConfig;
-use tessera::{DType, Op, Runtime, Task, TileData, TileShape};
+use tessera::{DType, Runtime, Task};
 use tessera_tests::{free_port, S3Server, S3_ACCESS_KEY, S3_SECRET_KEY};
 
 fn config(endpoint: &str) -> ObjectStoreConfig {
@@ -47,21 +47,7 @@ fn column_sums_over_an_object_match_and_stay_in_budget() {
         .host_memory(8 * block_bytes)
         .build()
         .unwrap();
-    let y = rt
-        .tile(TileData::F64(vec![0.0; cols]), TileShape::new(cols, 1))
-        .unwrap();
-    ds.for_each_block(&rt, 32, 2, |_, block| {
-        let lines = block.shape().cols;
-        let ones = rt.tile(TileData::F64(vec![1.0; lines]), TileShape::new(lines, 1))?;
-        rt.submit(
-            Task::op(Op::gemm(1.0, 1.0))
-                .read(&block)
-                .read(&ones)
-                .read_write(&y),
-        )
-    })
-    .unwrap();
-    let sums = rt.fetch(&y).unwrap();
+    let sums = ds.line_sums(&rt, 32, 2).unwrap();
     for j in 0..cols {
         let want: f64 = (0..rows).map(|i| value(i, j)).sum();
         assert!((sums.get(cols, j, 0) - want).abs() < 1e-9, "column {j}");
