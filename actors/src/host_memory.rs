@@ -343,8 +343,9 @@ impl HostTier {
     }
 }
 
-/// Runs `f` with the tiles of task `task` resident and pinned in RAM (a
-/// no-op when nothing spills), then records the task done with them.
+/// Runs `f` with the tiles of task `task` resident and pinned in RAM (no
+/// pinning when nothing spills), then records the task done with them
+/// (their eviction order, kept whenever a tier can evict).
 pub(crate) fn with_tiles_in_ram<R>(
     task: u64,
     args: &[(Tile, tessera_core::Access)],
@@ -354,16 +355,17 @@ pub(crate) fn with_tiles_in_ram<R>(
         return f();
     };
     let tier = Arc::clone(first.host_tier());
-    if !tier.spills() {
-        return f();
-    }
-    let tiles: Vec<&Tile> = args.iter().map(|(t, _)| t).collect();
-    let result = tier.pin(&tiles).and_then(|pins| {
-        let r = f();
-        drop(pins);
-        r
-    });
-    for t in &tiles {
+    let result = if tier.spills() {
+        let tiles: Vec<&Tile> = args.iter().map(|(t, _)| t).collect();
+        tier.pin(&tiles).and_then(|pins| {
+            let r = f();
+            drop(pins);
+            r
+        })
+    } else {
+        f()
+    };
+    for (t, _) in args {
         t.end_use(task);
     }
     result

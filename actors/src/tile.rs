@@ -174,6 +174,12 @@ impl Tile {
         }
     }
 
+    /// Submitted tasks using the tile that have not finished, as the
+    /// memory tiers' eviction order counts them.
+    pub fn pending_uses(&self) -> usize {
+        lock(&self.0.uses).len()
+    }
+
     /// Whether the tile's host copy is on disk now.
     pub fn is_spilled(&self) -> bool {
         lock(&self.0.spilled).is_some()

@@ -465,3 +465,18 @@ fn a_task_that_cannot_fit_on_the_device_fails_clearly_and_the_runtime_runs_on() 
         .map(|_| ())
         .unwrap_or_else(|e| assert!(e.to_string().contains("positive definite"), "{e}"));
 }
+
+#[test]
+fn finished_tasks_leave_no_trace_in_the_eviction_order() {
+    // With a device (eviction possible) and no spill directory.
+    let rt = runtime("", 1);
+    let t = rt
+        .tile(TileData::F64(vec![4.0; 16]), TileShape::new(4, 4))
+        .unwrap();
+    for _ in 0..50 {
+        rt.submit(Task::closure("touch", |_| Ok(())).read(&t))
+            .unwrap();
+    }
+    rt.wait_all().unwrap();
+    assert_eq!(t.pending_uses(), 0);
+}
