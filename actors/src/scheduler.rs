@@ -360,6 +360,11 @@ impl Scheduler {
                             op: p.op.name(),
                             processor: None,
                         });
+                        // It will never run: its tiles' eviction order
+                        // forgets it.
+                        for (t, _) in &p.args {
+                            t.end_use(id.0);
+                        }
                     }
                     self.answer(id, Err(cause.clone()));
                 }

@@ -480,3 +480,20 @@ fn finished_tasks_leave_no_trace_in_the_eviction_order() {
     rt.wait_all().unwrap();
     assert_eq!(t.pending_uses(), 0);
 }
+
+#[test]
+fn cancelled_tasks_leave_no_trace_in_the_eviction_order() {
+    let rt = runtime("", 1);
+    let t = rt
+        .tile(TileData::F64(vec![4.0; 16]), TileShape::new(4, 4))
+        .unwrap();
+    let failing = Task::closure("fail", |_| Err("on purpose".into())).read_write(&t);
+    rt.submit(failing).unwrap();
+    for _ in 0..10 {
+        rt.submit(Task::closure("after", |_| Ok(())).read(&t))
+            .unwrap();
+    }
+    rt.wait_all().unwrap();
+    assert_eq!(rt.progress().failed, 11);
+    assert_eq!(t.pending_uses(), 0);
+}
