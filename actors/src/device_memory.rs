@@ -12,7 +12,8 @@
 //! when nothing else is pinned its tiles cannot fit at all, an error that
 //! says so. Prefetches never evict: they only use room there is.
 
-use crate::tile::{next_use_of, Tile, TileCell};
+use crate::eviction::Choice;
+use crate::tile::{Tile, TileCell};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -201,29 +202,16 @@ impl DeviceMemory {
         skipped: &[TileId],
         graveyard: &mut Vec<Arc<TileCell>>,
     ) -> Option<(TileId, Arc<TileCell>)> {
-        let mut best: Option<(VictimKey, Arc<TileCell>)> = None;
+        let mut choice = Choice::default();
         for (id, r) in st.replicas.iter() {
             if keep.contains(id) || skipped.contains(id) || st.pins.contains_key(id) {
                 continue;
             }
-            let Some(cell) = r.cell.upgrade() else {
-                continue;
-            };
-            let key = (
-                next_use_of(&cell).unwrap_or(u64::MAX),
-                std::cmp::Reverse(r.last_use),
-                *id,
-            );
-            match &best {
-                Some((b, _)) if key <= *b => graveyard.push(cell),
-                _ => {
-                    if let Some((_, old)) = best.replace((key, cell)) {
-                        graveyard.push(old);
-                    }
-                }
+            if let Some(cell) = r.cell.upgrade() {
+                choice.offer(cell, r.last_use, graveyard);
             }
         }
-        best.map(|((_, _, id), cell)| (id, cell))
+        choice.take()
     }
 
     /// Allocates `bytes` for `tile`'s replica: from the room its task
@@ -284,9 +272,6 @@ impl DeviceMemory {
             .map_or(1, |d| d.compute_streams.max(1))
     }
 }
-
-/// Eviction order: next use (later first), then last use (older first).
-type VictimKey = (u64, std::cmp::Reverse<u64>, TileId);
 
 /// What the device holds: bytes, replicas, pins.
 #[derive(Default)]

@@ -12,6 +12,11 @@
 //! of a working set while waiting for the rest: no deadlock at any budget
 //! that fits the largest single task, which is checked.
 //!
+//! Spilling starts early: past [`SPILL_EARLY`] of the budget a background
+//! thread writes the tiles that would be evicted first to disk while they
+//! stay in RAM, one whole tile per write, so that when room is needed an
+//! eviction only drops memory instead of writing under the tier's lock.
+//!
 //! Which tile goes: one no submitted task will touch first, then the one
 //! whose next use comes last in submission order (the task graph's order,
 //! Belady's choice with the program as the oracle), then the least recently
@@ -24,18 +29,25 @@
 //! through the metrics actor.
 
 use crate::error::RuntimeError;
+use crate::eviction::Choice;
 use crate::lane::{Input, Lane};
 use crate::metrics::{MemorySample, Metrics};
 use crate::spill::SpillDir;
-use crate::tile::{next_use_of, Tile, TileCell};
+use crate::tile::{is_spilled_cell, Tile, TileCell};
 use actix::Addr;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use tessera_core::TileId;
 
+/// Fraction of the budget past which the background spiller writes ahead.
+pub const SPILL_EARLY: f64 = 0.6;
+
 pub(crate) struct HostTier {
     budget: u64,
+    /// Tells the background spiller to end.
+    stop: AtomicBool,
     spill: Option<Arc<SpillDir>>,
     state: Mutex<TierState>,
     unpinned: Condvar,
@@ -85,6 +97,7 @@ impl HostTier {
     pub fn new(budget: u64, spill: Option<Arc<SpillDir>>, metrics: Addr<Metrics>) -> Arc<Self> {
         let tier = Arc::new(HostTier {
             budget,
+            stop: AtomicBool::new(false),
             spill,
             state: Mutex::new(TierState::default()),
             unpinned: Condvar::new(),
@@ -96,6 +109,57 @@ impl HostTier {
 
     pub fn budget(&self) -> u64 {
         self.budget
+    }
+
+    /// Starts the background spiller (with a spill directory); the caller
+    /// joins it after [`HostTier::stop_spiller`].
+    pub fn start_spiller(self: &Arc<Self>) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+        let Some(dir) = self.spill.clone() else {
+            return Ok(None);
+        };
+        let tier = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("tessera-spiller".into())
+            .spawn(move || spill_ahead(&tier, &dir))
+            .map(Some)
+    }
+
+    pub fn stop_spiller(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// A resident, unpinned tile not on disk yet, the first to be evicted,
+    /// pinned for the caller; `None` below [`SPILL_EARLY`].
+    fn next_to_write(&self, graveyard: &mut Vec<Arc<TileCell>>) -> Option<Arc<TileCell>> {
+        let mut st = self.lock();
+        if (st.used as f64) < SPILL_EARLY * self.budget as f64 {
+            return None;
+        }
+        let mut choice = Choice::default();
+        for r in st.resident.values() {
+            if r.pins > 0 {
+                continue;
+            }
+            match r.cell.upgrade() {
+                Some(cell) if is_spilled_cell(&cell) => graveyard.push(cell),
+                Some(cell) => choice.offer(cell, r.last_use, graveyard),
+                None => {}
+            }
+        }
+        let (id, cell) = choice.take()?;
+        if let Some(r) = st.resident.get_mut(&id) {
+            r.pins += 1;
+        }
+        Some(cell)
+    }
+
+    fn unpin_one(&self, id: TileId) {
+        let mut st = self.lock();
+        if let Some(r) = st.resident.get_mut(&id) {
+            r.pins = r.pins.saturating_sub(1);
+        }
+        drop(st);
+        self.unpinned.notify_all();
     }
 
     /// Whether tiles can go to disk (and tasks are paced).
@@ -301,23 +365,18 @@ impl HostTier {
         keep: &[TileId],
         graveyard: &mut Vec<Arc<TileCell>>,
     ) -> Option<TileId> {
-        let mut best = None;
+        let mut choice = Choice::default();
         for (id, r) in st.resident.iter() {
             if r.pins > 0 || keep.contains(id) {
                 continue;
             }
-            let Some(cell) = r.cell.upgrade() else {
-                continue;
-            };
-            // No known use sorts last-needed of all.
-            let next = next_use_of(&cell).unwrap_or(u64::MAX);
-            let key = (next, std::cmp::Reverse(r.last_use), *id);
-            if best.is_none_or(|b| key > b) {
-                best = Some(key);
+            if let Some(cell) = r.cell.upgrade() {
+                choice.offer(cell, r.last_use, graveyard);
             }
-            graveyard.push(cell);
         }
-        best.map(|(_, _, id)| id)
+        let (id, cell) = choice.take()?;
+        graveyard.push(cell);
+        Some(id)
     }
 
     /// Moves `id` out of RAM (to disk if its host copy is the valid one).
@@ -340,6 +399,45 @@ impl HostTier {
             st.used = st.used.saturating_sub(r.bytes);
         }
         Ok(())
+    }
+}
+
+/// The background spiller's loop: write ahead while past [`SPILL_EARLY`],
+/// else look again shortly; end when the tier stops or goes.
+fn spill_ahead(tier: &Weak<HostTier>, dir: &Arc<SpillDir>) {
+    let mut idle = std::time::Duration::from_millis(10);
+    loop {
+        let Some(t) = tier.upgrade() else {
+            return;
+        };
+        if t.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut graveyard = Vec::new();
+        let picked = t.next_to_write(&mut graveyard);
+        drop(graveyard);
+        match picked {
+            Some(cell) => {
+                let id = cell.meta.id;
+                let tile = Tile(cell);
+                // A failed write (a full disk) is for the eviction that
+                // needs room to report; here it only slows down.
+                idle = match tile.pre_spill(dir) {
+                    Ok(_) => std::time::Duration::from_millis(10),
+                    Err(_) => std::time::Duration::from_secs(1),
+                };
+                t.unpin_one(id);
+                drop(tile);
+                drop(t);
+                if idle.as_secs() > 0 {
+                    std::thread::sleep(idle);
+                }
+            }
+            None => {
+                drop(t);
+                std::thread::sleep(idle);
+            }
+        }
     }
 }
 

@@ -28,6 +28,7 @@ pub mod dataset;
 mod device_memory;
 pub mod device_processor;
 pub mod error;
+mod eviction;
 pub mod host_memory;
 pub mod kernel;
 pub mod lane;

@@ -212,6 +212,22 @@ impl Metrics {
     }
 }
 
+/// Answered once every message sent to the metrics actor before it has
+/// been handled: shutdown waits for it, so no event is lost.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Settle {
+    pub reply: crossbeam_channel::Sender<()>,
+}
+
+impl Handler<Settle> for Metrics {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settle, _: &mut Context<Self>) {
+        let _ = msg.reply.send(());
+    }
+}
+
 impl Metrics {
     /// Records every completed task into a trace file written at shutdown.
     pub fn with_trace(mut self, trace: TraceBuffer) -> Self {

@@ -333,12 +333,24 @@ impl RuntimeBuilder {
             kernels: Arc::clone(&kernels),
         })?;
         let lane = Arc::new(Lane::new(inbox_tx, scheduled, started.scheduler));
+        let host = HostTier::new(host_budget, spill, started.metrics.clone());
         let mut threads = Threads {
             system: started.system,
             actors: Some(started.thread),
             workers: Vec::new(),
+            spiller: None,
+            metrics: started.metrics.clone(),
             devices: device_memories.clone(),
         };
+        match host.start_spiller() {
+            Ok(t) => threads.spiller = t.map(|t| (Arc::clone(&host), t)),
+            Err(e) => {
+                threads.stop(&lane);
+                return Err(RuntimeError::Start(format!(
+                    "cannot start the spill thread: {e}"
+                )));
+            }
+        }
         for (mem, queue) in device_memories.iter().zip(prefetch_queues) {
             match device_processor::spawn_prefetchers(mem, queue) {
                 Ok(t) => threads.workers.extend(t),
@@ -400,7 +412,7 @@ impl RuntimeBuilder {
                 next: 0,
                 closed: false,
             }),
-            host: HostTier::new(host_budget, spill, started.metrics.clone()),
+            host,
             next_tile: AtomicU64::new(0),
             processors,
             memory,
@@ -562,6 +574,10 @@ struct Threads {
     system: System,
     actors: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    /// The host tier's background spiller, stopped before it is joined.
+    spiller: Option<(Arc<HostTier>, JoinHandle<()>)>,
+    /// Settled before the system stops, so the last events are counted.
+    metrics: actix::Addr<Metrics>,
     /// Their prefetch queues must be closed for their threads to end.
     devices: Vec<Arc<DeviceMemory>>,
 }
@@ -580,6 +596,13 @@ impl Threads {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        if let Some((tier, t)) = self.spiller.take() {
+            tier.stop_spiller();
+            let _ = t.join();
+        }
+        let (tx, rx) = bounded(1);
+        self.metrics.do_send(crate::metrics::Settle { reply: tx });
+        let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
         self.system.stop();
         if let Some(t) = self.actors.take() {
             let _ = t.join();

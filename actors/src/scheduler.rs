@@ -219,6 +219,9 @@ impl Scheduler {
             Input::WaitAll { reply } => self.idle_waiters.push(reply),
             Input::ForgetTile(tile) => self.graph.forget_tile(tile),
             Input::Shutdown { reply } => {
+                // Everything that happened reaches the metrics actor (and
+                // the trace) before the system stops.
+                self.flush_metrics();
                 if let Some(path) = &self.model_path {
                     if let Err(e) = self.model.save(path) {
                         eprintln!("tessera: {e}");

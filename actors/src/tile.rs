@@ -81,7 +81,8 @@ pub(crate) struct TileCell {
     pinned: Mutex<Option<Pinned>>,
     data: RwLock<TileData>,
     /// The host copy on disk, while it is current (see [`crate::host_memory`]).
-    spilled: Mutex<Option<SpillFile>>,
+    /// Lock order: `data` before `spilled`.
+    spilled: Mutex<SpillState>,
     /// Ids of submitted, unfinished tasks that use the tile, in submission
     /// order, when the host tier spills: its eviction order.
     uses: Mutex<VecDeque<u64>>,
@@ -112,7 +113,7 @@ impl Tile {
             }),
             pinned: Mutex::new(pinned),
             data: RwLock::new(data),
-            spilled: Mutex::new(None),
+            spilled: Mutex::new(SpillState::default()),
             uses: Mutex::new(VecDeque::new()),
             account,
         }))
@@ -182,7 +183,43 @@ impl Tile {
 
     /// Whether the tile's host copy is on disk now.
     pub fn is_spilled(&self) -> bool {
-        lock(&self.0.spilled).is_some()
+        is_spilled_cell(&self.0)
+    }
+
+    /// The host copy changed or went stale: a copy on disk no longer is one.
+    fn invalidate_spill(&self) {
+        let mut s = lock(&self.0.spilled);
+        s.file = None;
+        s.version += 1;
+    }
+
+    /// Writes the host copy to a spill file ahead of need, keeping it in
+    /// RAM, so a later eviction only drops it. Writers wait for the read
+    /// lock held meanwhile; one that invalidated the copy since (the
+    /// version moved) makes the new file count for nothing. `Ok(false)`
+    /// when there was nothing to write.
+    pub(crate) fn pre_spill(&self, dir: &Arc<SpillDir>) -> Result<bool, String> {
+        let version = {
+            let s = lock(&self.0.spilled);
+            if s.file.is_some() {
+                return Ok(false);
+            }
+            s.version
+        };
+        if !self.coherence().replicas.is_valid_in(HOST_MEMORY) {
+            return Ok(false);
+        }
+        let data = self.read();
+        if data.len() != self.shape().len() {
+            return Ok(false);
+        }
+        let file = dir.write(self.id(), data.as_bytes())?;
+        let mut s = lock(&self.0.spilled);
+        if s.version == version && s.file.is_none() {
+            s.file = Some(file);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Takes the tile's data out of RAM: written to a spill file in `dir`
@@ -203,10 +240,10 @@ impl Tile {
             }
             c.replicas.is_valid_in(HOST_MEMORY)
         };
-        let mut spilled = lock(&self.0.spilled);
         let mut data = self.write();
-        if host_valid && spilled.is_none() {
-            *spilled = Some(dir.write(self.id(), data.as_bytes())?);
+        let mut spilled = lock(&self.0.spilled);
+        if host_valid && spilled.file.is_none() {
+            spilled.file = Some(dir.write(self.id(), data.as_bytes())?);
         }
         // Unpin before the buffer goes.
         lock(&self.0.pinned).take();
@@ -221,10 +258,10 @@ impl Tile {
     /// (checked), else as zeros, to be overwritten from a device or by a
     /// writer.
     pub(crate) fn load_from_disk(&self) -> Result<(), String> {
-        let spilled = lock(&self.0.spilled);
         let mut data = self.write();
+        let spilled = lock(&self.0.spilled);
         let mut fresh = TileData::zeros(self.dtype(), self.shape());
-        if let Some(file) = spilled.as_ref() {
+        if let Some(file) = spilled.file.as_ref() {
             file.read_into(self.id(), fresh.as_bytes_mut())?;
         }
         *data = fresh;
@@ -331,7 +368,7 @@ impl Tile {
             .map_err(|e| format!("copying {} from {}: {e}", self.name(), mem.name))?;
         c.replicas.acquire(HOST_MEMORY, Access::Read);
         // The host copy changed: a copy on disk is stale.
-        lock(&self.0.spilled).take();
+        self.invalidate_spill();
         Ok(())
     }
 
@@ -388,7 +425,7 @@ impl Tile {
         }
         if access.writes() {
             // The copy on disk is stale from now on.
-            lock(&self.0.spilled).take();
+            self.invalidate_spill();
             // A copy to a device may still be reading the host replica.
             for r in &mut c.buffers {
                 if let Some(ev) = r.filled {
@@ -477,7 +514,7 @@ impl Tile {
             // Whoever reads this replica next runs after this task ends.
             replica.forget_event();
             // The host copy, and any copy of it on disk, is stale now.
-            lock(&self.0.spilled).take();
+            self.invalidate_spill();
         }
         c.replicas.acquire(mem.space, access);
         Ok(buffer)
@@ -498,6 +535,20 @@ impl Tile {
         self.acquire_on_device(mem, stream, Access::Read)?;
         Ok(true)
     }
+}
+
+/// A tile's copy on disk, and how many times its host copy changed (so a
+/// background write that raced with a change is not taken for current).
+#[derive(Default)]
+pub(crate) struct SpillState {
+    file: Option<SpillFile>,
+    version: u64,
+}
+
+/// Whether the tile's host copy is on disk now (see [`next_use_of`] for why
+/// a cell).
+pub(crate) fn is_spilled_cell(cell: &TileCell) -> bool {
+    lock(&cell.spilled).file.is_some()
 }
 
 /// The first unfinished task that uses the tile, if any is known. Takes

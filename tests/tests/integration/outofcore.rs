@@ -168,3 +168,55 @@ fn an_unusable_spill_directory_is_a_clear_error_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn tiles_are_written_ahead_in_the_background_and_never_read_back_stale() {
+    let shape = TileShape::new(32, 32);
+    let bytes: u64 = 32 * 32 * 8;
+    let rt = runtime(10 * bytes, 1);
+    // 8 tiles: 80% of the budget, past the write-ahead mark, no eviction.
+    let tiles: Vec<_> = (0..8)
+        .map(|i| rt.tile(TileData::F64(vec![i as f64; 1024]), shape).unwrap())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tiles.iter().filter(|t| t.is_spilled()).count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing written ahead"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let usage = rt.host_usage();
+    assert_eq!(
+        usage.in_ram,
+        8 * bytes,
+        "writing ahead must not evict: {usage:?}"
+    );
+    assert!(usage.spilled >= 2 * bytes);
+    // Change every tile: their copies on disk are stale from now on.
+    for t in &tiles {
+        rt.submit(
+            Task::closure("bump", |ctx| {
+                if let Some(TileData::F64(v)) = ctx.tile_mut(0) {
+                    v.iter_mut().for_each(|x| *x += 100.0);
+                }
+                Ok(())
+            })
+            .read_write(t),
+        )
+        .unwrap();
+    }
+    rt.wait_all().unwrap();
+    // Push them all out and read them back: the new values, never the old.
+    let more: Vec<_> = (0..10)
+        .map(|_| rt.tile(TileData::F64(vec![-1.0; 1024]), shape).unwrap())
+        .collect();
+    for (i, t) in tiles.iter().enumerate() {
+        assert_eq!(
+            rt.fetch(t).unwrap().get(32, 5, 5),
+            i as f64 + 100.0,
+            "tile {i}"
+        );
+    }
+    drop(more);
+}
