@@ -42,7 +42,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use tessera_core::TileId;
 
 /// Fraction of the budget past which the background spiller writes ahead.
-pub const SPILL_EARLY: f64 = 0.6;
+pub const SPILL_EARLY: f64 = 0.8;
 
 pub(crate) struct HostTier {
     budget: u64,
