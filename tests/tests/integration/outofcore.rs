@@ -189,7 +189,7 @@ fn tiles_are_written_ahead_in_the_background_and_never_read_back_stale() {
     let usage = rt.host_usage();
     assert_eq!(
         usage.in_ram,
-        8 * bytes,
+        9 * bytes,
         "writing ahead must not evict: {usage:?}"
     );
     assert!(usage.spilled >= 2 * bytes);
