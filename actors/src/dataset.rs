@@ -565,13 +565,7 @@ pub fn write_npy(
     cols: usize,
 ) -> Result<(), DatasetError> {
     let path = path.as_ref();
-    if data.len() != rows * cols {
-        return Err(DatasetError::Invalid(format!(
-            "{} elements are not a {rows}x{cols} array",
-            data.len()
-        )));
-    }
-    let header = npy_header(data.dtype(), rows, cols, Order::ColumnMajor);
+    let header = npy_result_header(data, rows, cols)?;
     let tmp = path.with_extension("npy.partial");
     let write = || -> std::io::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
@@ -584,6 +578,31 @@ pub fn write_npy(
         let _ = std::fs::remove_file(&tmp);
         file_error(path, format!("writing: {e}"))
     })
+}
+
+/// Writes `data` as [`write_npy`] does, as object `key` of a bucket: one
+/// PUT, which the store makes visible whole or not at all.
+pub fn write_npy_object(
+    store: &ObjectSource,
+    key: &str,
+    data: &TileData,
+    rows: usize,
+    cols: usize,
+) -> Result<(), DatasetError> {
+    let mut bytes = npy_result_header(data, rows, cols)?;
+    bytes.extend_from_slice(data.as_bytes());
+    store.put(key, bytes)
+}
+
+/// The header of a result array, once its size is checked.
+fn npy_result_header(data: &TileData, rows: usize, cols: usize) -> Result<Vec<u8>, DatasetError> {
+    if data.len() != rows * cols {
+        return Err(DatasetError::Invalid(format!(
+            "{} elements are not a {rows}x{cols} array",
+            data.len()
+        )));
+    }
+    Ok(npy_header(data.dtype(), rows, cols, Order::ColumnMajor))
 }
 
 /// The `.npy` header (version 1.0) of a `rows × cols` array of `dtype` in

@@ -48,6 +48,11 @@ fn column_sums_over_an_object_match_and_stay_in_budget() {
         .build()
         .unwrap();
     let sums = ds.line_sums(&rt, 32, 2).unwrap();
+    // The result goes back to the bucket the same way and reads back whole.
+    tessera::dataset::write_npy_object(&store, "results/sums.npy", &sums, cols, 1).unwrap();
+    let back = Dataset::npy_object(&store, "results/sums.npy").unwrap();
+    assert_eq!((back.rows, back.cols), (cols, 1));
+    assert_eq!(back.read_block(0, 1).unwrap(), sums);
     for j in 0..cols {
         let want: f64 = (0..rows).map(|i| value(i, j)).sum();
         assert!((sums.get(cols, j, 0) - want).abs() < 1e-9, "column {j}");
