@@ -136,6 +136,15 @@ impl ObjectSource {
         Ok(())
     }
 
+    /// Deletes `key` (missing is fine).
+    pub fn delete(&self, key: &str) -> Result<(), DatasetError> {
+        let path = ObjectPath::from(key);
+        match self.rt.block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(key, "delete", e)),
+        }
+    }
+
     /// Stores `bytes` as `key` (one PUT).
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), DatasetError> {
         let path = ObjectPath::from(key);

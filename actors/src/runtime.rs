@@ -81,6 +81,7 @@ pub struct RuntimeBuilder {
     plugin_options: HashMap<String, String>,
     pinned_memory: Option<u64>,
     spill_dir: Option<PathBuf>,
+    spill_store: Option<(Arc<crate::objects::ObjectSource>, String)>,
     device_memory: Option<u64>,
     perf_model: Option<PathBuf>,
     trace: Option<PathBuf>,
@@ -123,6 +124,18 @@ impl RuntimeBuilder {
     /// Chrome-trace JSON file at shutdown (open it in ui.perfetto.dev).
     pub fn trace(mut self, path: impl Into<PathBuf>) -> Self {
         self.trace = Some(path.into());
+        self
+    }
+
+    /// Lets host tiles spill to an S3-compatible bucket instead of a local
+    /// directory, as objects under `prefix` (one prefix of the run's own,
+    /// each object deleted as its tile goes).
+    pub fn spill_to_store(
+        mut self,
+        store: Arc<crate::objects::ObjectSource>,
+        prefix: &str,
+    ) -> Self {
+        self.spill_store = Some((store, prefix.to_string()));
         self
     }
 
@@ -251,9 +264,12 @@ impl RuntimeBuilder {
             Some(p) if p.exists() => PerfModel::load(p).map_err(RuntimeError::Start)?,
             _ => PerfModel::new(),
         };
-        let spill = match &self.spill_dir {
-            Some(dir) => Some(SpillDir::create(dir).map_err(RuntimeError::Start)?),
-            None => None,
+        let spill = match (&self.spill_dir, &self.spill_store) {
+            (Some(dir), _) => Some(SpillDir::create(dir).map_err(RuntimeError::Start)?),
+            (None, Some((store, prefix))) => {
+                Some(SpillDir::create_in_store(Arc::clone(store), prefix))
+            }
+            (None, None) => None,
         };
         let registry = Registry::new();
         let server = match &self.metrics_addr {

@@ -7,16 +7,23 @@
 //! I/O), with a CRC-32 checked when it is read back: a corrupted or
 //! truncated spill file is an error naming the tile, never wrong data. A
 //! full disk is an error at once, not a retry loop.
+//!
+//! The same tier can live in an S3-compatible bucket instead
+//! ([`SpillDir::create_in_store`]): one object per spilled tile under a
+//! prefix of the run's own, deleted as its tile goes.
 
+use crate::objects::ObjectSource;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tessera_core::TileId;
 
-/// One runtime's spill directory.
+/// One runtime's spill directory (or prefix in a bucket).
 pub(crate) struct SpillDir {
+    /// The directory, or `s3://bucket/prefix` for a store.
     path: PathBuf,
+    store: Option<(Arc<ObjectSource>, String)>,
     pub written: AtomicU64,
     pub read: AtomicU64,
     /// Bytes in spill files now.
@@ -50,10 +57,29 @@ impl SpillDir {
         })?;
         Ok(Arc::new(SpillDir {
             path,
+            store: None,
             written: AtomicU64::new(0),
             read: AtomicU64::new(0),
             on_disk: AtomicU64::new(0),
         }))
+    }
+
+    /// Spills into `store` under `prefix/tessera-spill-<pid>-<n>/`.
+    pub fn create_in_store(store: Arc<ObjectSource>, prefix: &str) -> Arc<SpillDir> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let key = format!(
+            "{}/tessera-spill-{}-{}",
+            prefix.trim_end_matches('/'),
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        Arc::new(SpillDir {
+            path: PathBuf::from(store.url(&key)),
+            store: Some((store, key)),
+            written: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            on_disk: AtomicU64::new(0),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -63,11 +89,19 @@ impl SpillDir {
     /// Writes `bytes` as the spill file of `tile`, in one call.
     pub fn write(self: &Arc<Self>, tile: TileId, bytes: &[u8]) -> Result<SpillFile, String> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let path = self.path.join(format!(
+        let name = format!(
             "tile-{}-{}.bin",
             tile.0,
             SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        );
+        if let Some((store, prefix)) = &self.store {
+            let key = format!("{prefix}/{name}");
+            store
+                .put(&key, bytes.to_vec())
+                .map_err(|e| format!("spilling {tile} ({} bytes): {e}", bytes.len()))?;
+            return Ok(self.account(PathBuf::from(key), bytes));
+        }
+        let path = self.path.join(name);
         let result = std::fs::File::create(&path).and_then(|mut f| f.write_all(bytes));
         if let Err(e) = result {
             let _ = std::fs::remove_file(&path);
@@ -83,23 +117,31 @@ impl SpillDir {
                 self.path.display()
             ));
         }
+        Ok(self.account(path, bytes))
+    }
+
+    /// Counts a written spill file (a path, or an object's key).
+    fn account(self: &Arc<Self>, path: PathBuf, bytes: &[u8]) -> SpillFile {
         self.written
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.on_disk
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(SpillFile {
+        SpillFile {
             dir: Arc::clone(self),
             path,
             len: bytes.len() as u64,
             crc: crc32fast::hash(bytes),
-        })
+        }
     }
 }
 
 impl SpillDir {
-    /// Removes the directory and every spill file in it.
+    /// Removes the directory and every spill file in it (objects in a
+    /// store go one by one, as their tiles do).
     pub fn remove_now(&self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if self.store.is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -120,11 +162,17 @@ impl SpillFile {
                 buf.len()
             )));
         }
-        let mut f = std::fs::File::open(&self.path).map_err(|e| bad(e.to_string()))?;
-        f.read_exact(buf)
-            .map_err(|e| bad(format!("{e} (the file is truncated)")))?;
-        if f.read(&mut [0u8; 1]).map_err(|e| bad(e.to_string()))? != 0 {
-            return Err(bad("the file is longer than the tile".into()));
+        if let Some((store, _)) = &self.dir.store {
+            store
+                .read_at(&self.path.to_string_lossy(), 0, buf)
+                .map_err(|e| bad(e.to_string()))?;
+        } else {
+            let mut f = std::fs::File::open(&self.path).map_err(|e| bad(e.to_string()))?;
+            f.read_exact(buf)
+                .map_err(|e| bad(format!("{e} (the file is truncated)")))?;
+            if f.read(&mut [0u8; 1]).map_err(|e| bad(e.to_string()))? != 0 {
+                return Err(bad("the file is longer than the tile".into()));
+            }
         }
         if crc32fast::hash(buf) != self.crc {
             return Err(bad("checksum mismatch: the spill file is corrupted".into()));
@@ -141,7 +189,14 @@ impl SpillFile {
 
 impl Drop for SpillFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        match &self.dir.store {
+            Some((store, _)) => {
+                let _ = store.delete(&self.path.to_string_lossy());
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
         self.dir.on_disk.fetch_sub(self.len, Ordering::Relaxed);
     }
 }

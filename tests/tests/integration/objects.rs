@@ -122,3 +122,50 @@ fn wrong_credentials_and_short_objects_are_refused() {
         .to_string();
     assert!(err.contains("s3://data/c.bin"), "{err}");
 }
+
+#[test]
+fn host_tiles_spill_to_a_bucket_and_their_objects_go_with_them() {
+    let Some(server) = S3Server::start("data") else { return };
+    let store = config(&server.endpoint).connect().unwrap();
+    let (n, tile) = (192, 32);
+    let matrix_bytes = (n * (n + tile) / 2 * 8) as u64;
+    let rt = Runtime::builder()
+        .cpu_workers(2)
+        .devices(&["cpu"])
+        .host_memory(matrix_bytes / 4)
+        .spill_to_store(store, "spill")
+        .build()
+        .unwrap();
+    let gen = tessera::linalg::SpdMatrix { n, seed: 8 };
+    let a = tessera::linalg::TiledMatrix::generate(&rt, "A", n, tile, DType::F64, gen).unwrap();
+    tessera::linalg::cholesky(&rt, &a).unwrap();
+    let r = tessera::linalg::residual(&rt, &a, gen).unwrap();
+    assert!(r < 1e-14, "residual {r:e}");
+    let usage = rt.host_usage();
+    assert!(usage.spilled > 0 && usage.loaded > 0, "{usage:?}");
+    assert!(usage.peak <= matrix_bytes / 4);
+    assert!(usage.spill_path.unwrap().starts_with("s3://data/spill/"));
+    // Objects exist while their tiles are out of RAM...
+    let objects = |root: &std::path::Path| -> usize {
+        fn walk(p: &std::path::Path) -> usize {
+            std::fs::read_dir(p).map_or(0, |d| {
+                d.filter_map(Result::ok)
+                    .map(|e| {
+                        let path = e.path();
+                        if path.is_dir() {
+                            walk(&path)
+                        } else {
+                            usize::from(path.extension().is_some_and(|x| x == "bin"))
+                        }
+                    })
+                    .sum()
+            })
+        }
+        walk(&root.join("data"))
+    };
+    assert!(objects(&server.root) > 0);
+    // ... and go with them.
+    drop(a);
+    rt.shutdown().unwrap();
+    assert_eq!(objects(&server.root), 0);
+}
