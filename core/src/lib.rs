@@ -43,6 +43,7 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod kernels;
+pub mod milp;
 pub mod op;
 pub mod perfmodel;
 pub mod policy;

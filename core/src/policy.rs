@@ -50,6 +50,22 @@ pub trait Policy: Send {
     /// Index into `procs` of the processor to run `task` now, or `None` if
     /// it should wait (the processor it belongs on is full, or none can run it).
     fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize>;
+
+    /// Whether it places tasks that are ready together better as a window
+    /// ([`Policy::place_batch`]) than one by one.
+    fn wants_windows(&self) -> bool {
+        false
+    }
+
+    /// Places tasks that are ready together (independent of each other).
+    /// The default places them one by one on the same loads.
+    fn place_batch(
+        &mut self,
+        tasks: &[PlacementRequest<'_>],
+        procs: &[ProcessorLoad<'_>],
+    ) -> Vec<Option<usize>> {
+        tasks.iter().map(|t| self.place(t, procs)).collect()
+    }
 }
 
 /// Estimated seconds to run `task` on `proc`, copies included: the

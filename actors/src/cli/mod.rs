@@ -50,7 +50,7 @@ pub struct SimArgs {
     /// node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4 or cpu.
     #[arg(long, default_value = "node-1cpu-2gpu")]
     pub platform: String,
-    /// eager or heft.
+    /// eager, heft or milp (MILP over tasks ready together, HEFT otherwise).
     #[arg(long, default_value = "heft")]
     pub policy: String,
     /// Tile order of the generated graphs (f64).

@@ -36,6 +36,9 @@ pub enum ReadyOrder {
     Rank,
 }
 
+/// Most tasks placed together by a policy that wants windows.
+pub const WINDOW: usize = 64;
+
 /// What a simulation measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SimResult {
@@ -172,22 +175,44 @@ pub fn simulate(
     let home = procs.first().map_or(MemorySpaceId(0), |p| p.memory);
     let (mut decision, mut makespan, mut moved) = (0.0f64, 0.0f64, 0.0f64);
     let mut placed = 0;
-    while let Some(Ready { at: now, id: t, .. }) = heap.pop() {
-        let task = &g.tasks[t];
-        let spaces: Vec<Vec<MemorySpaceId>> = task
-            .reads
+    while let Some(first) = heap.pop() {
+        let now = first.at;
+        // Tasks ready at the same instant are independent: a policy that
+        // wants windows places them together.
+        let mut batch = vec![first.id];
+        if policy.wants_windows() {
+            while batch.len() < WINDOW && heap.peek().is_some_and(|r| r.at == now) {
+                if let Some(r) = heap.pop() {
+                    batch.push(r.id);
+                }
+            }
+        }
+        let spaces: Vec<Vec<Vec<MemorySpaceId>>> = batch
             .iter()
-            .map(|(d, _)| valid.get(d).cloned().unwrap_or_else(|| vec![home]))
+            .map(|t| {
+                g.tasks[*t]
+                    .reads
+                    .iter()
+                    .map(|(d, _)| valid.get(d).cloned().unwrap_or_else(|| vec![home]))
+                    .collect()
+            })
             .collect();
-        let inputs: Vec<(u64, &[MemorySpaceId])> = task
-            .reads
+        let inputs: Vec<Vec<(u64, &[MemorySpaceId])>> = batch
             .iter()
             .zip(&spaces)
-            .map(|((_, b), s)| (*b, s.as_slice()))
+            .map(|(t, sp)| {
+                g.tasks[*t]
+                    .reads
+                    .iter()
+                    .zip(sp)
+                    .map(|((_, b), s)| (*b, s.as_slice()))
+                    .collect()
+            })
             .collect();
-        // Copy time from the fastest holder of each input into `space`.
-        let copy_seconds = |space: MemorySpaceId| -> (f64, f64) {
-            inputs
+        // Copy seconds and bytes of inputs `k` into `space`, each from its
+        // fastest holder.
+        let copy_seconds = |k: usize, space: MemorySpaceId| -> (f64, f64) {
+            inputs[k]
                 .iter()
                 .fold((0.0, 0.0), |(secs, bytes), (b, holders)| {
                     if holders.contains(&space) {
@@ -204,71 +229,84 @@ pub fn simulate(
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let (secs, bytes) = copy_seconds(p.memory);
+                let (secs, bytes) = (0..batch.len())
+                    .map(|k| copy_seconds(k, p.memory))
+                    .fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
                 ProcessorLoad {
                     desc: p,
                     queued_seconds: (free_at[i] - now).max(0.0),
                     queued_tasks: usize::from(free_at[i] > now),
                     has_room: true,
                     // The policy charges missing bytes at this rate: the
-                    // one that gives this task's actual copy time.
+                    // one that gives these tasks' actual copy time.
                     copy_bandwidth: if secs > 0.0 { bytes / secs } else { 0.0 },
                 }
             })
             .collect();
-        let request = PlacementRequest {
-            op: task.op,
-            dtype: g.dtype,
-            flops: task.flops,
-            inputs: &inputs,
-            model: None,
-        };
+        let requests: Vec<PlacementRequest<'_>> = batch
+            .iter()
+            .zip(&inputs)
+            .map(|(t, inp)| PlacementRequest {
+                op: g.tasks[*t].op,
+                dtype: g.dtype,
+                flops: g.tasks[*t].flops,
+                inputs: inp,
+                model: None,
+            })
+            .collect();
         let clock = Instant::now();
-        let pick = policy.place(&request, &loads);
+        let picks = if requests.len() == 1 {
+            vec![policy.place(&requests[0], &loads)]
+        } else {
+            policy.place_batch(&requests, &loads)
+        };
         decision += clock.elapsed().as_secs_f64();
-        let p = pick.ok_or_else(|| {
-            format!(
-                "no processor of {} can run task {t} ({})",
-                platform.name,
-                task.op.as_str()
-            )
-        })?;
-        let desc = &procs[p];
-        let exec = exec_seconds(g, t, desc).ok_or_else(|| {
-            format!(
-                "the policy put task {t} on {}, which cannot run it",
-                desc.name
-            )
-        })?;
-        let (copy, bytes) = copy_seconds(desc.memory);
-        let link = &mut link_free[desc.memory.0 as usize];
-        let copied = now.max(*link) + copy;
-        if copy > 0.0 {
-            *link = copied;
-        }
-        let end = now.max(free_at[p]).max(copied) + exec;
-        free_at[p] = end;
-        moved += bytes;
-        makespan = makespan.max(end);
-        placed += 1;
-        for (d, _) in &task.reads {
-            let v = valid.entry(*d).or_insert_with(|| vec![home]);
-            if !v.contains(&desc.memory) {
-                v.push(desc.memory);
+        for (k, (t, pick)) in batch.iter().copied().zip(picks).enumerate() {
+            let task = &g.tasks[t];
+            let p = pick.ok_or_else(|| {
+                format!(
+                    "no processor of {} can run task {t} ({})",
+                    platform.name,
+                    task.op.as_str()
+                )
+            })?;
+            let desc = &procs[p];
+            let exec = exec_seconds(g, t, desc).ok_or_else(|| {
+                format!(
+                    "the policy put task {t} on {}, which cannot run it",
+                    desc.name
+                )
+            })?;
+            let (copy, bytes) = copy_seconds(k, desc.memory);
+            let link = &mut link_free[desc.memory.0 as usize];
+            let copied = now.max(*link) + copy;
+            if copy > 0.0 {
+                *link = copied;
             }
-        }
-        for (d, _) in &task.writes {
-            valid.insert(*d, vec![desc.memory]);
-        }
-        for s in &succs[t] {
-            ready_at[*s] = ready_at[*s].max(end);
-            pending[*s] -= 1;
-            if pending[*s] == 0 {
-                heap.push(Ready {
-                    at: ready_at[*s],
-                    priority: priority[*s],
-                    id: *s,
-                });
+            let end = now.max(free_at[p]).max(copied) + exec;
+            free_at[p] = end;
+            moved += bytes;
+            makespan = makespan.max(end);
+            placed += 1;
+            for (d, _) in &task.reads {
+                let v = valid.entry(*d).or_insert_with(|| vec![home]);
+                if !v.contains(&desc.memory) {
+                    v.push(desc.memory);
+                }
+            }
+            for (d, _) in &task.writes {
+                valid.insert(*d, vec![desc.memory]);
+            }
+            for s in &succs[t] {
+                ready_at[*s] = ready_at[*s].max(end);
+                pending[*s] -= 1;
+                if pending[*s] == 0 {
+                    heap.push(Ready {
+                        at: ready_at[*s],
+                        priority: priority[*s],
+                        id: *s,
+                    });
+                }
             }
         }
     }

@@ -125,7 +125,9 @@ fn wrong_credentials_and_short_objects_are_refused() {
 
 #[test]
 fn host_tiles_spill_to_a_bucket_and_their_objects_go_with_them() {
-    let Some(server) = S3Server::start("data") else { return };
+    let Some(server) = S3Server::start("data") else {
+        return;
+    };
     let store = config(&server.endpoint).connect().unwrap();
     let (n, tile) = (192, 32);
     let matrix_bytes = (n * (n + tile) / 2 * 8) as u64;
