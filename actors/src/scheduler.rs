@@ -153,6 +153,8 @@ pub(crate) struct Scheduler {
     model_path: Option<PathBuf>,
     /// Time zero of traces.
     epoch: Instant,
+    /// Whether any processor is a device (so tiles' use lists are kept).
+    has_devices: bool,
 }
 
 impl Scheduler {
@@ -172,6 +174,7 @@ impl Scheduler {
         progress: Arc<Progress>,
         kernels: Arc<KernelRegistry>,
     ) -> Self {
+        let has_devices = slots.iter().any(|s| s.device.is_some());
         Scheduler {
             inbox,
             scheduled,
@@ -194,6 +197,7 @@ impl Scheduler {
             model: PerfModel::new(),
             model_path: None,
             epoch: Instant::now(),
+            has_devices,
         }
     }
 
@@ -255,6 +259,14 @@ impl Scheduler {
         let next = self.graph.next_id();
         let after: Vec<TaskId> = after.into_iter().filter(|a| *a < next).collect();
         self.prefetch(&op, dtype, &args);
+        // Tiles whose use lists hold this task (runtimes that can evict,
+        // see `Runtime::submit`): kept to clean up if it is cancelled now.
+        let tracked: Vec<Tile> =
+            if self.has_devices || args.first().is_some_and(|(t, _)| t.host_tier().spills()) {
+                args.iter().map(|(t, _)| t.clone()).collect()
+            } else {
+                Vec::new()
+            };
         let pending = Pending {
             op,
             args,
@@ -276,6 +288,10 @@ impl Scheduler {
                     processor: None,
                 });
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
+                // It will never run: its tiles' eviction order forgets it.
+                for t in &tracked {
+                    t.end_use(id.0);
+                }
             }
         }
     }
