@@ -153,8 +153,6 @@ pub(crate) struct Scheduler {
     model_path: Option<PathBuf>,
     /// Time zero of traces.
     epoch: Instant,
-    /// Whether any processor is a device (so tiles' use lists are kept).
-    has_devices: bool,
 }
 
 impl Scheduler {
@@ -174,7 +172,6 @@ impl Scheduler {
         progress: Arc<Progress>,
         kernels: Arc<KernelRegistry>,
     ) -> Self {
-        let has_devices = slots.iter().any(|s| s.device.is_some());
         Scheduler {
             inbox,
             scheduled,
@@ -197,7 +194,6 @@ impl Scheduler {
             model: PerfModel::new(),
             model_path: None,
             epoch: Instant::now(),
-            has_devices,
         }
     }
 
@@ -259,14 +255,6 @@ impl Scheduler {
         let next = self.graph.next_id();
         let after: Vec<TaskId> = after.into_iter().filter(|a| *a < next).collect();
         self.prefetch(&op, dtype, &args);
-        // Tiles whose use lists hold this task (runtimes that can evict,
-        // see `Runtime::submit`): kept to clean up if it is cancelled now.
-        let tracked: Vec<Tile> =
-            if self.has_devices || args.first().is_some_and(|(t, _)| t.host_tier().spills()) {
-                args.iter().map(|(t, _)| t.clone()).collect()
-            } else {
-                Vec::new()
-            };
         let pending = Pending {
             op,
             args,
@@ -275,7 +263,9 @@ impl Scheduler {
             flops,
             dtype,
         };
-        let Ok((gid, state)) = self.graph.add(pending, &self.tile_access, &after) else {
+        let Ok((gid, state, cancelled)) =
+            self.graph.add_returning(pending, &self.tile_access, &after)
+        else {
             return;
         };
         debug_assert_eq!(gid, id, "submission order and graph order must agree");
@@ -289,7 +279,7 @@ impl Scheduler {
                 });
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
                 // It will never run: its tiles' eviction order forgets it.
-                for t in &tracked {
+                for (t, _) in cancelled.iter().flat_map(|p| &p.args) {
                     t.end_use(id.0);
                 }
             }

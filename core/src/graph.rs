@@ -196,6 +196,18 @@ impl<P> TaskGraph<P> {
         tiles: &[(TileId, Access)],
         after: &[TaskId],
     ) -> Result<(TaskId, Submitted), CoreError> {
+        self.add_returning(payload, tiles, after)
+            .map(|(id, state, _)| (id, state))
+    }
+
+    /// [`TaskGraph::add`], handing a cancelled task's payload back (for
+    /// callers that must undo what they did on its behalf).
+    pub fn add_returning(
+        &mut self,
+        payload: P,
+        tiles: &[(TileId, Access)],
+        after: &[TaskId],
+    ) -> Result<(TaskId, Submitted, Option<P>), CoreError> {
         let id = TaskId(self.next_id);
         if let Some(bad) = after.iter().find(|a| a.0 >= id.0) {
             return Err(CoreError::UnknownTask(*bad));
@@ -212,7 +224,7 @@ impl<P> TaskGraph<P> {
             // Keep ids aligned with slots: the cancelled task takes an empty one.
             self.nodes.push_back(None);
             self.drop_finished_front();
-            return Ok((id, Submitted::Cancelled(cause)));
+            return Ok((id, Submitted::Cancelled(cause), Some(payload)));
         }
 
         let mut preds: Vec<TaskId> = Vec::new();
@@ -264,7 +276,7 @@ impl<P> TaskGraph<P> {
         } else {
             Submitted::Waiting
         };
-        Ok((id, state))
+        Ok((id, state, None))
     }
 
     fn inherited_failure(&self, tiles: &[(TileId, Access)], after: &[TaskId]) -> Option<Failure> {
