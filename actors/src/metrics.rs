@@ -23,6 +23,7 @@ use prometheus::{
     Registry,
 };
 use std::collections::HashMap;
+use tessera_core::policy::Decision;
 use tessera_core::OpName;
 
 /// One thing that happened to a task.
@@ -44,6 +45,8 @@ pub(crate) enum TaskEvent {
         op: OpName,
         processor: Option<usize>,
     },
+    /// A window placed by a window policy.
+    Decision(Decision),
 }
 
 /// Events since the last batch, and the queues as they stand now.
@@ -73,6 +76,10 @@ struct Series {
     queued: IntGaugeVec,
     memory_used: IntGaugeVec,
     memory_budget: IntGaugeVec,
+    decisions: IntCounterVec,
+    decision_tasks: IntCounterVec,
+    decision_seconds: HistogramVec,
+    fallbacks: IntCounterVec,
 }
 
 /// Per-(op, processor) handles, so a hot event costs no label hashing in
@@ -145,7 +152,40 @@ impl Metrics {
                 Opts::new("tessera_memory_budget_bytes", "Budget of a memory space."),
                 &["space"],
             )?,
+            decisions: IntCounterVec::new(
+                Opts::new(
+                    "tessera_scheduler_decisions_total",
+                    "Windows of ready tasks placed together, by the mode that placed them.",
+                ),
+                &["mode"],
+            )?,
+            decision_tasks: IntCounterVec::new(
+                Opts::new(
+                    "tessera_scheduler_decision_tasks_total",
+                    "Tasks placed by window decisions, by mode.",
+                ),
+                &["mode"],
+            )?,
+            decision_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "tessera_scheduler_decision_seconds",
+                    "Time to place one window, by mode.",
+                )
+                .buckets(prometheus::exponential_buckets(1e-6, 4.0, 12)?),
+                &["mode"],
+            )?,
+            fallbacks: IntCounterVec::new(
+                Opts::new(
+                    "tessera_scheduler_fallbacks_total",
+                    "Windows the preferred mode could not place (solver failed or ran out of time), by the mode that stood in.",
+                ),
+                &["mode"],
+            )?,
         };
+        registry.register(Box::new(series.decisions.clone()))?;
+        registry.register(Box::new(series.decision_tasks.clone()))?;
+        registry.register(Box::new(series.decision_seconds.clone()))?;
+        registry.register(Box::new(series.fallbacks.clone()))?;
         registry.register(Box::new(series.submitted.clone()))?;
         registry.register(Box::new(series.completed.clone()))?;
         registry.register(Box::new(series.failed.clone()))?;
@@ -207,6 +247,21 @@ impl Metrics {
                     .failed
                     .with_label_values(&[op.as_str(), proc.as_str()])
                     .inc();
+            }
+            TaskEvent::Decision(d) => {
+                let mode = [d.mode.as_str()];
+                self.series.decisions.with_label_values(&mode).inc();
+                self.series
+                    .decision_tasks
+                    .with_label_values(&mode)
+                    .inc_by(d.tasks as u64);
+                self.series
+                    .decision_seconds
+                    .with_label_values(&mode)
+                    .observe(d.seconds);
+                if d.fell_back {
+                    self.series.fallbacks.with_label_values(&mode).inc();
+                }
             }
         }
     }

@@ -58,7 +58,6 @@ use std::thread::JoinHandle;
 use tessera_core::graph::TaskId;
 use tessera_core::op::OpName;
 use tessera_core::perfmodel::PerfModel;
-use tessera_core::policy::EarliestFinish;
 use tessera_core::processor::{
     MemoryKind, MemorySpaceDesc, MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind,
 };
@@ -85,6 +84,7 @@ pub struct RuntimeBuilder {
     device_memory: Option<u64>,
     perf_model: Option<PathBuf>,
     trace: Option<PathBuf>,
+    policy: Option<String>,
 }
 
 /// A loaded plugin as `tessera info` shows it.
@@ -117,6 +117,15 @@ impl RuntimeBuilder {
     /// runtime still learns, for its own lifetime.
     pub fn perf_model(mut self, path: impl Into<PathBuf>) -> Self {
         self.perf_model = Some(path.into());
+        self
+    }
+
+    /// The scheduling policy by name: `heft` (the default: each ready task
+    /// where it would finish first), `eager`, `milp` (windows of ready
+    /// tasks as a mixed-integer program, with the metaheuristic as its
+    /// fallback) or `metaheuristic`. An unknown name fails `build`.
+    pub fn policy(mut self, name: impl Into<String>) -> Self {
+        self.policy = Some(name.into());
         self
     }
 
@@ -260,6 +269,8 @@ impl RuntimeBuilder {
             Some(b) => b,
             None => physical_memory().map_or(u64::MAX, |m| m / 4 * 3),
         };
+        let policy = tessera_core::policy::by_name(self.policy.as_deref().unwrap_or("heft"), 10e9)
+            .map_err(RuntimeError::Start)?;
         let model = match &self.perf_model {
             Some(p) if p.exists() => PerfModel::load(p).map_err(RuntimeError::Start)?,
             _ => PerfModel::new(),
@@ -341,6 +352,7 @@ impl RuntimeBuilder {
         let started = start_actors(ActorSetup {
             model,
             model_path: self.perf_model.clone(),
+            policy,
             inbox: inbox_rx,
             scheduled: Arc::clone(&scheduled),
             slots,
@@ -522,6 +534,7 @@ fn describe_devices(
 struct ActorSetup {
     model: PerfModel,
     model_path: Option<PathBuf>,
+    policy: Box<dyn tessera_core::policy::Policy>,
     inbox: crossbeam_channel::Receiver<Input>,
     scheduled: Arc<AtomicBool>,
     slots: Vec<ProcessorSlot>,
@@ -552,6 +565,7 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                 let ActorSetup {
                     model,
                     model_path,
+                    policy,
                     inbox,
                     scheduled,
                     slots,
@@ -561,7 +575,6 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                 } = setup;
                 let metrics = Metrics::start_in_arbiter(&side_handle, move |_| metrics);
                 let for_tier = metrics.clone();
-                let policy = Box::new(EarliestFinish::new(10e9));
                 let scheduler =
                     Scheduler::new(inbox, scheduled, slots, policy, metrics, progress, kernels)
                         .with_model(model, model_path)

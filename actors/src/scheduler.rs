@@ -50,6 +50,30 @@ enum Placement {
 /// Ready tasks examined past ones that must wait, per dispatch.
 const LOOKAHEAD: usize = 64;
 
+/// Most ready tasks a window policy places together.
+const WINDOW: usize = 64;
+/// Share of a window's run time its placement may take.
+const WINDOW_BUDGET_SHARE: f64 = 0.1;
+
+/// The estimated seconds of `request` on `load`'s processor, and the
+/// sample it will teach the performance model: only tasks whose inputs
+/// are in place, since copies are charged separately.
+fn estimate(
+    request: &PlacementRequest<'_>,
+    load: &ProcessorLoad<'_>,
+) -> (f64, Option<(DType, f64)>) {
+    let est = tessera_core::policy::estimate_seconds(request, load.desc, load.copy_bandwidth);
+    let in_place = request
+        .inputs
+        .iter()
+        .all(|(_, spaces)| spaces.contains(&load.desc.memory));
+    let sample = match (request.dtype, in_place && request.flops > 0.0) {
+        (Some(dt), true) => Some((dt, request.flops)),
+        _ => None,
+    };
+    (est, sample)
+}
+
 /// Wake-up: empty the inbox.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -396,6 +420,15 @@ impl Scheduler {
     /// room. A task that should wait for a busy processor stays queued and
     /// the tasks behind it get their turn, up to [`LOOKAHEAD`] of them.
     fn dispatch(&mut self) {
+        if self.policy.wants_windows() && self.ready_len > 1 {
+            // A window first; what it left waiting goes one by one below.
+            self.place_window();
+        }
+        self.dispatch_each();
+        self.record_decisions();
+    }
+
+    fn dispatch_each(&mut self) {
         let classes: Vec<i32> = self.ready.keys().rev().copied().collect();
         let mut waiting = 0usize;
         'classes: for prio in classes {
@@ -457,6 +490,7 @@ impl Scheduler {
             flops: p.flops,
             inputs: &inputs,
             model: Some(&self.model),
+            tail: 0.0,
         };
         // A user kernel can only go where it was compiled; any other task
         // considers every processor (and allocates no index map).
@@ -481,21 +515,125 @@ impl Scheduler {
             return Placement::Wait;
         };
         let choice = eligible.as_ref().map_or(pick, |idx| idx[pick]);
-        let est_seconds = tessera_core::policy::estimate_seconds(
-            &request,
-            loads[pick].desc,
-            loads[pick].copy_bandwidth,
-        );
-        // Times of tasks that copied inputs in would teach the model the
-        // copies too (charged separately): only those with inputs in place.
-        let in_place = inputs
-            .iter()
-            .all(|(_, spaces)| spaces.contains(&loads[pick].desc.memory));
-        let sample = match (request.dtype, in_place && request.flops > 0.0) {
-            (Some(dt), true) => Some((dt, request.flops)),
-            _ => None,
-        };
+        let (est_seconds, sample) = estimate(&request, &loads[pick]);
         drop(loads);
+        self.send(id, choice, est_seconds, sample)
+    }
+
+    /// Places a window of ready tasks together (for policies that want
+    /// windows): up to [`WINDOW`] of the highest priority, user kernels
+    /// excepted (they go one by one, to the devices that compiled them).
+    /// Returns whether it placed any.
+    fn place_window(&mut self) -> bool {
+        // Only tasks that can go now are worth planning: about two per
+        // processor with room.
+        let room = self.slots.iter().filter(|s| s.load().has_room).count();
+        let window = WINDOW.min(2 * room);
+        let mut ids: Vec<(i32, TaskId)> = Vec::new();
+        'collect: for (prio, queue) in self.ready.iter().rev() {
+            for id in queue {
+                if ids.len() == window {
+                    break 'collect;
+                }
+                if self
+                    .graph
+                    .payload(*id)
+                    .is_some_and(|p| !matches!(p.op, Op::Kernel(_)))
+                {
+                    ids.push((*prio, *id));
+                }
+            }
+        }
+        if ids.len() < 2 {
+            return false;
+        }
+        let picks: Vec<(i32, TaskId, usize, f64, Option<(DType, f64)>)> = {
+            let payloads: Vec<&Pending> = ids
+                .iter()
+                .filter_map(|(_, id)| self.graph.payload(*id))
+                .collect();
+            let spaces: Vec<Vec<Vec<MemorySpaceId>>> = payloads
+                .iter()
+                .map(|p| {
+                    p.args
+                        .iter()
+                        .filter(|(_, a)| a.reads())
+                        .map(|(t, _)| t.valid_spaces())
+                        .collect()
+                })
+                .collect();
+            let inputs: Vec<Vec<(u64, &[MemorySpaceId])>> = payloads
+                .iter()
+                .zip(&spaces)
+                .map(|(p, sp)| {
+                    p.args
+                        .iter()
+                        .filter(|(_, a)| a.reads())
+                        .zip(sp)
+                        .map(|((t, _), s)| (t.meta().bytes(), s.as_slice()))
+                        .collect()
+                })
+                .collect();
+            let requests: Vec<PlacementRequest<'_>> = payloads
+                .iter()
+                .zip(&inputs)
+                .map(|(p, inp)| PlacementRequest {
+                    op: p.op.name(),
+                    dtype: p.dtype,
+                    flops: p.flops,
+                    inputs: inp,
+                    model: Some(&self.model),
+                    tail: 0.0,
+                })
+                .collect();
+            let loads: Vec<ProcessorLoad<'_>> =
+                self.slots.iter().map(ProcessorSlot::load).collect();
+            // Load picks the mode: deciding may cost a tenth of the time
+            // the window's tasks take to run side by side.
+            let budget = WINDOW_BUDGET_SHARE * self.mean_task_seconds * requests.len() as f64
+                / self.slots.len().max(1) as f64;
+            self.policy
+                .set_window_budget(Duration::from_secs_f64(budget.clamp(0.0, 1.0)));
+            let plan = self.policy.place_batch(&requests, &loads);
+            ids.iter()
+                .zip(&requests)
+                .zip(plan)
+                .filter_map(|(((prio, id), r), pick)| {
+                    let p = pick?;
+                    let (est, sample) = estimate(r, &loads[p]);
+                    Some((*prio, *id, p, est, sample))
+                })
+                .collect()
+        };
+        let mut placed = false;
+        for (prio, id, p, est, sample) in picks {
+            // The plan fills queues past their room only up to it: the
+            // rest waits for the next window.
+            if !self.slots[p].load().has_room {
+                continue;
+            }
+            if let Some(q) = self.ready.get_mut(&prio) {
+                if let Some(i) = q.iter().position(|t| *t == id) {
+                    q.remove(i);
+                    self.ready_len -= 1;
+                }
+                if q.is_empty() {
+                    self.ready.remove(&prio);
+                }
+            }
+            placed |= matches!(self.send(id, p, est, sample), Placement::Sent);
+        }
+        placed
+    }
+
+    /// Sends task `id` to processor `choice`.
+    fn send(
+        &mut self,
+        id: TaskId,
+        choice: usize,
+        est_seconds: f64,
+        sample: Option<(DType, f64)>,
+    ) -> Placement {
         let Some(task) = self.graph.take_payload(id) else {
             return Placement::Gone;
         };
@@ -513,6 +651,13 @@ impl Scheduler {
             slot.queued_seconds += est_seconds;
         }
         Placement::Sent
+    }
+
+    /// Moves the policy's window decisions into the metrics events.
+    fn record_decisions(&mut self) {
+        for d in self.policy.take_decisions() {
+            self.events.push(TaskEvent::Decision(d));
+        }
     }
 
     fn answer_idle_waiters(&mut self) {

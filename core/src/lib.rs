@@ -13,7 +13,9 @@
 //! - [`kernels`]: the CPU implementations of the tile ops, on faer;
 //! - [`processor`]: processors and memory spaces as descriptors;
 //! - [`perfmodel`]: op times learned from measurements, robust to outliers;
-//! - [`policy`]: scheduling policies as pure code behind one trait;
+//! - [`policy`]: scheduling policies as pure code behind one trait, with
+//!   window policies in [`milp`] (HiGHS) and [`metaheuristic`]
+//!   (differential evolution), both scoring plans by [`window`];
 //! - [`verify`]: factorisations checked by reconstruction;
 //! - [`sim`]: a discrete-event simulator driven by the same policies.
 //!
@@ -43,6 +45,7 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod kernels;
+pub mod metaheuristic;
 pub mod milp;
 pub mod op;
 pub mod perfmodel;
@@ -51,6 +54,7 @@ pub mod processor;
 pub mod sim;
 pub mod tile;
 pub mod verify;
+pub mod window;
 
 pub use access::Access;
 pub use dtype::DType;

@@ -1,106 +1,85 @@
-//! MILP placement of a window of ready tasks, with a fallback.
+//! MILP placement of a window of ready tasks, with a metaheuristic
+//! fallback.
 //!
-//! Tasks that are ready together are independent of each other (none waits
-//! for another), so placing them is the unrelated-machines makespan
-//! problem (R‖Cmax) with each processor's queued work as its start: binary
-//! `x[t][p]` puts task `t` on processor `p` at the cost the list policy
-//! would estimate (execution plus copies of missing inputs); every task
-//! goes somewhere; each processor's queue plus its tasks stays within the
-//! makespan `C`, which is minimised (with a small weight on the total work
-//! so that, of equal makespans, the one that does less work wins). HiGHS
-//! solves it through good_lp, warm-started with the fallback's own plan,
-//! under a time limit; the fallback places the window instead when it is
-//! larger than [`Milp::window`], or the solver fails or finds nothing.
-//! Every decision records which mode made it and how long it took.
+//! Tasks that are ready together are independent of each other, so placing
+//! them is an assignment: binary `x[t][p]` puts task `t` on processor `p`,
+//! costing what the list policy would estimate (execution plus copies of
+//! missing inputs). Tasks join their processor's queue in window order
+//! (highest priority first). The objective is [`WindowCosts::score`]'s: the
+//! largest `finish + tail` over the window (the earliest the graph could
+//! end), linearised with one big-M constraint per (task, processor):
+//! `queue[p] + Σ_{t'≤t} cost[t'][p]·x[t'][p] + tail[t] ≤ C + M·(1 − x[t][p])`,
+//! with `M` the left side's largest value, so the constraint binds only
+//! where the task goes. A small weight on the total work breaks ties.
+//! HiGHS solves it through good_lp, warm-started with the list plan, under
+//! a time limit, on one thread.
+//!
+//! Which mode decides depends on the load: the caller's time budget for
+//! the window ([`Policy::set_window_budget`]; a runtime of short tasks
+//! allows little), then the window size:
+//! up to [`Milp::milp_window`] tasks the MILP; past it, or when the solver
+//! fails or finds nothing in time, the
+//! metaheuristic ([`crate::metaheuristic`]) within its own budget; past
+//! [`Milp::meta_window`] tasks, or for a single task, the list rule (the
+//! list plan, each task in turn where it would finish first). Every
+//! decision records its mode, size, time and whether it fell back.
 
-use crate::policy::{estimate_seconds, PlacementRequest, Policy, ProcessorLoad};
+use crate::metaheuristic::{improve, placements};
+use crate::policy::{Decision, Mode, PlacementRequest, Policy, ProcessorLoad};
+use crate::window::WindowCosts;
 use good_lp::{
     constraint, highs, variable, variables, Expression, IntoAffineExpression, Solution,
     SolverModel, Variable, WithInitialSolution,
 };
 use std::time::{Duration, Instant};
 
-/// Which mode placed a window, for reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Milp,
-    /// The window was too large, the solver failed, or found nothing.
-    Fallback,
-}
+/// Least time worth giving the solver (HiGHS needs about this much to
+/// set up and improve on a warm start).
+const MIN_SOLVER_BUDGET: Duration = Duration::from_millis(2);
+/// Least time worth giving the metaheuristic.
+pub(crate) const MIN_META_BUDGET: Duration = Duration::from_micros(50);
 
-/// MILP over windows of ready tasks; `fallback` for single tasks and when
-/// the MILP cannot answer.
+/// Bytes/s charged for a missing input when the processor gives no rate.
+const DEFAULT_BANDWIDTH: f64 = 10e9;
+
+/// MILP over windows of ready tasks, the metaheuristic as its fallback,
+/// and `list` for single tasks and the largest windows.
 pub struct Milp {
-    pub window: usize,
+    /// Largest window the MILP takes.
+    pub milp_window: usize,
+    /// Largest window the metaheuristic takes.
+    pub meta_window: usize,
+    /// Solver time limit per window.
     pub time_limit: Duration,
-    fallback: Box<dyn Policy>,
-    /// Windows placed per mode, and the time they took.
-    pub decisions: Vec<(Mode, usize, Duration)>,
+    /// Metaheuristic time budget per window.
+    pub meta_budget: Duration,
+    /// What the caller allows for the next window ([`Policy::set_window_budget`]).
+    budget: Option<Duration>,
+    list: Box<dyn Policy>,
+    decisions: Vec<Decision>,
+    seed: u64,
 }
 
 impl Milp {
-    pub fn new(fallback: Box<dyn Policy>) -> Self {
+    pub fn new(list: Box<dyn Policy>) -> Self {
         Milp {
-            window: 64,
+            milp_window: 64,
+            meta_window: 512,
             time_limit: Duration::from_millis(20),
-            fallback,
+            meta_budget: Duration::from_millis(2),
+            budget: None,
+            list,
             decisions: Vec::new(),
+            seed: 0,
         }
     }
 
-    /// Seconds `task` would take on `proc`, or `None` if it cannot run there.
-    fn cost(task: &PlacementRequest<'_>, proc: &ProcessorLoad<'_>, bandwidth: f64) -> Option<f64> {
-        proc.desc
-            .supports(task.op, task.dtype)
-            .then(|| estimate_seconds(task, proc.desc, bandwidth))
-    }
-
-    /// The fallback's plan for the window, one task after another, each
-    /// seeing the queues the earlier ones left.
-    fn plan_with_fallback(
-        &mut self,
-        tasks: &[PlacementRequest<'_>],
-        procs: &[ProcessorLoad<'_>],
-    ) -> Vec<Option<usize>> {
-        let mut loads: Vec<ProcessorLoad<'_>> = procs.to_vec();
-        tasks
-            .iter()
-            .map(|t| {
-                let pick = self.fallback.place(t, &loads);
-                if let Some(p) = pick {
-                    if let Some(c) = Self::cost(t, &loads[p], bandwidth_of(&loads[p])) {
-                        loads[p].queued_seconds += c;
-                        loads[p].queued_tasks += 1;
-                    }
-                }
-                pick
-            })
-            .collect()
-    }
-
-    /// The MILP's plan, or `None` if it has none.
-    fn plan_with_milp(
-        &self,
-        tasks: &[PlacementRequest<'_>],
-        procs: &[ProcessorLoad<'_>],
-        warm: &[Option<usize>],
-    ) -> Option<Vec<Option<usize>>> {
-        let cost: Vec<Vec<Option<f64>>> = tasks
-            .iter()
-            .map(|t| {
-                procs
-                    .iter()
-                    .map(|p| Self::cost(t, p, bandwidth_of(p)))
-                    .collect()
-            })
-            .collect();
-        // A task no processor can run is left to the fallback's answer.
-        if cost.iter().any(|row| row.iter().all(Option::is_none)) {
-            return None;
-        }
+    /// The MILP's plan, or `None` if the solver has none.
+    fn solve(&self, w: &WindowCosts, warm: &[usize], limit: Duration) -> Option<Vec<usize>> {
         let mut vars = variables!();
-        let makespan = vars.add(variable().min(0.0));
-        let x: Vec<Vec<Option<Variable>>> = cost
+        let end = vars.add(variable().min(0.0));
+        let x: Vec<Vec<Option<Variable>>> = w
+            .cost
             .iter()
             .map(|row| {
                 row.iter()
@@ -110,7 +89,7 @@ impl Milp {
             .collect();
         let total: Expression = x
             .iter()
-            .zip(&cost)
+            .zip(&w.cost)
             .flat_map(|(xs, cs)| xs.iter().zip(cs))
             .filter_map(|(v, c)| Some((*c)? * v.as_ref()?.into_expression()))
             .sum();
@@ -118,60 +97,61 @@ impl Milp {
         for (t, xs) in x.iter().enumerate() {
             for (p, v) in xs.iter().enumerate() {
                 if let Some(v) = v {
-                    initial.push((*v, if warm[t] == Some(p) { 1.0 } else { 0.0 }));
+                    initial.push((*v, if warm[t] == p { 1.0 } else { 0.0 }));
                 }
             }
         }
-        let warm_makespan = procs
-            .iter()
-            .enumerate()
-            .map(|(p, l)| {
-                l.queued_seconds
-                    + (0..tasks.len())
-                        .filter(|t| warm[*t] == Some(p))
-                        .filter_map(|t| cost[t][p])
-                        .sum::<f64>()
-            })
-            .fold(0.0, f64::max);
-        initial.push((makespan, warm_makespan));
+        let mut warm_end = 0.0f64;
+        let mut free = w.queue.clone();
+        for (t, p) in warm.iter().enumerate() {
+            free[*p] += w.cost[t][*p].unwrap_or(0.0);
+            warm_end = warm_end.max(free[*p] + w.tail[t]);
+        }
+        initial.push((end, warm_end));
         let mut model = vars
-            .minimise(makespan + 1e-3 * total)
+            .minimise(end + 1e-3 * total)
             .using(highs)
-            .set_time_limit(self.time_limit.as_secs_f64())
+            .set_time_limit(limit.as_secs_f64())
             .set_threads(1)
             .with_initial_solution(initial);
         for xs in &x {
             let one: Expression = xs.iter().flatten().map(|v| v.into_expression()).sum();
             model = model.with(constraint!(one == 1));
         }
-        for (p, load) in procs.iter().enumerate() {
-            let mine: Expression = x
-                .iter()
-                .zip(&cost)
-                .filter_map(|(xs, cs)| Some(cs[p]? * xs[p]?.into_expression()))
-                .sum();
-            model = model.with(constraint!(mine + load.queued_seconds <= makespan));
+        for p in 0..w.processors() {
+            let mut prefix = Expression::from(w.queue[p]);
+            let mut most = w.queue[p];
+            for t in 0..w.tasks() {
+                let (Some(c), Some(v)) = (w.cost[t][p], x[t][p]) else {
+                    continue;
+                };
+                prefix += c * v;
+                most += c;
+                let big_m = most + w.tail[t];
+                model = model.with(constraint!(
+                    prefix.clone() + w.tail[t] <= end + big_m - big_m * v
+                ));
+            }
         }
         let solution = model.solve().ok()?;
-        Some(
-            x.iter()
-                .map(|xs| {
-                    xs.iter()
-                        .enumerate()
-                        .filter_map(|(p, v)| v.map(|v| (p, solution.value(v))))
-                        .max_by(|a, b| a.1.total_cmp(&b.1))
-                        .map(|(p, _)| p)
-                })
-                .collect(),
-        )
+        x.iter()
+            .map(|xs| {
+                xs.iter()
+                    .enumerate()
+                    .filter_map(|(p, v)| v.map(|v| (p, solution.value(v))))
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(p, _)| p)
+            })
+            .collect()
     }
-}
 
-fn bandwidth_of(p: &ProcessorLoad<'_>) -> f64 {
-    if p.copy_bandwidth > 0.0 {
-        p.copy_bandwidth
-    } else {
-        10e9
+    fn record(&mut self, mode: Mode, tasks: usize, clock: Instant, fell_back: bool) {
+        self.decisions.push(Decision {
+            mode,
+            tasks,
+            seconds: clock.elapsed().as_secs_f64(),
+            fell_back,
+        });
     }
 }
 
@@ -181,7 +161,7 @@ impl Policy for Milp {
     }
 
     fn place(&mut self, task: &PlacementRequest<'_>, procs: &[ProcessorLoad<'_>]) -> Option<usize> {
-        self.fallback.place(task, procs)
+        self.list.place(task, procs)
     }
 
     fn wants_windows(&self) -> bool {
@@ -194,24 +174,56 @@ impl Policy for Milp {
         procs: &[ProcessorLoad<'_>],
     ) -> Vec<Option<usize>> {
         let clock = Instant::now();
-        let warm = self.plan_with_fallback(tasks, procs);
-        if tasks.len() < 2 || tasks.len() > self.window {
-            self.decisions
-                .push((Mode::Fallback, tasks.len(), clock.elapsed()));
-            return warm;
+        let w = WindowCosts::new(tasks, procs, DEFAULT_BANDWIDTH);
+        let Some(start) = w.list_plan() else {
+            // A task no processor can run: the list rule says which.
+            let picks = self.list.place_batch(tasks, procs);
+            self.record(Mode::List, tasks.len(), clock, false);
+            return picks;
+        };
+        if !(2..=self.meta_window).contains(&tasks.len()) {
+            self.record(Mode::List, tasks.len(), clock, tasks.len() > 1);
+            return placements(&start, procs);
         }
-        match self.plan_with_milp(tasks, procs, &warm) {
-            Some(plan) => {
-                self.decisions
-                    .push((Mode::Milp, tasks.len(), clock.elapsed()));
-                plan
-            }
-            None => {
-                self.decisions
-                    .push((Mode::Fallback, tasks.len(), clock.elapsed()));
-                warm
-            }
+        // Load decides the mode too: a budget below the solver's smallest
+        // useful time goes to the metaheuristic, below its own to the list.
+        let budget = self.budget.take();
+        let (solver_time, meta_time) = match budget {
+            None => (self.time_limit, self.meta_budget),
+            Some(b) => (self.time_limit.min(b), self.meta_budget.min(b)),
+        };
+        if meta_time < MIN_META_BUDGET {
+            self.record(Mode::List, tasks.len(), clock, false);
+            return placements(&start, procs);
         }
+        self.seed += 1;
+        if tasks.len() <= self.milp_window && solver_time >= MIN_SOLVER_BUDGET {
+            if let Some(plan) = self.solve(&w, &start, solver_time) {
+                // The solver breaks ties on total work, the score on the
+                // sum of finishes: keep whichever plan scores better.
+                let best = if w.score(&plan) <= w.score(&start) {
+                    plan
+                } else {
+                    start
+                };
+                self.record(Mode::Milp, tasks.len(), clock, false);
+                return placements(&best, procs);
+            }
+            let plan = improve(&w, &start, meta_time, self.seed);
+            self.record(Mode::Metaheuristic, tasks.len(), clock, true);
+            return placements(&plan, procs);
+        }
+        let plan = improve(&w, &start, meta_time, self.seed);
+        self.record(Mode::Metaheuristic, tasks.len(), clock, false);
+        placements(&plan, procs)
+    }
+
+    fn set_window_budget(&mut self, budget: Duration) {
+        self.budget = Some(budget);
+    }
+
+    fn take_decisions(&mut self) -> Vec<Decision> {
+        std::mem::take(&mut self.decisions)
     }
 }
 
@@ -259,6 +271,7 @@ mod tests {
                 flops: g * 1e9,
                 inputs: &[],
                 model: None,
+                tail: 0.0,
             })
             .collect();
         let makespan = |plan: &[Option<usize>]| {
@@ -273,14 +286,63 @@ mod tests {
                 .fold(0.0, f64::max)
         };
         let mut greedy = Milp::new(Box::new(EarliestFinish::new(10e9)));
-        greedy.window = 0;
+        greedy.meta_window = 0;
         let g = greedy.place_batch(&tasks, &loads);
         let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
         milp.time_limit = Duration::from_secs(5);
         let m = milp.place_batch(&tasks, &loads);
         assert_eq!(makespan(&g), 7.0);
         assert_eq!(makespan(&m), 6.0, "{m:?}");
-        assert_eq!(milp.decisions[0].0, Mode::Milp);
-        assert_eq!(greedy.decisions[0].0, Mode::Fallback);
+        let d = milp.take_decisions();
+        assert_eq!((d[0].mode, d[0].fell_back), (Mode::Milp, false));
+        assert!(milp.take_decisions().is_empty());
+        assert_eq!(greedy.take_decisions()[0].mode, Mode::List);
+    }
+
+    #[test]
+    fn the_critical_task_goes_first_and_large_windows_go_to_the_metaheuristic() {
+        // One fast and one slow processor. Task 0 has 10 s of work behind
+        // it; with the finish + tail objective it must get the fast one.
+        let procs_desc = [proc(0, 1.0), proc(1, 0.5)];
+        let loads: Vec<ProcessorLoad<'_>> = procs_desc
+            .iter()
+            .map(|d| ProcessorLoad {
+                desc: d,
+                queued_seconds: 0.0,
+                queued_tasks: 0,
+                has_room: true,
+                copy_bandwidth: 0.0,
+            })
+            .collect();
+        let task = |gflop: f64, tail: f64| PlacementRequest {
+            op: OpName::Gemm,
+            dtype: Some(DType::F64),
+            flops: gflop * 1e9,
+            inputs: &[],
+            model: None,
+            tail,
+        };
+        let tasks = [task(1.0, 10.0), task(1.0, 0.0), task(1.0, 0.0)];
+        let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
+        milp.time_limit = Duration::from_secs(5);
+        let plan = milp.place_batch(&tasks, &loads);
+        assert_eq!(plan[0], Some(0), "{plan:?}");
+        let w = WindowCosts::new(&tasks, &loads, 10e9);
+        let chosen: Vec<usize> = plan.iter().flatten().copied().collect();
+        assert!(w.score(&chosen) <= w.score(&w.list_plan().unwrap()) + 1e-9);
+        // Past the MILP's window the metaheuristic decides, not as a fallback.
+        milp.milp_window = 2;
+        let again = milp.place_batch(&tasks, &loads);
+        assert!(again.iter().all(Option::is_some));
+        let d = milp.take_decisions();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].mode, Mode::Milp);
+        assert_eq!((d[1].mode, d[1].fell_back), (Mode::Metaheuristic, false));
+        // A full processor makes its tasks wait rather than move.
+        let mut busy = loads.clone();
+        busy[0].has_room = false;
+        milp.milp_window = 64;
+        let waits = milp.place_batch(&tasks, &busy);
+        assert_eq!(waits[0], None);
     }
 }

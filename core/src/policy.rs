@@ -25,6 +25,10 @@ pub struct PlacementRequest<'a> {
     pub inputs: &'a [(u64, &'a [MemorySpaceId])],
     /// Learned op times, where there are any (else the processor's peak).
     pub model: Option<&'a PerfModel>,
+    /// Estimated seconds of the longest chain of work that must follow
+    /// this task (its upward rank less its own time; 0 when unknown).
+    /// Window policies weigh a task's finish by it.
+    pub tail: f64,
 }
 
 /// A processor as a policy sees it at decision time.
@@ -40,6 +44,41 @@ pub struct ProcessorLoad<'a> {
     /// Bytes/s for copying a missing input into its memory (0: use the
     /// policy's default).
     pub copy_bandwidth: f64,
+}
+
+/// Which kind of decision placed tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One task at a time by a list rule (earliest finish, or eager).
+    List,
+    /// A window solved as a mixed-integer program.
+    Milp,
+    /// A window searched by a metaheuristic.
+    Metaheuristic,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::List => "list",
+            Mode::Milp => "milp",
+            Mode::Metaheuristic => "metaheuristic",
+        }
+    }
+}
+
+/// One placement decision, for metrics and reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub mode: Mode,
+    /// Tasks it placed.
+    pub tasks: usize,
+    /// Time it took.
+    pub seconds: f64,
+    /// Whether the preferred mode failed (timed out, found nothing, or
+    /// found worse) and this one stood in.
+    pub fell_back: bool,
 }
 
 /// Places ready tasks on processors.
@@ -65,6 +104,37 @@ pub trait Policy: Send {
         procs: &[ProcessorLoad<'_>],
     ) -> Vec<Option<usize>> {
         tasks.iter().map(|t| self.place(t, procs)).collect()
+    }
+
+    /// How long the next window may take to place: the caller's measure
+    /// of load (a runtime whose tasks are short cannot afford a long
+    /// solve). Window policies pick their mode by it; others ignore it.
+    fn set_window_budget(&mut self, _budget: std::time::Duration) {}
+
+    /// The window decisions made since the last call (list policies,
+    /// whose decisions are the tasks themselves, keep none).
+    fn take_decisions(&mut self) -> Vec<Decision> {
+        Vec::new()
+    }
+}
+
+/// The policies by name, as `--policy` and `RuntimeBuilder::policy` take
+/// them: `heft` (earliest finish, the default), `eager`, `milp` (MILP
+/// windows with the metaheuristic as fallback) and `metaheuristic`.
+/// `bandwidth` is the copy rate assumed where a processor gives none.
+pub fn by_name(name: &str, bandwidth: f64) -> Result<Box<dyn Policy>, String> {
+    match name {
+        "heft" | "eft" => Ok(Box::new(EarliestFinish::new(bandwidth))),
+        "eager" => Ok(Box::new(Eager)),
+        "milp" => Ok(Box::new(crate::milp::Milp::new(Box::new(
+            EarliestFinish::new(bandwidth),
+        )))),
+        "metaheuristic" => Ok(Box::new(crate::metaheuristic::Metaheuristic::new(
+            bandwidth,
+        ))),
+        other => Err(format!(
+            "unknown policy `{other}` (heft, eager, milp, metaheuristic)"
+        )),
     }
 }
 
@@ -200,6 +270,7 @@ mod tests {
             flops: 1e9,
             inputs: &[],
             model: None,
+            tail: 0.0,
         };
         let mut eft = EarliestFinish::new(1e10);
         assert_eq!(
@@ -226,6 +297,7 @@ mod tests {
             flops: 1e9,
             inputs: &inputs,
             model: None,
+            tail: 0.0,
         };
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(
@@ -244,6 +316,7 @@ mod tests {
             flops: 0.0,
             inputs: &[],
             model: None,
+            tail: 0.0,
         };
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(
@@ -275,6 +348,7 @@ mod tests {
             flops: 1e9,
             inputs: &[],
             model: None,
+            tail: 0.0,
         };
         let mut eft = EarliestFinish::new(1e9);
         let full_fast = ProcessorLoad {
@@ -297,6 +371,7 @@ mod tests {
             flops: 1e9,
             inputs: &[],
             model: None,
+            tail: 0.0,
         };
         assert_eq!(
             eft.place(&f64_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]),

@@ -44,15 +44,22 @@ enum Command {
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
-    /// A generator: cholesky:N, lu:N, qr:N (tiles per side) or layered:N (tasks).
+    /// A generator: cholesky:N, lu:N, qr:N (tiles per side) or layered:N
+    /// (tasks); or a graph file: STG text, or our JSON format (`.json`).
     #[arg(long)]
     pub graph: String,
-    /// node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4 or cpu.
+    /// node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4 or cpu; or a platform
+    /// file (JSON, see docs/simulator.md).
     #[arg(long, default_value = "node-1cpu-2gpu")]
     pub platform: String,
-    /// eager, heft or milp (MILP over tasks ready together, HEFT otherwise).
+    /// eager, heft, milp (MILP over tasks ready together, with the
+    /// metaheuristic as its fallback and HEFT for single tasks) or
+    /// metaheuristic.
     #[arg(long, default_value = "heft")]
     pub policy: String,
+    /// Also write the graph in our JSON format to this file.
+    #[arg(long)]
+    pub save_graph: Option<std::path::PathBuf>,
     /// Tile order of the generated graphs (f64).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub tile: u64,
@@ -205,6 +212,9 @@ pub struct CommonArgs {
     /// at the end (open it in ui.perfetto.dev).
     #[arg(long)]
     pub trace: Option<std::path::PathBuf>,
+    /// Scheduling policy: heft (default), eager, milp or metaheuristic.
+    #[arg(long)]
+    pub policy: Option<String>,
 }
 
 /// [`parse_size`], where 0 is allowed.
@@ -379,6 +389,9 @@ fn build(
     }
     if let Some(path) = &common.trace {
         b = b.trace(path);
+    }
+    if let Some(name) = &common.policy {
+        b = b.policy(name);
     }
     let rt = b.build()?;
     // Plugins found but unusable here (no driver, say) are worth a warning

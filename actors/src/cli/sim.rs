@@ -1,42 +1,57 @@
 //! `tessera sim` and `tessera bench sim`: policies on simulated machines.
 
 use super::{CliResult, SimArgs, SimSuiteArgs};
-use tessera_core::milp::Milp;
-use tessera_core::policy::{Eager, EarliestFinish, Policy};
-use tessera_core::sim::{graph, platform, simulate, ReadyOrder, SimResult};
+use std::path::Path;
+use tessera_core::policy::{by_name, Policy};
+use tessera_core::sim::graph::SimGraph;
+use tessera_core::sim::platform::Platform;
+use tessera_core::sim::{files, graph, platform, simulate, ReadyOrder, SimResult};
 
-/// A policy by name, with the order it places ready tasks in.
+/// A policy by name, with the order it places ready tasks in: eager
+/// takes them as they come, the others by upward rank.
 fn policy(name: &str) -> Result<(Box<dyn Policy>, ReadyOrder), String> {
-    match name {
-        "eager" => Ok((Box::new(Eager), ReadyOrder::Fifo)),
-        "heft" => Ok((Box::new(EarliestFinish::new(25e9)), ReadyOrder::Rank)),
-        // MILP windows of tasks ready together, HEFT for the rest.
-        "milp" => Ok((
-            Box::new(Milp::new(Box::new(EarliestFinish::new(25e9)))),
-            ReadyOrder::Rank,
-        )),
-        "metaheuristic" => Err(
-            "policy `metaheuristic` is not built yet (issue #5): use eager, heft or milp".into(),
-        ),
-        other => Err(format!("unknown policy `{other}` (eager, heft, milp)")),
+    let order = if name == "eager" {
+        ReadyOrder::Fifo
+    } else {
+        ReadyOrder::Rank
+    };
+    Ok((by_name(name, 25e9)?, order))
+}
+
+/// A graph file if `spec` names one, else a generator.
+fn load_graph(spec: &str, tile: usize) -> Result<SimGraph, String> {
+    let path = Path::new(spec);
+    if path.exists() {
+        files::read_graph(path, tile)
+    } else {
+        graph::generate(spec, tile)
     }
 }
 
-fn run_one(
-    graph_spec: &str,
-    platform_name: &str,
-    policy_name: &str,
-    tile: usize,
-) -> Result<SimResult, String> {
-    let g = graph::generate(graph_spec, tile)?;
-    let p = platform::builtin(platform_name)?;
+/// A platform file if `spec` names one, else a built-in platform.
+fn load_platform(spec: &str) -> Result<Platform, String> {
+    let path = Path::new(spec);
+    if path.exists() {
+        files::read_platform(path)
+    } else {
+        platform::builtin(spec)
+    }
+}
+
+fn run_one(g: &SimGraph, platform_spec: &str, policy_name: &str) -> Result<SimResult, String> {
+    let p = load_platform(platform_spec)?;
     let (mut pol, order) = policy(policy_name)?;
-    simulate(&g, &p, pol.as_mut(), order)
+    simulate(g, &p, pol.as_mut(), order)
 }
 
 pub fn run(args: &SimArgs) -> CliResult {
     let tile = usize::try_from(args.tile)?;
-    let r = run_one(&args.graph, &args.platform, &args.policy, tile)?;
+    let g = load_graph(&args.graph, tile)?;
+    if let Some(out) = &args.save_graph {
+        std::fs::write(out, files::write_json(&g))
+            .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    }
+    let r = run_one(&g, &args.platform, &args.policy)?;
     if args.json {
         println!(
             "{}",
@@ -44,7 +59,7 @@ pub fn run(args: &SimArgs) -> CliResult {
                 "graph": args.graph, "platform": args.platform, "policy": args.policy,
                 "tasks": r.tasks, "makespan": r.makespan, "lower_bound": r.lower_bound,
                 "ratio": r.makespan / r.lower_bound, "decision_us_per_task": r.decision_us_per_task,
-                "bytes_moved": r.bytes_moved,
+                "bytes_moved": r.bytes_moved, "evictions": r.evictions, "modes": r.modes,
             })
         );
     } else {
@@ -60,6 +75,15 @@ pub fn run(args: &SimArgs) -> CliResult {
             r.decision_us_per_task,
             r.bytes_moved / 1e9
         );
+        for (mode, m) in &r.modes {
+            println!(
+                "  {mode}: {} windows, {} tasks, {:.3} ms per window, {} as fallback",
+                m.windows,
+                m.tasks,
+                m.seconds * 1e3 / m.windows.max(1) as f64,
+                m.fell_back
+            );
+        }
     }
     Ok(())
 }
@@ -75,7 +99,7 @@ const SUITE: [&str; 6] = [
     "layered:20000",
 ];
 const PLATFORMS: [&str; 2] = ["node-1cpu-2gpu", "cluster-16x4"];
-const POLICIES: [&str; 3] = ["eager", "heft", "milp"];
+const POLICIES: [&str; 4] = ["eager", "heft", "milp", "metaheuristic"];
 
 pub fn suite(args: &SimSuiteArgs) -> CliResult {
     let tile = usize::try_from(args.tile)?;
@@ -87,9 +111,10 @@ pub fn suite(args: &SimSuiteArgs) -> CliResult {
         );
     }
     for g in SUITE {
+        let graph = graph::generate(g, tile)?;
         for p in PLATFORMS {
             for pol in POLICIES {
-                let r = run_one(g, p, pol, tile)?;
+                let r = run_one(&graph, p, pol)?;
                 if !args.json {
                     println!(
                         "{:<14} {:<15} {:<7} {:>7} {:>11.4} {:>11.4} {:>7.3} {:>9.2}",
@@ -107,7 +132,7 @@ pub fn suite(args: &SimSuiteArgs) -> CliResult {
                     "graph": g, "platform": p, "policy": pol, "tasks": r.tasks,
                     "makespan": r.makespan, "lower_bound": r.lower_bound,
                     "ratio": r.makespan / r.lower_bound,
-                    "decision_us_per_task": r.decision_us_per_task,
+                    "decision_us_per_task": r.decision_us_per_task, "modes": r.modes,
                 }));
             }
         }

@@ -9,14 +9,16 @@
 //! as soon as the task is placed: copies overlap earlier tasks' compute, as
 //! the runtime's prefetching does. The task runs when both its processor
 //! and its copies are done, for its flops at the processor's speed.
-//! Outputs are valid only where they were written. Memory capacities are
-//! not modelled yet.
+//! Outputs are valid only where they were written. Spaces with a capacity
+//! evict their least recently used items to make room ([`memory`]).
 //!
 //! The lower bound ignores transfers: the larger of the critical path with
 //! every task on its fastest processor and the total work over the
 //! aggregate speed.
 
+pub mod files;
 pub mod graph;
+mod memory;
 pub mod platform;
 
 use crate::policy::{PlacementRequest, Policy, ProcessorLoad};
@@ -24,7 +26,7 @@ use crate::processor::MemorySpaceId;
 use graph::SimGraph;
 use platform::Platform;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::Instant;
 
 /// In which order ready tasks are placed.
@@ -49,6 +51,22 @@ pub struct SimResult {
     pub decision_us_per_task: f64,
     /// Bytes copied between spaces.
     pub bytes_moved: f64,
+    /// Copies dropped to make room in bounded spaces.
+    pub evictions: usize,
+    /// Bytes written back home by those evictions (in `bytes_moved` too).
+    pub bytes_written_back: f64,
+    /// Window decisions per mode (empty for list policies).
+    pub modes: BTreeMap<&'static str, ModeStats>,
+}
+
+/// Window decisions of one mode in a simulation.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ModeStats {
+    pub windows: usize,
+    pub tasks: usize,
+    pub seconds: f64,
+    /// Windows this mode took because the preferred one failed.
+    pub fell_back: usize,
 }
 
 /// A ready task in the queue: earliest ready time first, then priority.
@@ -91,16 +109,7 @@ fn exec_seconds(g: &SimGraph, t: usize, p: &crate::processor::ProcessorDesc) -> 
 /// Upward ranks: each task's mean execution time plus the longest rank
 /// among its successors.
 pub fn upward_ranks(g: &SimGraph, platform: &Platform) -> Vec<f64> {
-    let mean: Vec<f64> = (0..g.tasks.len())
-        .map(|t| {
-            let v: Vec<f64> = platform
-                .processors
-                .iter()
-                .filter_map(|p| exec_seconds(g, t, p))
-                .collect();
-            v.iter().sum::<f64>() / v.len().max(1) as f64
-        })
-        .collect();
+    let mean = mean_exec(g, platform);
     let mut rank = mean.clone();
     for t in (0..g.tasks.len()).rev() {
         let r = rank[t];
@@ -109,6 +118,20 @@ pub fn upward_ranks(g: &SimGraph, platform: &Platform) -> Vec<f64> {
         }
     }
     rank
+}
+
+/// Each task's mean execution time over the processors that can run it.
+fn mean_exec(g: &SimGraph, platform: &Platform) -> Vec<f64> {
+    (0..g.tasks.len())
+        .map(|t| {
+            let v: Vec<f64> = platform
+                .processors
+                .iter()
+                .filter_map(|p| exec_seconds(g, t, p))
+                .collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        })
+        .collect()
 }
 
 /// The lower bound of the module documentation.
@@ -146,8 +169,15 @@ pub fn simulate(
 ) -> Result<SimResult, String> {
     let n = g.tasks.len();
     let procs = &platform.processors;
+    let ranks = upward_ranks(g, platform);
+    // What must follow each task, for window policies.
+    let tail: Vec<f64> = ranks
+        .iter()
+        .zip(mean_exec(g, platform))
+        .map(|(r, m)| r - m)
+        .collect();
     let priority: Vec<f64> = match order {
-        ReadyOrder::Rank => upward_ranks(g, platform),
+        ReadyOrder::Rank => ranks,
         ReadyOrder::Fifo => vec![0.0; n],
     };
     let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -175,6 +205,8 @@ pub fn simulate(
     let home = procs.first().map_or(MemorySpaceId(0), |p| p.memory);
     let (mut decision, mut makespan, mut moved) = (0.0f64, 0.0f64, 0.0f64);
     let mut placed = 0;
+    let mut modes: BTreeMap<&'static str, ModeStats> = BTreeMap::new();
+    let mut memory = memory::Residency::new(&platform.capacity);
     while let Some(first) = heap.pop() {
         let now = first.at;
         // Tasks ready at the same instant are independent: a policy that
@@ -252,6 +284,7 @@ pub fn simulate(
                 flops: g.tasks[*t].flops,
                 inputs: inp,
                 model: None,
+                tail: tail[*t],
             })
             .collect();
         let clock = Instant::now();
@@ -261,6 +294,13 @@ pub fn simulate(
             policy.place_batch(&requests, &loads)
         };
         decision += clock.elapsed().as_secs_f64();
+        for d in policy.take_decisions() {
+            let entry = modes.entry(d.mode.as_str()).or_default();
+            entry.windows += 1;
+            entry.tasks += d.tasks;
+            entry.seconds += d.seconds;
+            entry.fell_back += usize::from(d.fell_back);
+        }
         for (k, (t, pick)) in batch.iter().copied().zip(picks).enumerate() {
             let task = &g.tasks[t];
             let p = pick.ok_or_else(|| {
@@ -277,9 +317,24 @@ pub fn simulate(
                     desc.name
                 )
             })?;
+            // Room first: what eviction writes back goes home before the
+            // copies in start.
+            let mut needed = task.reads.clone();
+            needed.extend(task.writes.iter().filter(|w| !task.reads.contains(w)));
+            let written = memory
+                .admit(desc.memory, &needed, now, &mut valid, home)
+                .map_err(|e| format!("task {t} on {}: {e}", desc.name))?;
+            let mut room_at = now;
+            if written > 0 {
+                let home_link = &mut link_free[home.0 as usize];
+                let bw = platform.bandwidth[desc.memory.0 as usize][home.0 as usize];
+                *home_link = now.max(*home_link) + platform.latency + written as f64 / bw;
+                room_at = *home_link;
+                moved += written as f64;
+            }
             let (copy, bytes) = copy_seconds(k, desc.memory);
             let link = &mut link_free[desc.memory.0 as usize];
-            let copied = now.max(*link) + copy;
+            let copied = room_at.max(*link) + copy;
             if copy > 0.0 {
                 *link = copied;
             }
@@ -296,6 +351,7 @@ pub fn simulate(
             }
             for (d, _) in &task.writes {
                 valid.insert(*d, vec![desc.memory]);
+                memory.invalidate_others(*d, desc.memory);
             }
             for s in &succs[t] {
                 ready_at[*s] = ready_at[*s].max(end);
@@ -322,6 +378,9 @@ pub fn simulate(
         tasks: n,
         decision_us_per_task: decision * 1e6 / n.max(1) as f64,
         bytes_moved: moved,
+        evictions: memory.evictions,
+        bytes_written_back: memory.written_back as f64,
+        modes,
     })
 }
 
@@ -354,5 +413,31 @@ mod tests {
         assert!((r.makespan / expected - 1.0).abs() < 1e-9, "{r:?}");
         assert!((r.lower_bound / expected - 1.0).abs() < 1e-9);
         assert_eq!(r.bytes_moved, 0.0);
+    }
+
+    #[test]
+    fn bounded_gpu_memory_evicts_writes_back_and_refuses_a_task_that_cannot_fit() {
+        let g = graph::cholesky(10, 512);
+        let tile = 512 * 512 * 8u64;
+        let free = platform::builtin("node-1cpu-2gpu").unwrap();
+        let mut tight = free.clone();
+        // Room for 8 tiles per GPU, of the 55 the matrix has.
+        for s in 1..tight.capacity.len() {
+            tight.capacity[s] = Some(8 * tile);
+        }
+        let run = |p: &Platform| simulate(&g, p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank);
+        let (a, b) = (run(&free).unwrap(), run(&tight).unwrap());
+        assert_eq!(a.evictions, 0);
+        assert!(b.evictions > 0 && b.bytes_written_back > 0.0, "{b:?}");
+        assert!(b.bytes_moved > a.bytes_moved);
+        assert!(b.makespan >= b.lower_bound);
+        // A gemm needs three tiles: two fit nowhere on a GPU, and the CPU
+        // cannot be avoided by a policy that wants the GPUs.
+        let mut tiny = free.clone();
+        for s in 1..tiny.capacity.len() {
+            tiny.capacity[s] = Some(2 * tile);
+        }
+        let e = run(&tiny).unwrap_err();
+        assert!(e.contains("more than its capacity"), "{e}");
     }
 }

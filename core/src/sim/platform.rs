@@ -15,6 +15,8 @@ pub struct Platform {
     pub bandwidth: Vec<Vec<f64>>,
     /// Seconds added to every copy.
     pub latency: f64,
+    /// Bytes each space holds (`None`: unlimited).
+    pub capacity: Vec<Option<u64>>,
 }
 
 /// Sustained rates assumed for the built-in platforms, GFLOP/s in f64: a
@@ -94,6 +96,7 @@ pub fn nodes(nodes: usize, gpus: usize) -> Platform {
         processors,
         bandwidth,
         latency: 5e-6,
+        capacity: vec![None; spaces],
     }
 }
 

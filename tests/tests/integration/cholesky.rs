@@ -105,3 +105,42 @@ fn measured_op_times_persist_between_runs_and_bad_model_files_are_refused() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Every policy factors correctly; the window policies record their
+/// decisions by mode in the metrics; an unknown one is a start error.
+#[test]
+fn every_policy_factors_and_window_policies_report_their_modes() {
+    for policy in ["heft", "eager", "milp", "metaheuristic"] {
+        let rt = Runtime::builder()
+            .cpu_workers(2)
+            .policy(policy)
+            .metrics("127.0.0.1:0")
+            .build()
+            .unwrap();
+        let gen = SpdMatrix { n: 768, seed: 5 };
+        let a = TiledMatrix::generate(&rt, "A", 768, 96, DType::F64, gen).unwrap();
+        cholesky(&rt, &a).unwrap();
+        let r = residual(&rt, &a, gen).unwrap();
+        assert!(r < 1e-14, "{policy}: residual {r:e}");
+        let addr = rt.metrics_addr().unwrap();
+        let mut windows = 0.0;
+        for _ in 0..100 {
+            let (_, body) = tessera_tests::http_get(addr, "/metrics").unwrap();
+            let e = tessera_tests::parse_exposition(&body).unwrap();
+            windows = e.sum("tessera_scheduler_decisions_total");
+            if windows > 0.0 || !matches!(policy, "milp" | "metaheuristic") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // 8 x 8 tiles: the trailing updates come ready many at once.
+        match policy {
+            "milp" | "metaheuristic" => assert!(windows > 0.0, "{policy}: no window decisions"),
+            _ => assert_eq!(windows, 0.0, "{policy}"),
+        }
+    }
+    match Runtime::builder().policy("fastest").build() {
+        Err(e) => assert!(e.to_string().contains("unknown policy `fastest`"), "{e}"),
+        Ok(_) => panic!("an unknown policy started"),
+    }
+}
