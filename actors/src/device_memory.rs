@@ -37,6 +37,8 @@ pub(crate) struct DeviceMemory {
     room: Condvar,
     /// Tiles to copy in ahead of their tasks; closed at shutdown.
     prefetch: Mutex<Option<Sender<Tile>>>,
+    /// Copies into and out of this device, for the recorder.
+    pub transfers: Arc<crate::transfers::TransferLog>,
 }
 
 impl DeviceMemory {
@@ -47,6 +49,7 @@ impl DeviceMemory {
         space: MemorySpaceId,
         name: String,
         budget: u64,
+        transfers: Arc<crate::transfers::TransferLog>,
     ) -> (Self, Receiver<Tile>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let copy_stream = plugin
@@ -65,6 +68,7 @@ impl DeviceMemory {
             state: Mutex::new(DeviceState::default()),
             room: Condvar::new(),
             prefetch: Mutex::new(Some(tx)),
+            transfers,
         };
         (mem, rx)
     }

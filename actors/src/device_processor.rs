@@ -70,6 +70,8 @@ pub(crate) fn spawn_prefetchers(
                             continue;
                         };
                         let _ = tile.prefetch_to(&mem, stream);
+                        // Never synchronised: logged as queued.
+                        crate::transfers::settle();
                     }
                 })?,
         );
@@ -137,6 +139,7 @@ fn run_op(
             );
         }
         let bytes: Vec<u8> = scalars.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        time_copies(mem, stream);
         mem.plugin
             .launch_kernel(mem.device, stream, handle, *grid, &buffers, &bytes)
     } else {
@@ -155,12 +158,24 @@ fn run_op(
                     .map_err(context)?,
             );
         }
+        time_copies(mem, stream);
         mem.plugin.launch(mem.device, stream, &call, &buffers)
     };
     // Synchronise even after a failed launch: queued copies read host memory.
     let synced = mem.plugin.stream_sync(mem.device, stream);
     launched.map_err(|e| context(e.to_string()))?;
     synced.map_err(|e| context(e.to_string()))
+}
+
+/// When the run is recorded and this task queued copies, waits for them
+/// before the launch so they are logged with their true end. The kernel
+/// would wait for them on the stream anyway; only its launch latency is
+/// no longer hidden.
+fn time_copies(mem: &DeviceMemory, stream: u32) {
+    if crate::transfers::pending() {
+        let _ = mem.plugin.stream_sync(mem.device, stream);
+        crate::transfers::settle();
+    }
 }
 
 /// The ABI form of a catalogue op on tiles of these types and shapes.

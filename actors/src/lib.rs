@@ -37,6 +37,8 @@ pub mod metrics;
 mod metrics_server;
 pub mod objects;
 mod pinned;
+pub mod record;
+pub mod report;
 pub mod runtime;
 pub mod scheduler;
 pub mod selftest;
@@ -44,6 +46,7 @@ mod spill;
 pub mod task;
 pub mod tile;
 mod trace;
+mod transfers;
 
 pub use error::{RuntimeError, TaskFailed};
 pub use runtime::{

@@ -16,18 +16,22 @@
 //! | `tessera_memory_used_bytes` | gauge | `space` | bytes of tile data held in a memory space |
 //! | `tessera_memory_budget_bytes` | gauge | `space` | that space's budget |
 
+use crate::record::{Recorder, Row, TaskRow};
 use crate::trace::TraceBuffer;
+use crate::transfers::TransferLog;
 use actix::{Actor, Context, Handler, Message};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 use tessera_core::policy::Decision;
 use tessera_core::OpName;
 
 /// One thing that happened to a task.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum TaskEvent {
     Submitted {
         op: OpName,
@@ -47,6 +51,8 @@ pub(crate) enum TaskEvent {
     },
     /// A window placed by a window policy.
     Decision(Decision),
+    /// A task's whole life, for the run file (only while recording).
+    Recorded(TaskRow),
 }
 
 /// Events since the last batch, and the queues as they stand now.
@@ -94,6 +100,15 @@ pub(crate) struct Metrics {
     processor_names: Vec<String>,
     cached: HashMap<(OpName, usize), Cached>,
     trace: Option<TraceBuffer>,
+    record: Option<Recording>,
+}
+
+/// The run file being written, with what feeds it besides events.
+struct Recording {
+    recorder: Recorder,
+    transfers: Arc<TransferLog>,
+    epoch: Instant,
+    rows: Vec<Row>,
 }
 
 impl Metrics {
@@ -202,6 +217,7 @@ impl Metrics {
             processor_names,
             cached: HashMap::new(),
             trace: None,
+            record: None,
         })
     }
 
@@ -248,7 +264,21 @@ impl Metrics {
                     .with_label_values(&[op.as_str(), proc.as_str()])
                     .inc();
             }
+            TaskEvent::Recorded(row) => {
+                if let Some(r) = &mut self.record {
+                    r.rows.push(Row::Task(row));
+                }
+            }
             TaskEvent::Decision(d) => {
+                if let Some(r) = &mut self.record {
+                    r.rows.push(Row::Decision {
+                        t_us: r.epoch.elapsed().as_secs_f64() * 1e6,
+                        mode: d.mode.as_str(),
+                        tasks: d.tasks,
+                        seconds: d.seconds,
+                        fell_back: d.fell_back,
+                    });
+                }
                 let mode = [d.mode.as_str()];
                 self.series.decisions.with_label_values(&mode).inc();
                 self.series
@@ -284,6 +314,32 @@ impl Handler<Settle> for Metrics {
 }
 
 impl Metrics {
+    /// Writes the run to `recorder`: the events this actor hears, the
+    /// copies in `transfers`, times from `epoch`.
+    pub(crate) fn with_recorder(
+        mut self,
+        recorder: Recorder,
+        transfers: Arc<TransferLog>,
+        epoch: Instant,
+    ) -> Self {
+        self.record = Some(Recording {
+            recorder,
+            transfers,
+            epoch,
+            rows: Vec::new(),
+        });
+        self
+    }
+
+    /// Sends the rows gathered since the last call to the recorder.
+    fn flush_rows(&mut self) {
+        if let Some(r) = &mut self.record {
+            r.rows
+                .extend(r.transfers.drain().into_iter().map(Row::Transfer));
+            r.recorder.send(std::mem::take(&mut r.rows));
+        }
+    }
+
     /// Records every completed task into a trace file written at shutdown.
     pub fn with_trace(mut self, trace: TraceBuffer) -> Self {
         self.trace = Some(trace);
@@ -295,6 +351,10 @@ impl Actor for Metrics {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        self.flush_rows();
+        if let Some(r) = &mut self.record {
+            r.recorder.finish();
+        }
         if let Some(trace) = &self.trace {
             if let Err(e) = trace.write() {
                 eprintln!("tessera: {e}");
@@ -343,6 +403,7 @@ impl Handler<EventBatch> for Metrics {
                 .with_label_values(&[name.as_str()])
                 .set(i64::try_from(*q).unwrap_or(i64::MAX));
         }
+        self.flush_rows();
     }
 }
 
@@ -350,6 +411,14 @@ impl Handler<MemorySample> for Metrics {
     type Result = ();
 
     fn handle(&mut self, s: MemorySample, _: &mut Context<Self>) {
+        if let Some(r) = &mut self.record {
+            r.rows.push(Row::Memory {
+                t_us: r.epoch.elapsed().as_secs_f64() * 1e6,
+                space: s.space.clone(),
+                used: s.in_use,
+                budget: s.budget,
+            });
+        }
         // Budget first: a scrape between the two sets must never see a
         // space's usage without its budget.
         self.series

@@ -41,11 +41,13 @@ use crate::lane::{Input, Lane, Submission};
 use crate::metrics::Metrics;
 use crate::metrics_server::MetricsServer;
 use crate::pinned::PinnedPool;
+use crate::record::{ProcessorRow, Recorder};
 use crate::scheduler::{ProcessorSlot, Progress, Scheduler};
 use crate::spill::SpillDir;
 use crate::task::{Task, TaskHandle};
 use crate::tile::Tile;
 use crate::trace::TraceBuffer;
+use crate::transfers::TransferLog;
 use actix::{Actor, Addr, Arbiter, System};
 use crossbeam_channel::{bounded, unbounded};
 use prometheus::Registry;
@@ -85,6 +87,7 @@ pub struct RuntimeBuilder {
     perf_model: Option<PathBuf>,
     trace: Option<PathBuf>,
     policy: Option<String>,
+    record: Option<PathBuf>,
 }
 
 /// A loaded plugin as `tessera info` shows it.
@@ -117,6 +120,17 @@ impl RuntimeBuilder {
     /// runtime still learns, for its own lifetime.
     pub fn perf_model(mut self, path: impl Into<PathBuf>) -> Self {
         self.perf_model = Some(path.into());
+        self
+    }
+
+    /// Records the run (every task's timestamps, copies, memory samples and
+    /// scheduling decisions) to this SQLite file for `tessera query`,
+    /// `tessera trace` and `tessera report` (`tessera::record::RunDb`
+    /// reads it). An earlier run file there is replaced; any other file is
+    /// left alone. Recording never stops the run: if the file cannot be
+    /// written the runtime warns and goes on without it.
+    pub fn record(mut self, path: impl Into<PathBuf>) -> Self {
+        self.record = Some(path.into());
         self
     }
 
@@ -307,10 +321,18 @@ impl RuntimeBuilder {
                 dtypes: vec![DType::F32, DType::F64],
             })
             .collect();
+        let epoch = std::time::Instant::now();
+        let transfers = TransferLog::new(self.record.is_some(), epoch);
         let (device_memories, prefetch_queues): (Vec<Arc<DeviceMemory>>, Vec<_>) =
-            describe_devices(&plugins, &mut processors, &mut memory, self.device_memory)
-                .into_iter()
-                .unzip();
+            describe_devices(
+                &plugins,
+                &mut processors,
+                &mut memory,
+                self.device_memory,
+                &transfers,
+            )
+            .into_iter()
+            .unzip();
         if workers == 0 {
             // No CPU processor: closures (fetch among them) run on the
             // device processors' host threads instead.
@@ -328,6 +350,19 @@ impl RuntimeBuilder {
             .map_err(|e| RuntimeError::Start(e.to_string()))?;
         if let Some(path) = &self.trace {
             metrics = metrics.with_trace(TraceBuffer::new(path.clone(), names));
+        }
+        let recorder = self.record.as_ref().and_then(|path| {
+            let rows = processor_rows(&processors, &memory);
+            Recorder::create(path, &rows)
+                .map_err(|e| eprintln!("tessera: warning: not recording: {e}"))
+                .ok()
+        });
+        let recording = recorder.is_some();
+        if let Some(r) = recorder {
+            metrics = metrics.with_recorder(r, Arc::clone(&transfers), epoch);
+        }
+        if let Some(dir) = &spill {
+            dir.set_transfers(Arc::clone(&transfers));
         }
 
         let (inbox_tx, inbox_rx) = unbounded();
@@ -353,6 +388,8 @@ impl RuntimeBuilder {
             model,
             model_path: self.perf_model.clone(),
             policy,
+            epoch,
+            recording,
             inbox: inbox_rx,
             scheduled: Arc::clone(&scheduled),
             slots,
@@ -471,11 +508,32 @@ fn plugin_kind_from_file(path: &std::path::Path) -> Option<String> {
 /// Adds a processor and a memory space for every device of every plugin.
 /// A device runs the catalogue ops it supports for at least one element
 /// type, on the element types it supports for all of them.
+/// The processors as the run file describes them.
+fn processor_rows(processors: &[ProcessorDesc], memory: &[MemorySpaceDesc]) -> Vec<ProcessorRow> {
+    processors
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let space = memory.iter().find(|m| m.id == p.memory);
+            ProcessorRow {
+                id: i,
+                name: p.name.clone(),
+                kind: p.kind.as_str().to_string(),
+                space: space.map_or_else(|| "host".to_string(), |m| m.name.clone()),
+                gflops_f32: p.gflops_f32,
+                gflops_f64: p.gflops_f64,
+                bandwidth: space.map_or(0.0, |m| m.bandwidth),
+            }
+        })
+        .collect()
+}
+
 fn describe_devices(
     plugins: &[Arc<LoadedPlugin>],
     processors: &mut Vec<ProcessorDesc>,
     memory: &mut Vec<MemorySpaceDesc>,
     cap: Option<u64>,
+    transfers: &Arc<TransferLog>,
 ) -> Vec<(Arc<DeviceMemory>, crossbeam_channel::Receiver<Tile>)> {
     let mut mems = Vec::new();
     for plugin in plugins {
@@ -524,7 +582,14 @@ fn describe_devices(
                 ops,
                 dtypes,
             });
-            let (mem, queue) = DeviceMemory::new(Arc::clone(plugin), d, space, name, budget);
+            let (mem, queue) = DeviceMemory::new(
+                Arc::clone(plugin),
+                d,
+                space,
+                name,
+                budget,
+                Arc::clone(transfers),
+            );
             mems.push((Arc::new(mem), queue));
         }
     }
@@ -535,6 +600,8 @@ struct ActorSetup {
     model: PerfModel,
     model_path: Option<PathBuf>,
     policy: Box<dyn tessera_core::policy::Policy>,
+    epoch: std::time::Instant,
+    recording: bool,
     inbox: crossbeam_channel::Receiver<Input>,
     scheduled: Arc<AtomicBool>,
     slots: Vec<ProcessorSlot>,
@@ -566,6 +633,8 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                     model,
                     model_path,
                     policy,
+                    epoch,
+                    recording,
                     inbox,
                     scheduled,
                     slots,
@@ -578,6 +647,7 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                 let scheduler =
                     Scheduler::new(inbox, scheduled, slots, policy, metrics, progress, kernels)
                         .with_model(model, model_path)
+                        .with_clock(epoch, recording)
                         .start();
                 (System::current(), scheduler, for_tier)
             });

@@ -23,6 +23,7 @@ use crate::device_memory::DeviceMemory;
 use crate::kernel::KernelRegistry;
 use crate::lane::{Completion, Input, Submission};
 use crate::metrics::{EventBatch, MemorySample, Metrics, TaskEvent};
+use crate::record::TaskRow;
 use crate::task::Body;
 use crate::tile::Tile;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
@@ -36,7 +37,7 @@ use tessera_core::graph::{Failure, Submitted, TaskGraph, TaskId, TaskStatus};
 use tessera_core::perfmodel::PerfModel;
 use tessera_core::policy::{PlacementRequest, Policy, ProcessorLoad};
 use tessera_core::processor::{MemorySpaceId, ProcessorDesc};
-use tessera_core::{Access, DType, Op, TileId};
+use tessera_core::{Access, DType, Op, OpName, TileId};
 
 /// What became of a ready task at a placement attempt.
 enum Placement {
@@ -175,8 +176,10 @@ pub(crate) struct Scheduler {
     /// Learned op times, and the file they are saved to at shutdown.
     model: PerfModel,
     model_path: Option<PathBuf>,
-    /// Time zero of traces.
+    /// Time zero of traces and the run file.
     epoch: Instant,
+    /// Each live task's timestamps, while the run is recorded.
+    stamps: Option<HashMap<TaskId, TaskRow>>,
 }
 
 impl Scheduler {
@@ -218,7 +221,43 @@ impl Scheduler {
             model: PerfModel::new(),
             model_path: None,
             epoch: Instant::now(),
+            stamps: None,
         }
+    }
+
+    /// Counts time from `epoch`; when `recording`, keeps every task's
+    /// timestamps and sends its [`TaskRow`] when it ends.
+    pub fn with_clock(mut self, epoch: Instant, recording: bool) -> Self {
+        self.epoch = epoch;
+        self.stamps = recording.then(HashMap::new);
+        self
+    }
+
+    fn now_us(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64() * 1e6
+    }
+
+    /// Records the end of task `id` (when recording).
+    fn record_end(
+        &mut self,
+        id: TaskId,
+        op: OpName,
+        processor: Option<usize>,
+        run: Option<(f64, f64)>,
+    ) {
+        let Some(stamps) = &mut self.stamps else {
+            return;
+        };
+        let mut row = stamps.remove(&id).unwrap_or_default();
+        row.id = id.0;
+        row.op = op.as_str().to_string();
+        row.processor = processor;
+        row.status = if run.is_some() { "done" } else { "failed" }.to_string();
+        if let Some((start, end)) = run {
+            row.started_us = Some(start);
+            row.finished_us = Some(end);
+        }
+        self.events.push(TaskEvent::Recorded(row));
     }
 
     fn apply(&mut self, input: Input) {
@@ -271,6 +310,16 @@ impl Scheduler {
         } = s;
         let name = op.name();
         self.events.push(TaskEvent::Submitted { op: name });
+        if self.stamps.is_some() {
+            let row = TaskRow {
+                submitted_us: Some(self.now_us()),
+                flops,
+                ..TaskRow::default()
+            };
+            if let Some(st) = &mut self.stamps {
+                st.insert(id, row);
+            }
+        }
         self.tile_access.clear();
         self.tile_access
             .extend(args.iter().map(|(t, a)| (t.id(), *a)));
@@ -301,6 +350,7 @@ impl Scheduler {
                     op: name,
                     processor: None,
                 });
+                self.record_end(id, name, None, None);
                 self.progress.failed.fetch_add(1, Ordering::Relaxed);
                 // It will never run: its tiles' eviction order forgets it.
                 for (t, _) in cancelled.iter().flat_map(|p| &p.args) {
@@ -340,6 +390,12 @@ impl Scheduler {
     fn push_ready(&mut self, id: TaskId, priority: i32) {
         self.ready.entry(priority).or_default().push_back(id);
         self.ready_len += 1;
+        if self.stamps.is_some() {
+            let now = self.now_us();
+            if let Some(row) = self.stamps.as_mut().and_then(|s| s.get_mut(&id)) {
+                row.ready_us = Some(now);
+            }
+        }
     }
 
     fn done(&mut self, c: Completion) {
@@ -353,18 +409,25 @@ impl Scheduler {
         }
         self.mean_task_seconds = 0.9 * self.mean_task_seconds + 0.1 * c.seconds;
         self.short_tasks = self.mean_task_seconds < SHORT_TASK_SECONDS;
+        let start_us = c
+            .started
+            .saturating_duration_since(self.epoch)
+            .as_secs_f64()
+            * 1e6;
         match c.result {
             Ok(()) => {
+                self.record_end(
+                    c.id,
+                    c.op,
+                    Some(c.processor),
+                    Some((start_us, start_us + c.seconds * 1e6)),
+                );
                 self.events.push(TaskEvent::Completed {
                     op: c.op,
                     processor: c.processor,
                     seconds: c.seconds,
                     task: c.id.0,
-                    start_us: c
-                        .started
-                        .saturating_duration_since(self.epoch)
-                        .as_secs_f64()
-                        * 1e6,
+                    start_us,
                 });
                 self.progress.completed.fetch_add(1, Ordering::Relaxed);
                 let mut ready = std::mem::take(&mut self.newly_ready);
@@ -381,6 +444,7 @@ impl Scheduler {
                     op: c.op,
                     processor: Some(c.processor),
                 });
+                self.record_end(c.id, c.op, Some(c.processor), None);
                 let mut cancelled = Vec::new();
                 let cause = self.graph.fail(c.id, &message, &mut cancelled);
                 self.progress
@@ -393,6 +457,7 @@ impl Scheduler {
                             op: p.op.name(),
                             processor: None,
                         });
+                        self.record_end(id, p.op.name(), None, None);
                         // It will never run: its tiles' eviction order
                         // forgets it.
                         for (t, _) in &p.args {
@@ -637,6 +702,21 @@ impl Scheduler {
         let Some(task) = self.graph.take_payload(id) else {
             return Placement::Gone;
         };
+        if self.stamps.is_some() {
+            let now = self.now_us();
+            if let Some(row) = self.stamps.as_mut().and_then(|s| s.get_mut(&id)) {
+                row.scheduled_us = Some(now);
+                for (t, a) in &task.args {
+                    let bytes = t.meta().bytes();
+                    if a.reads() {
+                        row.bytes_read += bytes;
+                    }
+                    if a.writes() {
+                        row.bytes_written += bytes;
+                    }
+                }
+            }
+        }
         let slot = &mut self.slots[choice];
         let sent = slot.mailbox.send(Dispatch {
             id,

@@ -28,6 +28,8 @@ pub(crate) struct SpillDir {
     pub read: AtomicU64,
     /// Bytes in spill files now.
     pub on_disk: AtomicU64,
+    /// Where spill writes and reads are logged for the recorder.
+    transfers: std::sync::OnceLock<Arc<crate::transfers::TransferLog>>,
 }
 
 /// A tile's bytes on disk; the file goes when this does.
@@ -39,6 +41,26 @@ pub(crate) struct SpillFile {
 }
 
 impl SpillDir {
+    /// Logs spill writes and reads to `log` from now on.
+    pub fn set_transfers(&self, log: Arc<crate::transfers::TransferLog>) {
+        let _ = self.transfers.set(log);
+    }
+
+    /// The tier's name in transfer records.
+    fn tier_name(&self) -> &'static str {
+        if self.store.is_some() {
+            "store"
+        } else {
+            "disk"
+        }
+    }
+
+    fn log(&self, src: &str, dst: &str, bytes: u64, started: std::time::Instant) {
+        if let Some(log) = self.transfers.get() {
+            log.record(src, dst, bytes, started, std::time::Instant::now());
+        }
+    }
+
     /// Creates `parent/tessera-spill-<pid>-<n>`; an error that says why if
     /// `parent` is missing or not writable.
     pub fn create(parent: &Path) -> Result<Arc<SpillDir>, String> {
@@ -61,6 +83,7 @@ impl SpillDir {
             written: AtomicU64::new(0),
             read: AtomicU64::new(0),
             on_disk: AtomicU64::new(0),
+            transfers: std::sync::OnceLock::new(),
         }))
     }
 
@@ -79,6 +102,7 @@ impl SpillDir {
             written: AtomicU64::new(0),
             read: AtomicU64::new(0),
             on_disk: AtomicU64::new(0),
+            transfers: std::sync::OnceLock::new(),
         })
     }
 
@@ -89,6 +113,7 @@ impl SpillDir {
     /// Writes `bytes` as the spill file of `tile`, in one call.
     pub fn write(self: &Arc<Self>, tile: TileId, bytes: &[u8]) -> Result<SpillFile, String> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
+        let started = std::time::Instant::now();
         let name = format!(
             "tile-{}-{}.bin",
             tile.0,
@@ -99,7 +124,7 @@ impl SpillDir {
             store
                 .put(&key, bytes.to_vec())
                 .map_err(|e| format!("spilling {tile} ({} bytes): {e}", bytes.len()))?;
-            return Ok(self.account(PathBuf::from(key), bytes));
+            return Ok(self.account(PathBuf::from(key), bytes, started));
         }
         let path = self.path.join(name);
         let result = std::fs::File::create(&path).and_then(|mut f| f.write_all(bytes));
@@ -117,11 +142,17 @@ impl SpillDir {
                 self.path.display()
             ));
         }
-        Ok(self.account(path, bytes))
+        Ok(self.account(path, bytes, started))
     }
 
     /// Counts a written spill file (a path, or an object's key).
-    fn account(self: &Arc<Self>, path: PathBuf, bytes: &[u8]) -> SpillFile {
+    fn account(
+        self: &Arc<Self>,
+        path: PathBuf,
+        bytes: &[u8],
+        started: std::time::Instant,
+    ) -> SpillFile {
+        self.log("host", self.tier_name(), bytes.len() as u64, started);
         self.written
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.on_disk
@@ -155,6 +186,7 @@ impl SpillFile {
     /// Reads the file into `buf` (exactly its size) and checks its CRC.
     pub fn read_into(&self, tile: TileId, buf: &mut [u8]) -> Result<(), String> {
         let bad = |why: String| format!("reading {tile} back from {}: {why}", self.path.display());
+        let started = std::time::Instant::now();
         if buf.len() as u64 != self.len {
             return Err(bad(format!(
                 "{} bytes expected, {} asked",
@@ -178,6 +210,8 @@ impl SpillFile {
             return Err(bad("checksum mismatch: the spill file is corrupted".into()));
         }
         self.dir.read.fetch_add(self.len, Ordering::Relaxed);
+        self.dir
+            .log(self.dir.tier_name(), "host", self.len, started);
         Ok(())
     }
 

@@ -350,6 +350,7 @@ impl Tile {
         let (mem, buffer) = (&replica.mem, replica.buffer);
         let mut data = self.write();
         let bytes = data.as_bytes_mut();
+        let started = std::time::Instant::now();
         // SAFETY: `bytes` is the tile's host buffer, exactly the tile's size,
         // held under the write lock until the stream is synchronised below.
         unsafe {
@@ -366,6 +367,13 @@ impl Tile {
         mem.plugin
             .stream_sync(mem.device, mem.copy_stream)
             .map_err(|e| format!("copying {} from {}: {e}", self.name(), mem.name))?;
+        mem.transfers.record(
+            &mem.name,
+            "host",
+            bytes.len() as u64,
+            started,
+            std::time::Instant::now(),
+        );
         c.replicas.acquire(HOST_MEMORY, Access::Read);
         // The host copy changed: a copy on disk is stale.
         self.invalidate_spill();
@@ -377,7 +385,7 @@ impl Tile {
     /// fill event. Returns false, changing nothing, where there is none or
     /// the plugin cannot: the caller then goes through host memory.
     fn copy_from_peer(&self, c: &mut Coherence, mem: &Arc<DeviceMemory>, stream: u32) -> bool {
-        let Some((src_device, src, filled)) = c
+        let Some((src_device, src, filled, src_name)) = c
             .buffers
             .iter()
             .find(|r| {
@@ -385,7 +393,7 @@ impl Tile {
                     && Arc::ptr_eq(&r.mem.plugin, &mem.plugin)
                     && c.replicas.is_valid_in(r.mem.space)
             })
-            .map(|r| (r.mem.device, r.buffer, r.filled))
+            .map(|r| (r.mem.device, r.buffer, r.filled, r.mem.name.clone()))
         else {
             return false;
         };
@@ -407,6 +415,7 @@ impl Tile {
         {
             return false;
         }
+        crate::transfers::queued(&mem.transfers, &src_name, &mem.name, bytes);
         dst.forget_event();
         dst.filled = mem.plugin.event_record(mem.device, stream).ok();
         if dst.filled.is_none() {
@@ -497,6 +506,7 @@ impl Tile {
                     )
                     .map_err(copy_error)?;
             }
+            crate::transfers::queued(&mem.transfers, "host", &mem.name, bytes.len() as u64);
             replica.forget_event();
             replica.filled = Some(
                 mem.plugin

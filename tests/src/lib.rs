@@ -234,6 +234,90 @@ impl Drop for S3Server {
     }
 }
 
+/// A real Prometheus server (Debian's `prometheus`, installed by
+/// `.ci/run`) on 127.0.0.1, scraping `target` every second into a fresh
+/// directory. Killed and its directory removed on drop.
+pub struct PrometheusServer {
+    child: std::process::Child,
+    root: std::path::PathBuf,
+    pub addr: std::net::SocketAddr,
+}
+
+impl PrometheusServer {
+    /// Starts a server, or `None` (the test skips) when `prometheus` is not
+    /// installed outside CI; under CI that panics.
+    pub fn start(target: std::net::SocketAddr) -> Option<PrometheusServer> {
+        let Some(exe) = which("prometheus") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the Prometheus test: install prometheus (see .ci/run)"
+            );
+            eprintln!("SKIPPED: prometheus not installed (apt-get install prometheus)");
+            return None;
+        };
+        let root = std::env::temp_dir().join(format!(
+            "tessera-prom-{}-{}",
+            std::process::id(),
+            target.port()
+        ));
+        std::fs::create_dir_all(&root).expect("server root");
+        let config = root.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: tessera\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("config");
+        let port = free_port();
+        let child = std::process::Command::new(exe)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                root.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let server = PrometheusServer { child, root, addr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !http_get(addr, "/-/ready").is_ok_and(|(s, _)| s == 200) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "prometheus did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(server)
+    }
+
+    /// The JSON answer of an instant query through the HTTP API.
+    pub fn query(&self, promql: &str) -> serde_json::Value {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (status, body) =
+            http_get(self.addr, &format!("/api/v1/query?query={encoded}")).expect("query");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

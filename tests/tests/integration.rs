@@ -11,5 +11,6 @@ mod integration {
     mod outofcore;
     mod plugins;
     mod properties;
+    mod record;
     mod wgpu;
 }

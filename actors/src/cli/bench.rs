@@ -9,7 +9,7 @@ use faer::{Mat, Par};
 use std::sync::Arc;
 use std::time::Instant;
 use tessera::linalg::{cholesky as tiled_cholesky, MatrixEntries, SpdMatrix, TiledMatrix};
-use tessera::{DType, Task};
+use tessera::{DType, Runtime, Task};
 
 /// Per-task overhead, end to end: submission, dependency tracking,
 /// placement, execution of an empty closure, completion.
@@ -575,4 +575,95 @@ fn faer_cholesky<T: tessera_core::kernels::Real>(
     )
     .map_err(|e| format!("faer baseline failed: {e:?}"))?;
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// The cost of observing: the same Cholesky with the metrics endpoint, a
+/// run file and a trace on, against all of them off, alternating which
+/// goes first. Each side gets a fresh runtime per repetition; the factor
+/// is timed, shutdown (where the run file and trace are finished) apart.
+pub fn observe(args: &CholeskyBenchArgs) -> CliResult {
+    let (n, tile) = args.matrix.sizes()?;
+    let entries = SpdMatrix { n, seed: 1 };
+    let dir = std::env::temp_dir().join(format!("tessera-observe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (mut off, mut on, mut on_shutdown, mut off_shutdown) = (vec![], vec![], vec![], vec![]);
+    let mut tasks = 0;
+    for rep in 0..args.reps {
+        let order = if rep % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for observed in order {
+            let mut b = Runtime::builder();
+            if observed {
+                b = b
+                    .metrics("127.0.0.1:0")
+                    .record(dir.join("run.db"))
+                    .trace(dir.join("run.json"));
+            }
+            let rt = super::build(&args.common, None, b)?;
+            let a = TiledMatrix::generate(&rt, "A", n, tile, args.matrix.dtype, entries)?;
+            rt.wait_all()?;
+            let start = Instant::now();
+            tasks = tiled_cholesky(&rt, &a)?;
+            rt.wait_all()?;
+            let seconds = start.elapsed().as_secs_f64();
+            drop(a);
+            let stop = Instant::now();
+            rt.shutdown()?;
+            let stop = stop.elapsed().as_secs_f64();
+            if observed {
+                on.push(seconds);
+                on_shutdown.push(stop);
+            } else {
+                off.push(seconds);
+                off_shutdown.push(stop);
+            }
+            eprintln!(
+                "rep {}/{} {}: {seconds:.3} s (shutdown {stop:.3} s)",
+                rep + 1,
+                args.reps,
+                if observed { "observed" } else { "plain" }
+            );
+        }
+    }
+    let recorded = tessera::record::RunDb::open(&dir.join("run.db"))
+        .and_then(|db| db.query("SELECT COUNT(*) FROM tasks"))
+        .ok()
+        .and_then(|q| {
+            q.rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(serde_json::Value::as_i64)
+        })
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (off_m, on_m) = (median(off), median(on));
+    let (off_s, on_s) = (median(off_shutdown), median(on_shutdown));
+    let ratio = on_m / off_m;
+    if args.common.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "n": n, "tile": tile, "tasks": tasks, "reps": args.reps,
+                "plain_seconds": off_m, "observed_seconds": on_m,
+                "overhead": ratio - 1.0, "ratio": ratio,
+                "plain_shutdown_seconds": off_s, "observed_shutdown_seconds": on_s,
+                "tasks_recorded": recorded,
+            })
+        );
+    } else {
+        println!("{:<26} {:>10} {:>12}", "", "factor s", "shutdown s");
+        println!("{:<26} {off_m:>10.4} {off_s:>12.4}", "plain");
+        println!(
+            "{:<26} {on_m:>10.4} {on_s:>12.4}",
+            "metrics + record + trace"
+        );
+        println!(
+            "overhead {:+.2}% over {tasks} tasks ({recorded} recorded in the last run file)",
+            (ratio - 1.0) * 100.0
+        );
+    }
+    Ok(())
 }

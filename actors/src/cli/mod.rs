@@ -5,6 +5,7 @@ mod cholesky;
 mod info;
 mod outofcore;
 mod progress;
+mod runfile;
 mod selftest;
 mod sim;
 mod stream;
@@ -40,6 +41,51 @@ enum Command {
     Selftest(SelftestArgs),
     /// Simulate a task graph on a platform under a policy.
     Sim(SimArgs),
+    /// Query a run file (--record) with SQL or a named query.
+    Query(QueryArgs),
+    /// Write a run file as a Chrome trace (Perfetto, chrome://tracing).
+    Trace(TraceArgs),
+    /// Write a run file as one self-contained HTML report.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The run file.
+    pub db: std::path::PathBuf,
+    /// An SQL statement over the tables meta, processors, tasks, transfers,
+    /// memory and decisions (see docs/metrics.md).
+    pub sql: Option<String>,
+    /// Time per op.
+    #[arg(long, conflicts_with_all = ["sql", "idle", "transfers"])]
+    pub top_ops: bool,
+    /// Busy and idle time per processor.
+    #[arg(long, conflicts_with_all = ["sql", "transfers"])]
+    pub idle: bool,
+    /// Copies per link.
+    #[arg(long, conflicts_with = "sql")]
+    pub transfers: bool,
+    /// Print {"columns": [...], "rows": [[...]]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// The run file.
+    pub db: std::path::PathBuf,
+    /// The trace to write.
+    #[arg(short, long)]
+    pub output: std::path::PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The run file.
+    pub db: std::path::PathBuf,
+    /// The HTML file to write.
+    #[arg(short, long)]
+    pub output: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -111,6 +157,9 @@ enum BenchCommand {
     /// Every policy on the fixed simulation suite: makespan against the
     /// lower bound, decision latency.
     Sim(SimSuiteArgs),
+    /// Tiled Cholesky with everything observable on (metrics endpoint,
+    /// run file, trace) against the same with it off, alternating.
+    Observe(CholeskyBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -215,6 +264,10 @@ pub struct CommonArgs {
     /// Scheduling policy: heft (default), eager, milp or metaheuristic.
     #[arg(long)]
     pub policy: Option<String>,
+    /// Record the run (tasks, copies, memory, decisions) to this SQLite
+    /// file for `tessera query`, `trace` and `report`.
+    #[arg(long)]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// [`parse_size`], where 0 is allowed.
@@ -355,7 +408,7 @@ pub(crate) fn runtime_with_options(
     )
 }
 
-fn build(
+pub(crate) fn build(
     common: &CommonArgs,
     metrics: Option<&str>,
     mut b: tessera::RuntimeBuilder,
@@ -393,6 +446,9 @@ fn build(
     if let Some(name) = &common.policy {
         b = b.policy(name);
     }
+    if let Some(path) = &common.record {
+        b = b.record(path);
+    }
     let rt = b.build()?;
     // Plugins found but unusable here (no driver, say) are worth a warning
     // when devices were asked for; `tessera info` always lists them.
@@ -409,7 +465,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Info(args) => info::run(&args),
         Command::Selftest(args) => selftest::run(&args),
         Command::Sim(args) => sim::run(&args),
+        Command::Query(args) => runfile::query(&args),
+        Command::Trace(args) => runfile::trace(&args),
+        Command::Report(args) => runfile::report(&args),
         Command::Bench(BenchCommand::Sim(args)) => sim::suite(&args),
+        Command::Bench(BenchCommand::Observe(args)) => bench::observe(&args),
         Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
         Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),

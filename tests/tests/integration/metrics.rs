@@ -172,3 +172,53 @@ fn a_trace_file_has_one_span_per_completed_task_and_no_overlap_on_a_processor() 
     assert!(last_start >= first_end);
     std::fs::remove_file(path).unwrap();
 }
+
+/// A real Prometheus server scrapes a running runtime; its query API
+/// then has our series, with the values the runtime reports.
+#[test]
+fn a_real_prometheus_scrapes_the_series() {
+    let rt = Runtime::builder()
+        .cpu_workers(2)
+        .devices(&["cpu"])
+        .policy("metaheuristic")
+        .metrics("127.0.0.1:0")
+        .build()
+        .unwrap();
+    let target = rt.metrics_addr().expect("serving");
+    let Some(prom) = tessera_tests::PrometheusServer::start(target) else {
+        return;
+    };
+    for _ in 0..40 {
+        rt.spawn(|| {}).unwrap();
+    }
+    rt.wait_all().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let completed = loop {
+        let answer = prom.query("sum(tessera_tasks_completed_total)");
+        assert_eq!(answer["status"], "success", "{answer}");
+        let value = answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok());
+        match value {
+            Some(v) if v >= 40.0 => break v,
+            _ => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "prometheus never saw the tasks: {answer}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+    };
+    assert_eq!(completed, 40.0);
+    // A histogram's buckets and the scrape target's health arrived too.
+    let buckets = prom.query("tessera_task_duration_seconds_bucket");
+    assert!(
+        buckets["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{buckets}"
+    );
+    let up = prom.query("up{job=\"tessera\"}");
+    assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+}
