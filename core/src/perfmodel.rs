@@ -7,9 +7,11 @@
 //! storm, a preempted thread) cannot move the estimate, so it cannot send
 //! every GEMM to one device, a failure reported against mean-based history
 //! models. For a size it has not seen it fits `seconds = a + b·flops` by
-//! least squares on the buckets' medians (StarPU's regression models);
-//! with no data at all it says nothing and the caller falls back to the op's
-//! cost function at the processor's peak.
+//! least squares on the buckets' medians (StarPU's regression models).
+//! A bucket counts once it holds [`TRUSTED`] samples; until then the model
+//! says nothing and the caller falls back to the op's cost function at the
+//! processor's peak, so a slow first run (a library loading its kernels)
+//! cannot steer tasks away before it is confirmed.
 //!
 //! Models persist as JSON between runs ([`PerfModel::load`],
 //! [`PerfModel::save`]).
@@ -41,6 +43,18 @@ pub struct PerfModel {
     /// Processor name → its histories (two levels, so a lookup by `&str`
     /// allocates nothing on the scheduler's hot path).
     entries: HashMap<String, HashMap<Key, History>>,
+    /// Measured copies between memory spaces: (source, destination) →
+    /// (bytes/s, seconds of latency).
+    links: std::collections::BTreeMap<(String, String), (f64, f64)>,
+}
+
+/// A measured link as stored in a model file.
+#[derive(Serialize, Deserialize)]
+struct FileLink {
+    src: String,
+    dst: String,
+    bytes_per_second: f64,
+    latency_seconds: f64,
 }
 
 /// One key's bucket as stored in a model file.
@@ -58,6 +72,9 @@ struct FileEntry {
 struct FileFormat {
     format: String,
     entries: Vec<FileEntry>,
+    /// Absent in files from before links were measured.
+    #[serde(default)]
+    links: Vec<FileLink>,
 }
 
 const FORMAT: &str = "tessera-perfmodel-1";
@@ -115,10 +132,14 @@ impl PerfModel {
         if let Some(times) = h.buckets.get(&b).filter(|t| t.len() >= TRUSTED) {
             return Some(median(times));
         }
+        // Only confirmed buckets: a first measurement alone may be a
+        // library's lazy start (cuBLAS loads its kernels on first use),
+        // and trusting it would send every such task elsewhere for good,
+        // where no later sample could correct it.
         let points: Vec<(f64, f64)> = h
             .buckets
             .iter()
-            .filter(|(_, t)| !t.is_empty())
+            .filter(|(_, t)| t.len() >= TRUSTED)
             .map(|(b, t)| (bucket_flops(*b), median(t)))
             .collect();
         match points.len() {
@@ -139,6 +160,56 @@ impl PerfModel {
                 Some(a + c * flops.max(0.0))
             }
         }
+    }
+
+    /// Records a measured link from space `src` to `dst` (names as the
+    /// runtime gives them: `host`, a device's name). Non-positive or
+    /// non-finite bandwidths are ignored.
+    pub fn record_link(&mut self, src: &str, dst: &str, bytes_per_second: f64, latency: f64) {
+        if bytes_per_second.is_finite() && bytes_per_second > 0.0 && latency.is_finite() {
+            self.links.insert(
+                (src.to_string(), dst.to_string()),
+                (bytes_per_second, latency.max(0.0)),
+            );
+        }
+    }
+
+    /// The measured (bytes/s, latency) from `src` to `dst`, if any.
+    pub fn link(&self, src: &str, dst: &str) -> Option<(f64, f64)> {
+        self.links.get(&(src.to_string(), dst.to_string())).copied()
+    }
+
+    /// Every measured link: (source, destination, bytes/s, latency).
+    pub fn links(&self) -> Vec<(String, String, f64, f64)> {
+        self.links
+            .iter()
+            .map(|((a, b), (bw, lat))| (a.clone(), b.clone(), *bw, *lat))
+            .collect()
+    }
+
+    /// The median time and sample count of every bucket, for reports:
+    /// (processor, op, dtype, flops, seconds, samples), sorted.
+    pub fn table(&self) -> Vec<(String, OpName, DType, f64, f64, usize)> {
+        let mut rows: Vec<_> = self
+            .entries
+            .iter()
+            .flat_map(|(p, keys)| {
+                keys.iter().flat_map(move |((op, dt), h)| {
+                    h.buckets
+                        .iter()
+                        .filter(|(_, t)| !t.is_empty())
+                        .map(move |(b, t)| {
+                            (p.clone(), *op, *dt, bucket_flops(*b), median(t), t.len())
+                        })
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (a.0.as_str(), a.1.as_str(), a.2.name())
+                .cmp(&(b.0.as_str(), b.1.as_str(), b.2.name()))
+                .then(a.3.total_cmp(&b.3))
+        });
+        rows
     }
 
     /// Measured times held, over every key.
@@ -183,6 +254,9 @@ impl PerfModel {
                 .buckets
                 .insert(e.bucket, times);
         }
+        for l in file.links {
+            model.record_link(&l.src, &l.dst, l.bytes_per_second, l.latency_seconds);
+        }
         Ok(model)
     }
 
@@ -210,9 +284,20 @@ impl PerfModel {
                 b.bucket,
             ))
         });
+        let links = self
+            .links()
+            .into_iter()
+            .map(|(src, dst, bytes_per_second, latency_seconds)| FileLink {
+                src,
+                dst,
+                bytes_per_second,
+                latency_seconds,
+            })
+            .collect();
         let text = serde_json::to_string_pretty(&FileFormat {
             format: FORMAT.to_string(),
             entries,
+            links,
         })
         .map_err(|e| e.to_string())?;
         let tmp = path.with_extension("partial");
@@ -241,6 +326,21 @@ mod tests {
     }
 
     #[test]
+    fn a_first_slow_sample_is_not_trusted_until_confirmed() {
+        let mut m = PerfModel::new();
+        // A library's lazy start: the first trsm on a device takes 0.5 s.
+        m.record(OpName::Trsm, DType::F64, "cuda0", 8e9, 0.5);
+        assert_eq!(m.estimate(OpName::Trsm, DType::F64, "cuda0", 8e9), None);
+        assert_eq!(m.estimate(OpName::Trsm, DType::F64, "cuda0", 1e9), None);
+        m.record(OpName::Trsm, DType::F64, "cuda0", 8e9, 2e-4);
+        m.record(OpName::Trsm, DType::F64, "cuda0", 8e9, 2e-4);
+        assert_eq!(
+            m.estimate(OpName::Trsm, DType::F64, "cuda0", 8e9),
+            Some(2e-4)
+        );
+    }
+
+    #[test]
     fn unseen_sizes_come_from_a_fit_and_old_times_age_out() {
         let mut m = PerfModel::new();
         // seconds = 1e-5 + flops / 1e10
@@ -264,6 +364,8 @@ mod tests {
         m.record(OpName::Potrf, DType::F64, "cpu3", 2e8, 0.02);
         m.record(OpName::Potrf, DType::F64, "cpu3", 2e8, 0.03);
         m.record(OpName::Potrf, DType::F64, "cpu3", 2e8, 0.01);
+        m.record_link("host", "cuda0", 25e9, 8e-6);
+        m.record_link("host", "cuda1", f64::NAN, 0.0);
         let dir = std::env::temp_dir().join(format!("tessera-pm-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("model.json");
@@ -274,6 +376,16 @@ mod tests {
             back.estimate(OpName::Potrf, DType::F64, "cpu3", 2e8),
             Some(0.02)
         );
+        assert_eq!(back.link("host", "cuda0"), Some((25e9, 8e-6)));
+        assert_eq!(back.links().len(), 1, "a NaN bandwidth is never kept");
+        assert_eq!(back.table()[0].4, 0.02);
+        // Files from before links were measured still load.
+        std::fs::write(
+            &path,
+            "{\"format\": \"tessera-perfmodel-1\", \"entries\": []}",
+        )
+        .unwrap();
+        assert!(PerfModel::load(&path).unwrap().links().is_empty());
         std::fs::write(
             &path,
             "{\"format\": \"tessera-perfmodel-1\",\n \"entries\": [1,",
