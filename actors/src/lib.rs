@@ -23,6 +23,7 @@
 //! [`kernel`] (user kernels), [`host_memory`] and [`metrics`] (bookkeeping),
 //! [`linalg`] (tiled algorithms built on the above).
 
+pub mod calibrate;
 pub mod cpu_processor;
 pub mod dataset;
 mod device_memory;

@@ -370,10 +370,10 @@ impl RuntimeBuilder {
         let mut mailboxes = Vec::new();
         for p in &processors {
             let (tx, rx) = unbounded();
-            let bandwidth = memory
-                .iter()
-                .find(|m| m.id == p.memory)
-                .map_or(10e9, |m| m.bandwidth);
+            // A measured link (`tessera calibrate`) over the plugin's figure.
+            let bandwidth = memory.iter().find(|m| m.id == p.memory).map_or(10e9, |m| {
+                model.link("host", &m.name).map_or(m.bandwidth, |l| l.0)
+            });
             let device =
                 p.id.0
                     .checked_sub(workers as u32)
@@ -771,6 +771,11 @@ impl Runtime {
     /// The processors tasks can run on.
     pub fn processors(&self) -> &[ProcessorDesc] {
         &self.processors
+    }
+
+    /// The device memories, for calibration.
+    pub(crate) fn device_memories(&self) -> &[Arc<DeviceMemory>] {
+        &self.devices
     }
 
     /// Bytes of host tiles pinned for fast device copies now (see

@@ -35,7 +35,7 @@ impl OpCheck {
 }
 
 /// Deterministic values in [-1, 1): a self-test must fail the same way twice.
-fn values(seed: u64, len: usize) -> Vec<f64> {
+pub(crate) fn values(seed: u64, len: usize) -> Vec<f64> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
@@ -47,7 +47,7 @@ fn values(seed: u64, len: usize) -> Vec<f64> {
         .collect()
 }
 
-fn data(dtype: DType, v: &[f64]) -> TileData {
+pub(crate) fn data(dtype: DType, v: &[f64]) -> TileData {
     match dtype {
         DType::F32 => TileData::F32(v.iter().map(|x| *x as f32).collect()),
         DType::F64 => TileData::F64(v.to_vec()),
@@ -89,15 +89,15 @@ fn lower(v: &[f64], n: usize) -> Vec<f64> {
 }
 
 /// One case: the op, its inputs, the tile it writes, and how to compare.
-struct Case {
-    name: &'static str,
-    op: Op,
-    inputs: Vec<(Vec<f64>, TileShape)>,
-    output: (Vec<f64>, TileShape),
+pub(crate) struct Case {
+    pub name: &'static str,
+    pub op: Op,
+    pub inputs: Vec<(Vec<f64>, TileShape)>,
+    pub output: (Vec<f64>, TileShape),
     lower_only: bool,
 }
 
-fn cases(n: usize) -> Vec<Case> {
+pub(crate) fn cases(n: usize) -> Vec<Case> {
     let sq = TileShape::new(n, n);
     let g = |seed| (values(seed, n * n), sq);
     let trsm = |name, side, trans| Case {

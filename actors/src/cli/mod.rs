@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch.
 
 mod bench;
+mod calibrate;
 mod cholesky;
 mod info;
 mod outofcore;
@@ -41,12 +42,27 @@ enum Command {
     Selftest(SelftestArgs),
     /// Simulate a task graph on a platform under a policy.
     Sim(SimArgs),
+    /// Measure op times and copy links into a performance model file
+    /// (--perf-model), one processor kind at a time.
+    Calibrate(CalibrateArgs),
     /// Query a run file (--record) with SQL or a named query.
     Query(QueryArgs),
     /// Write a run file as a Chrome trace (Perfetto, chrome://tracing).
     Trace(TraceArgs),
     /// Write a run file as one self-contained HTML report.
     Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Tile orders to time each op at, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
+    pub orders: Vec<usize>,
+    /// Timed runs per op, order and element type (after one warm-up).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reps: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Debug)]
@@ -465,6 +481,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Info(args) => info::run(&args),
         Command::Selftest(args) => selftest::run(&args),
         Command::Sim(args) => sim::run(&args),
+        Command::Calibrate(args) => calibrate::run(&args),
         Command::Query(args) => runfile::query(&args),
         Command::Trace(args) => runfile::trace(&args),
         Command::Report(args) => runfile::report(&args),

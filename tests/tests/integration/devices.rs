@@ -512,3 +512,54 @@ fn cancelled_tasks_leave_no_trace_in_the_eviction_order() {
 fn tasks_cancelled_at_submission_leave_no_trace_in_the_eviction_order() {
     cancelled_tasks_leave_no_trace(true);
 }
+
+/// Calibration on the fake device: its ops land in the model with their
+/// inputs in place (so they are learned), and both copy directions are
+/// measured and saved with the model.
+#[test]
+fn calibration_fills_the_model_and_measures_links() {
+    let dir = std::env::temp_dir().join(format!("tessera-calib-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.json");
+    let rt = Runtime::builder()
+        .cpu_workers(0)
+        .devices(&["fake"])
+        .plugin(built_plugin("tessera-test-plugin-fake"))
+        .perf_model(&path)
+        .build()
+        .unwrap();
+    let ran = tessera::calibrate::calibrate_ops(&rt, &[32, 64], 3).unwrap();
+    assert!(ran >= 2 * 2 * 4, "{ran}");
+    let links = tessera::calibrate::measure_links(&rt).unwrap();
+    assert_eq!(links.len(), 2);
+    assert!(links.iter().all(|l| l.bytes_per_second.is_finite()
+        && l.bytes_per_second > 0.0
+        && l.latency_seconds >= 0.0));
+    assert!(links.iter().any(|l| l.src == "host" && l.dst == "fake0"));
+    rt.shutdown().unwrap();
+    let mut model = tessera_core::perfmodel::PerfModel::load(&path).unwrap();
+    // Four runs per op, order and type, all on the one device, all learned.
+    let gemm = model
+        .table()
+        .into_iter()
+        .filter(|r| r.0 == "fake0" && r.1 == tessera::OpName::Gemm)
+        .collect::<Vec<_>>();
+    assert!(gemm.len() >= 2, "{gemm:?}");
+    assert!(gemm.iter().all(|r| r.5 >= 4), "{gemm:?}");
+    for l in &links {
+        model.record_link(&l.src, &l.dst, l.bytes_per_second, l.latency_seconds);
+    }
+    model.save(&path).unwrap();
+    let back = tessera_core::perfmodel::PerfModel::load(&path).unwrap();
+    assert!(back.link("host", "fake0").is_some());
+    // A runtime reading the model starts with it.
+    let rt = Runtime::builder()
+        .cpu_workers(1)
+        .devices(&["cpu", "fake"])
+        .plugin(built_plugin("tessera-test-plugin-fake"))
+        .perf_model(&path)
+        .build()
+        .unwrap();
+    rt.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
