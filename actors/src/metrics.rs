@@ -396,6 +396,25 @@ impl Handler<EventBatch> for Metrics {
         self.series
             .ready
             .set(i64::try_from(batch.ready).unwrap_or(i64::MAX));
+        if let Some(r) = &mut self.record {
+            let t_us = r.epoch.elapsed().as_secs_f64() * 1e6;
+            r.rows.push(Row::Queue {
+                t_us,
+                name: "ready".into(),
+                tasks: batch.ready,
+            });
+            for (i, q) in batch.queued.iter().enumerate() {
+                let name = self
+                    .processor_names
+                    .get(i)
+                    .map_or_else(|| format!("processor {i}"), Clone::clone);
+                r.rows.push(Row::Queue {
+                    t_us,
+                    name,
+                    tasks: *q,
+                });
+            }
+        }
         for (i, q) in batch.queued.iter().enumerate() {
             let name = self.processor(i).to_string();
             self.series

@@ -51,6 +51,8 @@ CREATE TABLE transfers(
 CREATE TABLE memory(
     t_us REAL NOT NULL, space TEXT NOT NULL, used INTEGER NOT NULL,
     budget INTEGER NOT NULL);
+CREATE TABLE queues(
+    t_us REAL NOT NULL, name TEXT NOT NULL, tasks INTEGER NOT NULL);
 CREATE TABLE decisions(
     t_us REAL NOT NULL, mode TEXT NOT NULL, tasks INTEGER NOT NULL,
     seconds REAL NOT NULL, fell_back INTEGER NOT NULL);
@@ -66,6 +68,12 @@ pub(crate) enum Row {
         space: String,
         used: u64,
         budget: u64,
+    },
+    /// Ready tasks (`name` = `ready`) or tasks queued on a processor.
+    Queue {
+        t_us: f64,
+        name: String,
+        tasks: usize,
     },
     Decision {
         t_us: f64,
@@ -285,6 +293,7 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
         let mut memory = tx.prepare_cached("INSERT INTO memory VALUES (?1, ?2, ?3, ?4)")?;
         let mut decision =
             tx.prepare_cached("INSERT INTO decisions VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        let mut queue = tx.prepare_cached("INSERT INTO queues VALUES (?1, ?2, ?3)")?;
         for row in rows {
             match row {
                 Row::Task(t) => {
@@ -324,6 +333,9 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
                         i64::try_from(*used).unwrap_or(i64::MAX),
                         i64::try_from(*budget).unwrap_or(i64::MAX)
                     ])?;
+                }
+                Row::Queue { t_us, name, tasks } => {
+                    queue.execute(params![t_us, name, *tasks as i64])?;
                 }
                 Row::Decision {
                     t_us,
@@ -579,6 +591,13 @@ impl RunDb {
                 ))
             },
         )
+    }
+
+    /// Queue samples: (µs, `ready` or a processor, tasks), in time order.
+    pub fn queues(&self) -> Result<Vec<(f64, String, u64)>, RecordError> {
+        self.rows("SELECT t_us, name, tasks FROM queues ORDER BY t_us", |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })
     }
 
     /// Decisions: (µs, mode, tasks, seconds, fell back), in time order.

@@ -11,8 +11,9 @@ use std::fmt::Write as _;
 type Chart = Result<String, Box<dyn std::error::Error>>;
 
 /// Section ids of the charts, in order (the tests look for them).
-pub const CHARTS: [&str; 7] = [
+pub const CHARTS: [&str; 8] = [
     "gantt",
+    "queues",
     "memory",
     "transfers",
     "utilisation",
@@ -385,8 +386,44 @@ pub fn render(db: &RunDb) -> Result<String, Box<dyn std::error::Error>> {
         m.2 += u64::from(*fell_back);
     }
 
+    // Ready tasks, and tasks queued on all processors together.
+    let mut queued: BTreeMap<u64, (f64, f64, f64)> = BTreeMap::new();
+    for (t, name, n) in db.queues()? {
+        let e = queued.entry(t.to_bits()).or_insert((t / 1e3, 0.0, 0.0));
+        if name == "ready" {
+            e.1 = n as f64;
+        } else {
+            e.2 += n as f64;
+        }
+    }
+    let mut queue_points: Vec<(f64, f64, f64)> = queued.into_values().collect();
+    queue_points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let queue_series = vec![
+        (
+            "ready".to_string(),
+            queue_points.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+        ),
+        (
+            "queued on processors".to_string(),
+            queue_points.iter().map(|p| (p.0, p.2)).collect(),
+        ),
+    ];
     let mut charts: Vec<(&str, String, String)> = vec![
         ("gantt", "Gantt".into(), gantt(&ran, &processors, &ops, t1)?),
+        (
+            "queues",
+            "Queues".into(),
+            if queue_points.is_empty() {
+                String::new()
+            } else {
+                lines(
+                    "Ready tasks and tasks queued on processors",
+                    "ms",
+                    "tasks",
+                    &queue_series,
+                )?
+            },
+        ),
         (
             "memory",
             "Memory per tier".into(),
@@ -454,7 +491,7 @@ pub fn render(db: &RunDb) -> Result<String, Box<dyn std::error::Error>> {
         span / 1e3,
         processors.len(),
         transfers.len(),
-        transfers.iter().map(|c| c.bytes as f64).sum::<f64>() / 1e6,
+        transfers.iter().map(|c| c.bytes).sum::<u64>() as f64 / 1e6,
         decisions.len(),
         db.meta("tessera_version").unwrap_or_default(),
     );
