@@ -145,6 +145,7 @@ impl ProcessorSlot {
             has_room: self.queued_tasks < self.concurrency
                 || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < QUEUE_HORIZON_SECONDS),
             copy_bandwidth: self.copy_bandwidth,
+            bandwidth_from: &[],
         }
     }
 }
@@ -554,6 +555,7 @@ impl Scheduler {
             dtype: p.dtype,
             flops: p.flops,
             inputs: &inputs,
+            input_ids: &[],
             model: Some(&self.model),
             tail: 0.0,
         };
@@ -639,14 +641,26 @@ impl Scheduler {
                         .collect()
                 })
                 .collect();
+            let tile_ids: Vec<Vec<u64>> = payloads
+                .iter()
+                .map(|p| {
+                    p.args
+                        .iter()
+                        .filter(|(_, a)| a.reads())
+                        .map(|(t, _)| t.id().0)
+                        .collect()
+                })
+                .collect();
             let requests: Vec<PlacementRequest<'_>> = payloads
                 .iter()
                 .zip(&inputs)
-                .map(|(p, inp)| PlacementRequest {
+                .zip(&tile_ids)
+                .map(|((p, inp), ids)| PlacementRequest {
                     op: p.op.name(),
                     dtype: p.dtype,
                     flops: p.flops,
                     inputs: inp,
+                    input_ids: ids,
                     model: Some(&self.model),
                     tail: 0.0,
                 })

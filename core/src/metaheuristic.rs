@@ -204,24 +204,24 @@ mod tests {
     fn finds_the_balanced_plan_the_list_rule_misses_and_never_does_worse() {
         // Two equal processors, tasks of 3, 3, 2, 2, 2 s, no tails: the list
         // rule ends at 7, the best plan at 6 (3+3 | 2+2+2).
-        let w = WindowCosts {
-            cost: [3.0, 3.0, 2.0, 2.0, 2.0]
+        let w = WindowCosts::from_costs(
+            [3.0, 3.0, 2.0, 2.0, 2.0]
                 .iter()
                 .map(|c| vec![Some(*c), Some(*c)])
                 .collect(),
-            queue: vec![0.0, 0.0],
-            tail: vec![0.0; 5],
-        };
+            vec![0.0, 0.0],
+            vec![0.0; 5],
+        );
         let start = w.list_plan().unwrap();
         let best = improve(&w, &start, Duration::from_secs(2), 7);
         assert!(w.score(&start) >= 7.0);
         assert!(w.score(&best) < 6.1, "{best:?}: {}", w.score(&best));
         // A task only one processor can run stays there.
-        let pinned = WindowCosts {
-            cost: vec![vec![None, Some(1.0)], vec![Some(1.0), Some(1.0)]],
-            queue: vec![0.0, 0.0],
-            tail: vec![0.0; 2],
-        };
+        let pinned = WindowCosts::from_costs(
+            vec![vec![None, Some(1.0)], vec![Some(1.0), Some(1.0)]],
+            vec![0.0, 0.0],
+            vec![0.0; 2],
+        );
         for seed in 0..20 {
             let plan = improve(&pinned, &[1, 0], Duration::from_millis(5), seed);
             assert_eq!(plan[0], 1);

@@ -261,6 +261,7 @@ mod tests {
                 queued_tasks: 0,
                 has_room: true,
                 copy_bandwidth: 0.0,
+                bandwidth_from: &[],
             })
             .collect();
         let tasks: Vec<PlacementRequest<'_>> = [3.0, 3.0, 2.0, 2.0, 2.0]
@@ -270,6 +271,7 @@ mod tests {
                 dtype: Some(DType::F64),
                 flops: g * 1e9,
                 inputs: &[],
+                input_ids: &[],
                 model: None,
                 tail: 0.0,
             })
@@ -312,6 +314,7 @@ mod tests {
                 queued_tasks: 0,
                 has_room: true,
                 copy_bandwidth: 0.0,
+                bandwidth_from: &[],
             })
             .collect();
         let task = |gflop: f64, tail: f64| PlacementRequest {
@@ -319,6 +322,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: gflop * 1e9,
             inputs: &[],
+            input_ids: &[],
             model: None,
             tail,
         };

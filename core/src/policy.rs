@@ -23,6 +23,10 @@ pub struct PlacementRequest<'a> {
     pub flops: f64,
     /// For each input tile: its size in bytes and the spaces holding a valid copy.
     pub inputs: &'a [(u64, &'a [MemorySpaceId])],
+    /// The identity of each input (a tile), where the caller knows it:
+    /// window policies then charge an input two tasks copy to one space
+    /// once. Empty, or as long as `inputs`.
+    pub input_ids: &'a [u64],
     /// Learned op times, where there are any (else the processor's peak).
     pub model: Option<&'a PerfModel>,
     /// Estimated seconds of the longest chain of work that must follow
@@ -44,6 +48,10 @@ pub struct ProcessorLoad<'a> {
     /// Bytes/s for copying a missing input into its memory (0: use the
     /// policy's default).
     pub copy_bandwidth: f64,
+    /// Where the caller knows them: bytes/s from each memory space (by id)
+    /// into this processor's memory, so a window policy can charge each
+    /// input from its fastest holder. Empty: `copy_bandwidth` for all.
+    pub bandwidth_from: &'a [f64],
 }
 
 /// Which kind of decision placed tasks.
@@ -142,6 +150,17 @@ pub fn by_name(name: &str, bandwidth: f64) -> Result<Box<dyn Policy>, String> {
 /// learned time where the model has one, else the op's flops at the
 /// processor's peak.
 pub fn estimate_seconds(task: &PlacementRequest<'_>, proc: &ProcessorDesc, bandwidth: f64) -> f64 {
+    let (copy, exec) = estimate_parts(task, proc, bandwidth);
+    exec + copy
+}
+
+/// [`estimate_seconds`] in two parts: seconds of copies in, seconds of
+/// work.
+pub fn estimate_parts(
+    task: &PlacementRequest<'_>,
+    proc: &ProcessorDesc,
+    bandwidth: f64,
+) -> (f64, f64) {
     let exec = match task.dtype {
         Some(dt) if task.flops > 0.0 => task
             .model
@@ -160,7 +179,7 @@ pub fn estimate_seconds(task: &PlacementRequest<'_>, proc: &ProcessorDesc, bandw
     } else {
         0.0
     };
-    exec + copy
+    (copy, exec)
 }
 
 /// Data-aware earliest finish time (HEFT / dmda class).
@@ -257,6 +276,7 @@ mod tests {
             queued_tasks,
             has_room: true,
             copy_bandwidth: 0.0,
+            bandwidth_from: &[],
         }
     }
 
@@ -269,6 +289,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: 1e9,
             inputs: &[],
+            input_ids: &[],
             model: None,
             tail: 0.0,
         };
@@ -296,6 +317,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: 1e9,
             inputs: &inputs,
+            input_ids: &[],
             model: None,
             tail: 0.0,
         };
@@ -315,6 +337,7 @@ mod tests {
             dtype: None,
             flops: 0.0,
             inputs: &[],
+            input_ids: &[],
             model: None,
             tail: 0.0,
         };
@@ -347,6 +370,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: 1e9,
             inputs: &[],
+            input_ids: &[],
             model: None,
             tail: 0.0,
         };
@@ -370,6 +394,7 @@ mod tests {
             dtype: Some(DType::F64),
             flops: 1e9,
             inputs: &[],
+            input_ids: &[],
             model: None,
             tail: 0.0,
         };

@@ -14,20 +14,39 @@
 //! task), plus a small weight on the sum of finishes, which prefers, of
 //! plans with equal critical ends, the one that frees processors sooner.
 
-use crate::policy::{estimate_seconds, PlacementRequest, ProcessorLoad};
+use crate::policy::{estimate_parts, PlacementRequest, ProcessorLoad};
+use crate::processor::MemorySpaceId;
 
 /// Weight of the sum of finishes against the critical end.
 const SUM_WEIGHT: f64 = 1e-3;
 
+/// One input of a window task: its identity (where known), bytes and the
+/// spaces holding a valid copy.
+#[derive(Debug, Clone)]
+struct Input {
+    id: Option<u64>,
+    bytes: u64,
+    holders: Vec<MemorySpaceId>,
+}
+
 /// The costs a window's plans are scored with.
 #[derive(Debug, Clone)]
 pub struct WindowCosts {
-    /// `cost[t][p]`: seconds of task `t` on processor `p` (`None`: it cannot run there).
+    /// `cost[t][p]`: seconds of task `t` on processor `p` with its own
+    /// copies (`None`: it cannot run there). The MILP uses these.
     pub cost: Vec<Vec<Option<f64>>>,
     /// Seconds already queued on each processor.
     pub queue: Vec<f64>,
     /// Each task's tail.
     pub tail: Vec<f64>,
+    /// Seconds of work alone, per task and processor.
+    exec: Vec<Vec<Option<f64>>>,
+    inputs: Vec<Vec<Input>>,
+    /// Per processor: its memory space, copy bandwidth, and bandwidth
+    /// from each space where known.
+    space: Vec<MemorySpaceId>,
+    bandwidth: Vec<f64>,
+    bandwidth_from: Vec<Vec<f64>>,
 }
 
 impl WindowCosts {
@@ -38,28 +57,78 @@ impl WindowCosts {
         procs: &[ProcessorLoad<'_>],
         default_bandwidth: f64,
     ) -> Self {
-        let cost = tasks
+        let bandwidth: Vec<f64> = procs
+            .iter()
+            .map(|p| {
+                if p.copy_bandwidth > 0.0 {
+                    p.copy_bandwidth
+                } else {
+                    default_bandwidth
+                }
+            })
+            .collect();
+        let parts: Vec<Vec<Option<(f64, f64)>>> = tasks
             .iter()
             .map(|t| {
                 procs
                     .iter()
-                    .map(|p| {
-                        let bw = if p.copy_bandwidth > 0.0 {
-                            p.copy_bandwidth
-                        } else {
-                            default_bandwidth
-                        };
+                    .zip(&bandwidth)
+                    .map(|(p, bw)| {
                         p.desc
                             .supports(t.op, t.dtype)
-                            .then(|| estimate_seconds(t, p.desc, bw))
+                            .then(|| estimate_parts(t, p.desc, *bw))
                     })
                     .collect()
             })
             .collect();
         WindowCosts {
-            cost,
+            cost: parts
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|c| c.map(|(copy, exec)| copy + exec))
+                        .collect()
+                })
+                .collect(),
+            exec: parts
+                .iter()
+                .map(|row| row.iter().map(|c| c.map(|(_, exec)| exec)).collect())
+                .collect(),
+            inputs: tasks
+                .iter()
+                .map(|t| {
+                    t.inputs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (bytes, holders))| Input {
+                            id: t.input_ids.get(i).copied(),
+                            bytes: *bytes,
+                            holders: holders.to_vec(),
+                        })
+                        .collect()
+                })
+                .collect(),
             queue: procs.iter().map(|p| p.queued_seconds).collect(),
             tail: tasks.iter().map(|t| t.tail.max(0.0)).collect(),
+            space: procs.iter().map(|p| p.desc.memory).collect(),
+            bandwidth,
+            bandwidth_from: procs.iter().map(|p| p.bandwidth_from.to_vec()).collect(),
+        }
+    }
+
+    /// Costs given directly (no inputs), for tests and callers with their
+    /// own estimates.
+    pub fn from_costs(cost: Vec<Vec<Option<f64>>>, queue: Vec<f64>, tail: Vec<f64>) -> Self {
+        let n = queue.len();
+        WindowCosts {
+            exec: cost.clone(),
+            inputs: vec![Vec::new(); cost.len()],
+            cost,
+            queue,
+            tail,
+            space: (0..n).map(|p| MemorySpaceId(p as u32)).collect(),
+            bandwidth: vec![1.0; n],
+            bandwidth_from: vec![Vec::new(); n],
         }
     }
 
@@ -76,16 +145,47 @@ impl WindowCosts {
         self.cost.iter().all(|row| row.iter().any(Option::is_some))
     }
 
+    /// Seconds of copying task `t`'s missing inputs to processor `p`, given
+    /// the items earlier window tasks already copied there (`copied`),
+    /// which it then extends.
+    fn copy_seconds(&self, t: usize, p: usize, copied: &mut Vec<(u64, MemorySpaceId)>) -> f64 {
+        let space = self.space[p];
+        let from = &self.bandwidth_from[p];
+        let mut seconds = 0.0;
+        for i in &self.inputs[t] {
+            if i.holders.contains(&space) {
+                continue;
+            }
+            if let Some(id) = i.id {
+                if copied.contains(&(id, space)) {
+                    continue;
+                }
+                copied.push((id, space));
+            }
+            // From its fastest holder where the bandwidths are known.
+            let bw = i
+                .holders
+                .iter()
+                .filter_map(|h| from.get(h.0 as usize).copied())
+                .fold(0.0, f64::max);
+            let bw = if bw > 0.0 { bw } else { self.bandwidth[p] };
+            seconds += i.bytes as f64 / bw;
+        }
+        seconds
+    }
+
     /// The score of `plan` (processor index per task; lower is better), or
-    /// infinity if it puts a task where it cannot run.
+    /// infinity if it puts a task where it cannot run. An input that two
+    /// tasks on one memory space read is copied there once.
     pub fn score(&self, plan: &[usize]) -> f64 {
         let mut free = self.queue.clone();
+        let mut copied = Vec::new();
         let (mut end, mut sum) = (0.0f64, 0.0f64);
         for (t, p) in plan.iter().enumerate() {
-            let Some(c) = self.cost[t].get(*p).copied().flatten() else {
+            let Some(exec) = self.exec[t].get(*p).copied().flatten() else {
                 return f64::INFINITY;
             };
-            free[*p] += c;
+            free[*p] += self.copy_seconds(t, *p, &mut copied) + exec;
             end = end.max(free[*p] + self.tail[t]);
             sum += free[*p];
         }
@@ -93,19 +193,24 @@ impl WindowCosts {
     }
 
     /// The list plan: each task in window order on the processor where it
-    /// would finish first (HEFT's rule for one decision), or `None` if a
-    /// task can run nowhere.
+    /// would finish first, counting the copies earlier tasks made (HEFT's
+    /// rule, one decision after another), or `None` if a task can run
+    /// nowhere.
     pub fn list_plan(&self) -> Option<Vec<usize>> {
         let mut free = self.queue.clone();
-        self.cost
-            .iter()
-            .map(|row| {
-                let (p, f) = row
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(p, c)| Some((p, free[p] + (*c)?)))
+        let mut copied: Vec<(u64, MemorySpaceId)> = Vec::new();
+        (0..self.tasks())
+            .map(|t| {
+                let (p, f, extra) = (0..self.processors())
+                    .filter_map(|p| {
+                        let exec = self.exec[t][p]?;
+                        let mut trial = copied.clone();
+                        let copy = self.copy_seconds(t, p, &mut trial);
+                        Some((p, free[p] + copy + exec, trial))
+                    })
                     .min_by(|a, b| a.1.total_cmp(&b.1))?;
                 free[p] = f;
+                copied = extra;
                 Some(p)
             })
             .collect()
@@ -117,7 +222,7 @@ mod tests {
     use super::*;
 
     fn costs(cost: Vec<Vec<Option<f64>>>, queue: Vec<f64>, tail: Vec<f64>) -> WindowCosts {
-        WindowCosts { cost, queue, tail }
+        WindowCosts::from_costs(cost, queue, tail)
     }
 
     #[test]
@@ -152,5 +257,55 @@ mod tests {
         let none = costs(vec![vec![None, None]], vec![0.0, 0.0], vec![0.0]);
         assert!(!none.feasible());
         assert_eq!(none.list_plan(), None);
+    }
+
+    #[test]
+    fn an_input_shared_by_two_tasks_is_copied_once_per_space() {
+        use crate::dtype::DType;
+        use crate::op::OpName;
+        use crate::processor::{ProcessorDesc, ProcessorId, ProcessorKind};
+        let desc = |id: u32, memory: u32| ProcessorDesc {
+            id: ProcessorId(id),
+            kind: ProcessorKind::Cuda,
+            name: format!("g{id}"),
+            memory: MemorySpaceId(memory),
+            gflops_f32: 1.0,
+            gflops_f64: 1.0,
+            ops: OpName::ALL.to_vec(),
+            dtypes: vec![DType::F64],
+        };
+        let (a, b) = (desc(0, 1), desc(1, 2));
+        let load = |d| ProcessorLoad {
+            desc: d,
+            queued_seconds: 0.0,
+            queued_tasks: 0,
+            has_room: true,
+            copy_bandwidth: 1.0,
+            bandwidth_from: &[],
+        };
+        let procs = [load(&a), load(&b)];
+        let host = [MemorySpaceId(0)];
+        // 1 s of work each, and a 10 s copy of the same tile 7.
+        let inputs = [(10u64, &host[..])];
+        let task = PlacementRequest {
+            op: OpName::Gemm,
+            dtype: Some(DType::F64),
+            flops: 1e9,
+            inputs: &inputs,
+            input_ids: &[7],
+            model: None,
+            tail: 0.0,
+        };
+        let w = WindowCosts::new(&[task.clone(), task.clone()], &procs, 1.0);
+        // Together: one copy, 10 + 1 + 1 = 12. Apart: 10 + 1 on each = 11.
+        assert!((w.score(&[0, 0]) - (12.0 + SUM_WEIGHT * 23.0)).abs() < 1e-9);
+        assert!((w.score(&[0, 1]) - (11.0 + SUM_WEIGHT * 22.0)).abs() < 1e-9);
+        // Without identities the second copy is charged again.
+        let anon = PlacementRequest {
+            input_ids: &[],
+            ..task
+        };
+        let w2 = WindowCosts::new(&[anon.clone(), anon], &procs, 1.0);
+        assert!(w2.score(&[0, 0]) > 22.0);
     }
 }

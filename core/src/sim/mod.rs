@@ -106,6 +106,29 @@ fn exec_seconds(g: &SimGraph, t: usize, p: &crate::processor::ProcessorDesc) -> 
     Some(task.flops / speed)
 }
 
+/// Seconds and bytes of copying `reads` into `space`, each item from its
+/// fastest holder, as `valid` says where items are (absent: `home`).
+fn copy_cost(
+    reads: &[(u32, u64)],
+    valid: &HashMap<u32, Vec<MemorySpaceId>>,
+    home: MemorySpaceId,
+    platform: &Platform,
+    space: MemorySpaceId,
+) -> (f64, f64) {
+    let home_only = [home];
+    reads.iter().fold((0.0, 0.0), |(secs, bytes), (d, b)| {
+        let holders = valid.get(d).map_or(&home_only[..], Vec::as_slice);
+        if holders.contains(&space) {
+            return (secs, bytes);
+        }
+        let bw = holders
+            .iter()
+            .map(|h| platform.bandwidth[h.0 as usize][space.0 as usize])
+            .fold(0.0, f64::max);
+        (secs + platform.latency + *b as f64 / bw, bytes + *b as f64)
+    })
+}
+
 /// Upward ranks: each task's mean execution time plus the longest rank
 /// among its successors.
 pub fn upward_ranks(g: &SimGraph, platform: &Platform) -> Vec<f64> {
@@ -207,6 +230,10 @@ pub fn simulate(
     let mut placed = 0;
     let mut modes: BTreeMap<&'static str, ModeStats> = BTreeMap::new();
     let mut memory = memory::Residency::new(&platform.capacity);
+    // Bytes/s from every space into each space, for window policies.
+    let columns: Vec<Vec<f64>> = (0..platform.bandwidth.len())
+        .map(|dst| platform.bandwidth.iter().map(|row| row[dst]).collect())
+        .collect();
     while let Some(first) = heap.pop() {
         let now = first.at;
         // Tasks ready at the same instant are independent: a policy that
@@ -272,17 +299,30 @@ pub fn simulate(
                     // The policy charges missing bytes at this rate: the
                     // one that gives these tasks' actual copy time.
                     copy_bandwidth: if secs > 0.0 { bytes / secs } else { 0.0 },
+                    bandwidth_from: &columns[p.memory.0 as usize],
                 }
+            })
+            .collect();
+        let ids: Vec<Vec<u64>> = batch
+            .iter()
+            .map(|t| {
+                g.tasks[*t]
+                    .reads
+                    .iter()
+                    .map(|(d, _)| u64::from(*d))
+                    .collect()
             })
             .collect();
         let requests: Vec<PlacementRequest<'_>> = batch
             .iter()
             .zip(&inputs)
-            .map(|(t, inp)| PlacementRequest {
+            .zip(&ids)
+            .map(|((t, inp), ids)| PlacementRequest {
                 op: g.tasks[*t].op,
                 dtype: g.dtype,
                 flops: g.tasks[*t].flops,
                 inputs: inp,
+                input_ids: ids,
                 model: None,
                 tail: tail[*t],
             })
@@ -332,7 +372,10 @@ pub fn simulate(
                 room_at = *home_link;
                 moved += written as f64;
             }
-            let (copy, bytes) = copy_seconds(k, desc.memory);
+            // Against where the data is now: an input an earlier task of
+            // this batch already copied here costs nothing again.
+            let _ = k;
+            let (copy, bytes) = copy_cost(&task.reads, &valid, home, platform, desc.memory);
             let link = &mut link_free[desc.memory.0 as usize];
             let copied = room_at.max(*link) + copy;
             if copy > 0.0 {
@@ -439,5 +482,31 @@ mod tests {
         }
         let e = run(&tiny).unwrap_err();
         assert!(e.contains("more than its capacity"), "{e}");
+    }
+
+    #[test]
+    fn tasks_placed_together_copy_a_shared_input_once() {
+        // Four tasks ready at once read tile 0 and update their own tile;
+        // the GPUs are so much faster that everything goes to them.
+        let tile = 1u64 << 20;
+        let tasks: Vec<String> = (1..=4)
+            .map(|i| format!(r#"{{"op": "gemm", "flops": 1e9, "reads": [[0, {tile}]], "writes": [[{i}, {tile}]]}}"#))
+            .collect();
+        let g =
+            files::parse_json(&format!(r#"{{"tasks": [{}]}}"#, tasks.join(",")), "shared").unwrap();
+        let p = platform::builtin("node-1cpu-2gpu").unwrap();
+        for mut policy in [
+            Box::new(EarliestFinish::new(25e9)) as Box<dyn Policy>,
+            Box::new(crate::milp::Milp::new(Box::new(EarliestFinish::new(25e9)))),
+        ] {
+            let r = simulate(&g, &p, policy.as_mut(), ReadyOrder::Rank).unwrap();
+            // Each output once, and tile 0 once per GPU used (two at most).
+            let copies = r.bytes_moved / tile as f64;
+            assert!(
+                (5.0..=6.0).contains(&copies),
+                "{}: {copies} tiles",
+                policy.name()
+            );
+        }
     }
 }
