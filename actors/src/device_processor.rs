@@ -163,6 +163,8 @@ fn run_op(
     };
     // Synchronise even after a failed launch: queued copies read host memory.
     let synced = mem.plugin.stream_sync(mem.device, stream);
+    // Copies not timed before the launch end by now.
+    crate::transfers::settle();
     launched.map_err(|e| context(e.to_string()))?;
     synced.map_err(|e| context(e.to_string()))
 }
@@ -172,7 +174,7 @@ fn run_op(
 /// would wait for them on the stream anyway; only its launch latency is
 /// no longer hidden.
 fn time_copies(mem: &DeviceMemory, stream: u32) {
-    if crate::transfers::pending() {
+    if crate::transfers::pending_timed() {
         let _ = mem.plugin.stream_sync(mem.device, stream);
         crate::transfers::settle();
     }

@@ -21,8 +21,8 @@ use crate::trace::TraceBuffer;
 use crate::transfers::TransferLog;
 use actix::{Actor, Context, Handler, Message};
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Counter, CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +53,10 @@ pub(crate) enum TaskEvent {
     Decision(Decision),
     /// A task's whole life, for the run file (only while recording).
     Recorded(TaskRow),
+    /// A placement round that placed tasks one by one took `seconds`.
+    Dispatch {
+        seconds: f64,
+    },
 }
 
 /// Events since the last batch, and the queues as they stand now.
@@ -83,6 +87,10 @@ struct Series {
     memory_used: IntGaugeVec,
     memory_budget: IntGaugeVec,
     decisions: IntCounterVec,
+    dispatch_seconds: Histogram,
+    busy: CounterVec,
+    transfers: IntCounterVec,
+    transfer_bytes: IntCounterVec,
     decision_tasks: IntCounterVec,
     decision_seconds: HistogramVec,
     fallbacks: IntCounterVec,
@@ -93,6 +101,7 @@ struct Series {
 struct Cached {
     completed: IntCounter,
     duration: Histogram,
+    busy: Counter,
 }
 
 pub(crate) struct Metrics {
@@ -101,12 +110,13 @@ pub(crate) struct Metrics {
     cached: HashMap<(OpName, usize), Cached>,
     trace: Option<TraceBuffer>,
     record: Option<Recording>,
+    /// The runtime's copies, drained with each batch.
+    transfers: Option<Arc<TransferLog>>,
 }
 
 /// The run file being written, with what feeds it besides events.
 struct Recording {
     recorder: Recorder,
-    transfers: Arc<TransferLog>,
     epoch: Instant,
     rows: Vec<Row>,
 }
@@ -174,6 +184,34 @@ impl Metrics {
                 ),
                 &["mode"],
             )?,
+            dispatch_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tessera_scheduler_dispatch_seconds",
+                    "Time of one placement round that placed tasks one by one (the list rule), including the policy's decisions.",
+                )
+                .buckets(prometheus::exponential_buckets(1e-7, 4.0, 12)?),
+            )?,
+            busy: CounterVec::new(
+                Opts::new(
+                    "tessera_processor_busy_seconds_total",
+                    "Seconds a processor spent running tasks (rate() of it is its utilisation; a device's streams add up, so it can exceed 1).",
+                ),
+                &["processor"],
+            )?,
+            transfers: IntCounterVec::new(
+                Opts::new(
+                    "tessera_transfers_total",
+                    "Copies between memory spaces (host, disk, store, devices).",
+                ),
+                &["src", "dst"],
+            )?,
+            transfer_bytes: IntCounterVec::new(
+                Opts::new(
+                    "tessera_transfer_bytes_total",
+                    "Bytes copied between memory spaces.",
+                ),
+                &["src", "dst"],
+            )?,
             decision_tasks: IntCounterVec::new(
                 Opts::new(
                     "tessera_scheduler_decision_tasks_total",
@@ -198,6 +236,10 @@ impl Metrics {
             )?,
         };
         registry.register(Box::new(series.decisions.clone()))?;
+        registry.register(Box::new(series.dispatch_seconds.clone()))?;
+        registry.register(Box::new(series.busy.clone()))?;
+        registry.register(Box::new(series.transfers.clone()))?;
+        registry.register(Box::new(series.transfer_bytes.clone()))?;
         registry.register(Box::new(series.decision_tasks.clone()))?;
         registry.register(Box::new(series.decision_seconds.clone()))?;
         registry.register(Box::new(series.fallbacks.clone()))?;
@@ -218,6 +260,7 @@ impl Metrics {
             cached: HashMap::new(),
             trace: None,
             record: None,
+            transfers: None,
         })
     }
 
@@ -249,12 +292,14 @@ impl Metrics {
                     let handles = Cached {
                         completed: self.series.completed.with_label_values(&labels),
                         duration: self.series.duration.with_label_values(&labels),
+                        busy: self.series.busy.with_label_values(&[labels[1]]),
                     };
                     self.cached.insert((op, processor), handles);
                 }
                 if let Some(c) = self.cached.get(&(op, processor)) {
                     c.completed.inc();
                     c.duration.observe(seconds);
+                    c.busy.inc_by(seconds);
                 }
             }
             TaskEvent::Failed { op, processor } => {
@@ -264,6 +309,7 @@ impl Metrics {
                     .with_label_values(&[op.as_str(), proc.as_str()])
                     .inc();
             }
+            TaskEvent::Dispatch { seconds } => self.series.dispatch_seconds.observe(seconds),
             TaskEvent::Recorded(row) => {
                 if let Some(r) = &mut self.record {
                     r.rows.push(Row::Task(row));
@@ -316,26 +362,39 @@ impl Handler<Settle> for Metrics {
 impl Metrics {
     /// Writes the run to `recorder`: the events this actor hears, the
     /// copies in `transfers`, times from `epoch`.
-    pub(crate) fn with_recorder(
-        mut self,
-        recorder: Recorder,
-        transfers: Arc<TransferLog>,
-        epoch: Instant,
-    ) -> Self {
+    pub(crate) fn with_recorder(mut self, recorder: Recorder, epoch: Instant) -> Self {
         self.record = Some(Recording {
             recorder,
-            transfers,
             epoch,
             rows: Vec::new(),
         });
         self
     }
 
-    /// Sends the rows gathered since the last call to the recorder.
+    /// Counts the copies in `log` (and records them, when recording).
+    pub(crate) fn with_transfers(mut self, log: Arc<TransferLog>) -> Self {
+        self.transfers = Some(log);
+        self
+    }
+
+    /// Counts the copies since the last call, and sends the rows gathered
+    /// since then to the recorder.
     fn flush_rows(&mut self) {
+        let copies = self
+            .transfers
+            .as_ref()
+            .map(|t| t.drain())
+            .unwrap_or_default();
+        for c in &copies {
+            let link = [c.src.as_str(), c.dst.as_str()];
+            self.series.transfers.with_label_values(&link).inc();
+            self.series
+                .transfer_bytes
+                .with_label_values(&link)
+                .inc_by(c.bytes);
+        }
         if let Some(r) = &mut self.record {
-            r.rows
-                .extend(r.transfers.drain().into_iter().map(Row::Transfer));
+            r.rows.extend(copies.into_iter().map(Row::Transfer));
             r.recorder.send(std::mem::take(&mut r.rows));
         }
     }

@@ -358,8 +358,9 @@ impl RuntimeBuilder {
                 .ok()
         });
         let recording = recorder.is_some();
+        metrics = metrics.with_transfers(Arc::clone(&transfers));
         if let Some(r) = recorder {
-            metrics = metrics.with_recorder(r, Arc::clone(&transfers), epoch);
+            metrics = metrics.with_recorder(r, epoch);
         }
         if let Some(dir) = &spill {
             dir.set_transfers(Arc::clone(&transfers));

@@ -490,7 +490,18 @@ impl Scheduler {
             // A window first; what it left waiting goes one by one below.
             self.place_window();
         }
-        self.dispatch_each();
+        if self.ready_len > 0 {
+            let clock = Instant::now();
+            let before = self.ready_len;
+            self.dispatch_each();
+            // Rounds that placed nothing (every processor full) say nothing
+            // about decision latency.
+            if self.ready_len < before {
+                self.events.push(TaskEvent::Dispatch {
+                    seconds: clock.elapsed().as_secs_f64(),
+                });
+            }
+        }
         self.record_decisions();
     }
 

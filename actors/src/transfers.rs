@@ -2,9 +2,9 @@
 //!
 //! Copies happen on processor, prefetch and spill threads, not in actors,
 //! so each runtime has one [`TransferLog`] that those threads append to
-//! and the metrics actor drains with each event batch. It does nothing
-//! unless the run is recorded, and holds at most [`MAX_ROWS`] rows between
-//! drains (the rest are counted as dropped).
+//! and the metrics actor drains with each event batch (into the transfer
+//! counters, and the run file when recording). It holds at most
+//! [`MAX_ROWS`] rows between drains (the rest are counted as dropped).
 //!
 //! A synchronous copy is logged with its measured start and end. A copy a
 //! device processor queues for its task is logged when the processor
@@ -25,25 +25,28 @@ const MAX_ROWS: usize = 1 << 20;
 
 /// One runtime's copies since the last drain.
 pub(crate) struct TransferLog {
-    enabled: bool,
+    /// Whether copies are timed exactly (the run is recorded).
+    timed: bool,
     epoch: Instant,
     rows: Mutex<Vec<TransferRow>>,
     pub dropped: AtomicU64,
 }
 
 impl TransferLog {
-    /// A log that keeps rows only if `enabled`; times count from `epoch`.
-    pub fn new(enabled: bool, epoch: Instant) -> Arc<Self> {
+    /// A log whose times count from `epoch`; `timed` when the run is
+    /// recorded (device processors then wait for their copies before each
+    /// launch, so they end when they did).
+    pub fn new(timed: bool, epoch: Instant) -> Arc<Self> {
         Arc::new(TransferLog {
-            enabled,
+            timed,
             epoch,
             rows: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
         })
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
+    pub fn timed(&self) -> bool {
+        self.timed
     }
 
     fn us(&self, t: Instant) -> f64 {
@@ -52,9 +55,6 @@ impl TransferLog {
 
     /// Logs a copy of `bytes` from `src` to `dst` between `start` and `end`.
     pub fn record(&self, src: &str, dst: &str, bytes: u64, start: Instant, end: Instant) {
-        if !self.enabled {
-            return;
-        }
         let row = TransferRow {
             src: src.to_string(),
             dst: dst.to_string(),
@@ -72,9 +72,6 @@ impl TransferLog {
 
     /// The rows logged since the last call.
     pub fn drain(&self) -> Vec<TransferRow> {
-        if !self.enabled {
-            return Vec::new();
-        }
         std::mem::take(&mut *self.rows.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -94,9 +91,6 @@ thread_local! {
 
 /// Notes a copy this thread queued on a stream.
 pub(crate) fn queued(log: &Arc<TransferLog>, src: &str, dst: &str, bytes: u64) {
-    if !log.enabled() {
-        return;
-    }
     QUEUED.with(|q| {
         q.borrow_mut().push(Queued {
             log: Arc::clone(log),
@@ -108,9 +102,9 @@ pub(crate) fn queued(log: &Arc<TransferLog>, src: &str, dst: &str, bytes: u64) {
     });
 }
 
-/// Whether this thread queued copies not yet settled.
-pub(crate) fn pending() -> bool {
-    QUEUED.with(|q| !q.borrow().is_empty())
+/// Whether this thread queued copies not yet settled on a timed log.
+pub(crate) fn pending_timed() -> bool {
+    QUEUED.with(|q| q.borrow().iter().any(|c| c.log.timed()))
 }
 
 /// This thread's streams are synchronised: logs the copies it queued as

@@ -563,3 +563,58 @@ fn calibration_fills_the_model_and_measures_links() {
     rt.shutdown().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Copies to and from a device are counted per link in the metrics, with
+/// the bytes of the tiles that moved.
+#[test]
+fn copies_are_counted_per_link() {
+    use prometheus::Encoder;
+    let rt = runtime("", 1);
+    let shape = TileShape::new(16, 16);
+    let a = rt.tile(TileData::F64(vec![1.0; 256]), shape).unwrap();
+    let b = rt.tile(TileData::F64(vec![2.0; 256]), shape).unwrap();
+    let c = rt.tile(TileData::F64(vec![0.0; 256]), shape).unwrap();
+    let h = rt
+        .submit(
+            Task::op(Op::Gemm {
+                trans_a: false,
+                trans_b: false,
+                alpha: 1.0,
+                beta: 0.0,
+            })
+            .read(&a)
+            .read(&b)
+            .read_write(&c),
+        )
+        .unwrap();
+    rt.wait(&h).unwrap();
+    assert_eq!(rt.fetch(&c).unwrap(), TileData::F64(vec![32.0; 256]));
+    // The three tiles went up, the result came back (metrics arrive
+    // asynchronously: poll).
+    let mut up = 0.0;
+    let mut down = 0.0;
+    for _ in 0..200 {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&rt.registry().gather(), &mut buf)
+            .unwrap();
+        let e = parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
+        up = e
+            .value(
+                "tessera_transfer_bytes_total",
+                &[("src", "host"), ("dst", "fake0")],
+            )
+            .unwrap_or(0.0);
+        down = e
+            .value(
+                "tessera_transfer_bytes_total",
+                &[("src", "fake0"), ("dst", "host")],
+            )
+            .unwrap_or(0.0);
+        if up >= 3.0 * 2048.0 && down >= 2048.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!((up, down), (3.0 * 2048.0, 2048.0));
+}

@@ -74,6 +74,20 @@ fn scrape_shows_task_counts_durations_and_memory() {
     assert!(e
         .value("tessera_processor_queued_tasks", &[("processor", "cpu1")])
         .is_some());
+    // Busy time per processor adds up the task durations.
+    let busy = e.sum("tessera_processor_busy_seconds_total");
+    let durations = e.sum("tessera_task_duration_seconds_sum");
+    assert!(
+        busy > 0.0 && (busy - durations).abs() < 1e-9,
+        "{busy} vs {durations}"
+    );
+    assert_eq!(
+        e.types
+            .get("tessera_scheduler_dispatch_seconds")
+            .map(String::as_str),
+        Some("histogram")
+    );
+    assert!(e.sum("tessera_scheduler_dispatch_seconds_count") >= 1.0);
     let (status, _) = http_get(addr, "/other").unwrap();
     assert_eq!(status, 404);
 }
