@@ -265,14 +265,7 @@ pub fn write_json(g: &SimGraph) -> String {
 /// graphs keep their numbers), or refuses it if it has a cycle.
 fn topological(mut g: SimGraph) -> Result<SimGraph, String> {
     let n = g.tasks.len();
-    let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut pending: Vec<usize> = vec![0; n];
-    for (t, task) in g.tasks.iter().enumerate() {
-        pending[t] = task.preds.len();
-        for p in &task.preds {
-            succs[*p].push(t);
-        }
-    }
+    let (succs, mut pending) = g.successors();
     let mut order = Vec::with_capacity(n);
     let mut ready: std::collections::BTreeSet<usize> =
         (0..n).filter(|t| pending[*t] == 0).collect();

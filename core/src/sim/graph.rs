@@ -29,6 +29,22 @@ pub struct SimGraph {
     pub tasks: Vec<SimTask>,
 }
 
+impl SimGraph {
+    /// Each task's successors, and how many predecessors each waits for.
+    pub fn successors(&self) -> (Vec<Vec<usize>>, Vec<usize>) {
+        let n = self.tasks.len();
+        let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut pending: Vec<usize> = vec![0; n];
+        for (t, task) in self.tasks.iter().enumerate() {
+            pending[t] = task.preds.len();
+            for p in &task.preds {
+                succs[*p].push(t);
+            }
+        }
+        (succs, pending)
+    }
+}
+
 /// Builds a graph from accesses, inferring dependencies.
 struct Builder {
     graph: SimGraph,

@@ -203,14 +203,7 @@ pub fn simulate(
         ReadyOrder::Rank => ranks,
         ReadyOrder::Fifo => vec![0.0; n],
     };
-    let mut succs: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut pending: Vec<usize> = vec![0; n];
-    for (t, task) in g.tasks.iter().enumerate() {
-        pending[t] = task.preds.len();
-        for p in &task.preds {
-            succs[*p].push(t);
-        }
-    }
+    let (succs, mut pending) = g.successors();
     let mut ready_at = vec![0.0f64; n];
     let mut heap: BinaryHeap<Ready> = (0..n)
         .filter(|t| pending[*t] == 0)
@@ -268,28 +261,13 @@ pub fn simulate(
                     .collect()
             })
             .collect();
-        // Copy seconds and bytes of inputs `k` into `space`, each from its
-        // fastest holder.
-        let copy_seconds = |k: usize, space: MemorySpaceId| -> (f64, f64) {
-            inputs[k]
-                .iter()
-                .fold((0.0, 0.0), |(secs, bytes), (b, holders)| {
-                    if holders.contains(&space) {
-                        return (secs, bytes);
-                    }
-                    let bw = holders
-                        .iter()
-                        .map(|h| platform.bandwidth[h.0 as usize][space.0 as usize])
-                        .fold(0.0, f64::max);
-                    (secs + platform.latency + *b as f64 / bw, bytes + *b as f64)
-                })
-        };
         let loads: Vec<ProcessorLoad<'_>> = procs
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let (secs, bytes) = (0..batch.len())
-                    .map(|k| copy_seconds(k, p.memory))
+                let (secs, bytes) = batch
+                    .iter()
+                    .map(|t| copy_cost(&g.tasks[*t].reads, &valid, home, platform, p.memory))
                     .fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
                 ProcessorLoad {
                     desc: p,
@@ -341,7 +319,7 @@ pub fn simulate(
             entry.seconds += d.seconds;
             entry.fell_back += usize::from(d.fell_back);
         }
-        for (k, (t, pick)) in batch.iter().copied().zip(picks).enumerate() {
+        for (t, pick) in batch.iter().copied().zip(picks) {
             let task = &g.tasks[t];
             let p = pick.ok_or_else(|| {
                 format!(
@@ -374,7 +352,6 @@ pub fn simulate(
             }
             // Against where the data is now: an input an earlier task of
             // this batch already copied here costs nothing again.
-            let _ = k;
             let (copy, bytes) = copy_cost(&task.reads, &valid, home, platform, desc.memory);
             let link = &mut link_free[desc.memory.0 as usize];
             let copied = room_at.max(*link) + copy;
