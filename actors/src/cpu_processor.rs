@@ -89,6 +89,7 @@ pub(crate) fn run(task: Dispatch) -> Result<(), String> {
             tile.acquire_on_host(*access)
                 .map_err(|e| format!("{} on {}: {e}", op.name(), tile.name()))?;
         }
+        crate::lane::inputs_ready();
         match body {
             Some(body) => run_closure(&args, body),
             None => run_kernel(&op, &args),

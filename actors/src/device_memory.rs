@@ -39,6 +39,8 @@ pub(crate) struct DeviceMemory {
     prefetch: Mutex<Option<Sender<Tile>>>,
     /// Copies into and out of this device, for the recorder.
     pub transfers: Arc<crate::transfers::TransferLog>,
+    /// Replicas dropped to make room, so far.
+    pub evictions: std::sync::atomic::AtomicU64,
 }
 
 impl DeviceMemory {
@@ -69,6 +71,7 @@ impl DeviceMemory {
             room: Condvar::new(),
             prefetch: Mutex::new(Some(tx)),
             transfers,
+            evictions: std::sync::atomic::AtomicU64::new(0),
         };
         (mem, rx)
     }
@@ -145,7 +148,11 @@ impl DeviceMemory {
                     st = self.lock();
                     unpin(&mut st, id);
                     match evicted {
-                        Ok(true) => skipped.clear(),
+                        Ok(true) => {
+                            self.evictions
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            skipped.clear();
+                        }
                         // Busy, or its host copy is on disk: try another.
                         Ok(false) => skipped.push(id),
                         Err(e) => return Err(format!("{}: evicting a replica: {e}", self.name)),

@@ -178,6 +178,9 @@ fn time_copies(mem: &DeviceMemory, stream: u32) {
         let _ = mem.plugin.stream_sync(mem.device, stream);
         crate::transfers::settle();
     }
+    // Exact while recording (the copies are done); otherwise when they
+    // were queued.
+    crate::lane::inputs_ready();
 }
 
 /// The ABI form of a catalogue op on tiles of these types and shapes.

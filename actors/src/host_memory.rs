@@ -52,6 +52,8 @@ pub(crate) struct HostTier {
     state: Mutex<TierState>,
     unpinned: Condvar,
     metrics: Addr<Metrics>,
+    /// Tiles dropped from RAM to make room, so far.
+    evictions: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -102,6 +104,7 @@ impl HostTier {
             state: Mutex::new(TierState::default()),
             unpinned: Condvar::new(),
             metrics,
+            evictions: std::sync::atomic::AtomicU64::new(0),
         });
         tier.publish(0);
         tier
@@ -187,12 +190,14 @@ impl HostTier {
             space: "host".to_string(),
             in_use: used,
             budget: self.budget,
+            evictions: self.evictions.load(Ordering::Relaxed),
         });
         if let Some(dir) = &self.spill {
             self.metrics.do_send(MemorySample {
                 space: "disk".to_string(),
                 in_use: dir.on_disk.load(Ordering::Relaxed),
                 budget: 0,
+                evictions: 0,
             });
         }
     }
@@ -397,6 +402,7 @@ impl HostTier {
         }
         if let Some(r) = st.resident.remove(&id) {
             st.used = st.used.saturating_sub(r.bytes);
+            self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

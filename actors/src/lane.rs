@@ -42,6 +42,21 @@ pub(crate) struct Completion {
     pub seconds: f64,
     /// When it started.
     pub started: std::time::Instant,
+    /// When its inputs were in place, where the processor said
+    /// ([`inputs_ready`]).
+    pub inputs_ready: Option<std::time::Instant>,
+}
+
+thread_local! {
+    static INPUTS_READY: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Called by a processor thread when the task it runs has every input in
+/// place (in RAM, home, or copied to the device), just before its kernel
+/// or closure starts.
+pub(crate) fn inputs_ready() {
+    INPUTS_READY.with(|c| c.set(Some(std::time::Instant::now())));
 }
 
 /// Everything the scheduler's inbox carries.
@@ -72,8 +87,10 @@ pub(crate) fn run_and_report(
 ) -> bool {
     let (id, op, est_seconds, sample) = (task.id, task.op.name(), task.est_seconds, task.sample);
     let start = std::time::Instant::now();
+    INPUTS_READY.with(|c| c.set(None));
     let result = run(task);
     let done = Completion {
+        inputs_ready: INPUTS_READY.with(std::cell::Cell::take),
         id,
         processor,
         op,

@@ -75,6 +75,8 @@ pub(crate) struct MemorySample {
     pub space: String,
     pub in_use: u64,
     pub budget: u64,
+    /// Evictions from the space so far (cumulative).
+    pub evictions: u64,
 }
 
 struct Series {
@@ -87,6 +89,7 @@ struct Series {
     memory_used: IntGaugeVec,
     memory_budget: IntGaugeVec,
     decisions: IntCounterVec,
+    evictions: IntCounterVec,
     dispatch_seconds: Histogram,
     busy: CounterVec,
     transfers: IntCounterVec,
@@ -112,6 +115,8 @@ pub(crate) struct Metrics {
     record: Option<Recording>,
     /// The runtime's copies, drained with each batch.
     transfers: Option<Arc<TransferLog>>,
+    /// Evictions per space counted so far (samples carry running totals).
+    evictions_seen: HashMap<String, u64>,
 }
 
 /// The run file being written, with what feeds it besides events.
@@ -184,6 +189,13 @@ impl Metrics {
                 ),
                 &["mode"],
             )?,
+            evictions: IntCounterVec::new(
+                Opts::new(
+                    "tessera_evictions_total",
+                    "Tiles dropped from a memory space to make room (host: to disk; devices: replicas, written back first when they were the last valid copy).",
+                ),
+                &["space"],
+            )?,
             dispatch_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "tessera_scheduler_dispatch_seconds",
@@ -237,6 +249,7 @@ impl Metrics {
         };
         registry.register(Box::new(series.decisions.clone()))?;
         registry.register(Box::new(series.dispatch_seconds.clone()))?;
+        registry.register(Box::new(series.evictions.clone()))?;
         registry.register(Box::new(series.busy.clone()))?;
         registry.register(Box::new(series.transfers.clone()))?;
         registry.register(Box::new(series.transfer_bytes.clone()))?;
@@ -261,6 +274,7 @@ impl Metrics {
             trace: None,
             record: None,
             transfers: None,
+            evictions_seen: HashMap::new(),
         })
     }
 
@@ -489,6 +503,14 @@ impl Handler<MemorySample> for Metrics {
     type Result = ();
 
     fn handle(&mut self, s: MemorySample, _: &mut Context<Self>) {
+        let seen = self.evictions_seen.entry(s.space.clone()).or_insert(0);
+        if s.evictions > *seen {
+            self.series
+                .evictions
+                .with_label_values(&[s.space.as_str()])
+                .inc_by(s.evictions - *seen);
+            *seen = s.evictions;
+        }
         if let Some(r) = &mut self.record {
             r.rows.push(Row::Memory {
                 t_us: r.epoch.elapsed().as_secs_f64() * 1e6,

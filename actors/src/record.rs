@@ -43,7 +43,7 @@ CREATE TABLE processors(
 CREATE TABLE tasks(
     id INTEGER PRIMARY KEY, op TEXT NOT NULL, processor INTEGER,
     status TEXT NOT NULL, submitted_us REAL, ready_us REAL, scheduled_us REAL,
-    started_us REAL, finished_us REAL, flops REAL NOT NULL,
+    started_us REAL, inputs_ready_us REAL, finished_us REAL, flops REAL NOT NULL,
     bytes_read INTEGER NOT NULL, bytes_written INTEGER NOT NULL);
 CREATE TABLE transfers(
     id INTEGER PRIMARY KEY, src TEXT NOT NULL, dst TEXT NOT NULL,
@@ -97,6 +97,9 @@ pub struct TaskRow {
     pub ready_us: Option<f64>,
     pub scheduled_us: Option<f64>,
     pub started_us: Option<f64>,
+    /// When its inputs were in place on its processor (after copies in
+    /// and reads back from disk); between started and finished.
+    pub inputs_ready_us: Option<f64>,
     pub finished_us: Option<f64>,
     pub flops: f64,
     pub bytes_read: u64,
@@ -285,7 +288,7 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut task = tx.prepare_cached(
-            "INSERT OR REPLACE INTO tasks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT OR REPLACE INTO tasks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         let mut transfer = tx.prepare_cached(
             "INSERT INTO transfers(src, dst, bytes, start_us, end_us) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -306,6 +309,7 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
                         t.ready_us,
                         t.scheduled_us,
                         t.started_us,
+                        t.inputs_ready_us,
                         t.finished_us,
                         t.flops,
                         t.bytes_read as i64,
@@ -545,22 +549,28 @@ impl RunDb {
 
     /// Every task, in id order.
     pub fn tasks(&self) -> Result<Vec<TaskRow>, RecordError> {
-        self.rows("SELECT * FROM tasks ORDER BY id", |r| {
-            Ok(TaskRow {
-                id: r.get::<_, i64>(0)? as u64,
-                op: r.get(1)?,
-                processor: r.get::<_, Option<i64>>(2)?.map(|p| p as usize),
-                status: r.get(3)?,
-                submitted_us: r.get(4)?,
-                ready_us: r.get(5)?,
-                scheduled_us: r.get(6)?,
-                started_us: r.get(7)?,
-                finished_us: r.get(8)?,
-                flops: r.get(9)?,
-                bytes_read: r.get::<_, i64>(10)? as u64,
-                bytes_written: r.get::<_, i64>(11)? as u64,
-            })
-        })
+        self.rows(
+            "SELECT id, op, processor, status, submitted_us, ready_us, scheduled_us, started_us,
+                    inputs_ready_us, finished_us, flops, bytes_read, bytes_written
+             FROM tasks ORDER BY id",
+            |r| {
+                Ok(TaskRow {
+                    id: r.get::<_, i64>(0)? as u64,
+                    op: r.get(1)?,
+                    processor: r.get::<_, Option<i64>>(2)?.map(|p| p as usize),
+                    status: r.get(3)?,
+                    submitted_us: r.get(4)?,
+                    ready_us: r.get(5)?,
+                    scheduled_us: r.get(6)?,
+                    started_us: r.get(7)?,
+                    inputs_ready_us: r.get(8)?,
+                    finished_us: r.get(9)?,
+                    flops: r.get(10)?,
+                    bytes_read: r.get::<_, i64>(11)? as u64,
+                    bytes_written: r.get::<_, i64>(12)? as u64,
+                })
+            },
+        )
     }
 
     pub fn transfers(&self) -> Result<Vec<TransferRow>, RecordError> {
@@ -681,7 +691,7 @@ pub fn trace_events(db: &RunDb) -> Result<serde_json::Value, RecordError> {
         events.push(serde_json::json!({
             "name": t.op, "ph": "X", "pid": 1, "tid": tid, "ts": start, "dur": end - start,
             "args": {"task": t.id, "submitted_us": t.submitted_us, "ready_us": t.ready_us,
-                     "scheduled_us": t.scheduled_us, "bytes_read": t.bytes_read,
+                     "scheduled_us": t.scheduled_us, "inputs_ready_us": t.inputs_ready_us, "bytes_read": t.bytes_read,
                      "bytes_written": t.bytes_written, "flops": t.flops},
         }));
         if let Some(space) = processors.get(*p).map(|r| r.space.clone()) {

@@ -238,13 +238,14 @@ impl Scheduler {
         self.epoch.elapsed().as_secs_f64() * 1e6
     }
 
-    /// Records the end of task `id` (when recording).
+    /// Records the end of task `id` (when recording): `run` is its start,
+    /// end and inputs-ready times if it ran.
     fn record_end(
         &mut self,
         id: TaskId,
         op: OpName,
         processor: Option<usize>,
-        run: Option<(f64, f64)>,
+        run: Option<(f64, f64, Option<f64>)>,
     ) {
         let Some(stamps) = &mut self.stamps else {
             return;
@@ -254,8 +255,9 @@ impl Scheduler {
         row.op = op.as_str().to_string();
         row.processor = processor;
         row.status = if run.is_some() { "done" } else { "failed" }.to_string();
-        if let Some((start, end)) = run {
+        if let Some((start, end, inputs)) = run {
             row.started_us = Some(start);
+            row.inputs_ready_us = inputs;
             row.finished_us = Some(end);
         }
         self.events.push(TaskEvent::Recorded(row));
@@ -417,11 +419,14 @@ impl Scheduler {
             * 1e6;
         match c.result {
             Ok(()) => {
+                let inputs_us = c
+                    .inputs_ready
+                    .map(|t| t.saturating_duration_since(self.epoch).as_secs_f64() * 1e6);
                 self.record_end(
                     c.id,
                     c.op,
                     Some(c.processor),
-                    Some((start_us, start_us + c.seconds * 1e6)),
+                    Some((start_us, start_us + c.seconds * 1e6, inputs_us)),
                 );
                 self.events.push(TaskEvent::Completed {
                     op: c.op,
@@ -788,6 +793,7 @@ impl Scheduler {
                 space: mem.name.clone(),
                 in_use: mem.used(),
                 budget: mem.budget,
+                evictions: mem.evictions.load(Ordering::Relaxed),
             });
         }
         self.metrics.do_send(EventBatch {

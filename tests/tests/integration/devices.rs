@@ -427,13 +427,38 @@ fn cholesky_runs_on_a_device_with_room_for_a_fraction_of_the_matrix() {
         let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
         cholesky(&rt, &a).unwrap();
         let r = residual(&rt, &a, gen).unwrap();
-        let _ = tx.send((r, rt.progress()));
+        let _ = tx.send((r, rt.progress(), evictions(&rt, "fake0")));
     });
-    let (r, progress) = rx
+    let (r, progress, evicted) = rx
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("no progress in a minute: deadlock");
     assert!(r < 1e-14, "residual {r:e}");
     assert_eq!(progress.failed, 0);
+    // 30 tiles through room for 5: replicas were dropped to make room.
+    assert!(evicted >= 25.0, "{evicted} evictions counted");
+}
+
+/// `tessera_evictions_total` of `space`, once the metrics actor has the
+/// latest memory sample (polled).
+fn evictions(rt: &Runtime, space: &str) -> f64 {
+    use prometheus::Encoder;
+    let mut last = 0.0;
+    for _ in 0..50 {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&rt.registry().gather(), &mut buf)
+            .unwrap();
+        let e = parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
+        let now = e
+            .value("tessera_evictions_total", &[("space", space)])
+            .unwrap_or(0.0);
+        if now > 0.0 && now == last {
+            return now;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    last
 }
 
 #[test]

@@ -46,6 +46,24 @@ fn cholesky_with_a_quarter_of_the_matrix_in_ram_is_checked_and_cleans_up() {
         let r = residual(&rt, &a, gen).unwrap();
         let usage = rt.host_usage();
         let path = usage.spill_path.clone().unwrap();
+        // Evictions to disk are counted in the metrics.
+        let mut evicted = 0.0;
+        for _ in 0..100 {
+            use prometheus::Encoder;
+            let mut buf = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&rt.registry().gather(), &mut buf)
+                .unwrap();
+            let e = tessera_tests::parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
+            evicted = e
+                .value("tessera_evictions_total", &[("space", "host")])
+                .unwrap_or(0.0);
+            if evicted > 0.0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(evicted > 0.0, "no host evictions counted");
         assert!(path.is_dir());
         drop(a);
         rt.wait_all().unwrap();

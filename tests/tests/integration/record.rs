@@ -60,6 +60,10 @@ fn a_recorded_run_has_every_task_in_order_and_conserves_spilled_bytes() {
         // Started comes from the processor's clock, scheduled from the
         // scheduler's: allow a microsecond between them.
         assert!(stamps.windows(2).all(|w| w[0] <= w[1] + 1.0), "{t:?}");
+        // Inputs are in place after the start (reads back from disk
+        // included) and before the end.
+        let inputs = t.inputs_ready_us.expect("inputs ready");
+        assert!(stamps[3] <= inputs && inputs <= stamps[4], "{t:?}");
     }
     // Each gemm reads two tiles and writes one of 64 x 64 f64.
     let tile = 64 * 64 * 8;
