@@ -218,7 +218,9 @@ pub fn simulate(
     let mut link_free = vec![0.0f64; platform.bandwidth.len()];
     // Where each data item is valid; a fresh item is in the first space.
     let mut valid: HashMap<u32, Vec<MemorySpaceId>> = HashMap::new();
-    let home = procs.first().map_or(MemorySpaceId(0), |p| p.memory);
+    // Data starts in the first space (host memory in every built-in
+    // platform), whether or not a processor computes there.
+    let home = MemorySpaceId(0);
     let (mut decision, mut makespan, mut moved) = (0.0f64, 0.0f64, 0.0f64);
     let mut placed = 0;
     let mut modes: BTreeMap<&'static str, ModeStats> = BTreeMap::new();
@@ -485,5 +487,27 @@ mod tests {
                 policy.name()
             );
         }
+    }
+
+    #[test]
+    fn data_starts_in_the_first_space_even_without_a_processor_there() {
+        // The same node with its CPU removed: the matrix must still cross
+        // PCIe from host memory, so as many bytes move as with the CPU
+        // unused, and the makespan cannot beat the one with it.
+        let g = graph::cholesky(8, 512);
+        let with_cpu = platform::builtin("node-1cpu-2gpu").unwrap();
+        let mut gpus = with_cpu.clone();
+        gpus.processors
+            .retain(|p| p.kind != crate::processor::ProcessorKind::Cpu);
+        let r = simulate(&g, &gpus, &mut EarliestFinish::new(25e9), ReadyOrder::Rank).unwrap();
+        let stored = g
+            .tasks
+            .iter()
+            .flat_map(|t| &t.writes)
+            .map(|w| w.0)
+            .collect::<std::collections::HashSet<_>>();
+        let tile = 512.0 * 512.0 * 8.0;
+        // Every tile the factorisation touches is loaded at least once.
+        assert!(r.bytes_moved >= stored.len() as f64 * tile, "{r:?}");
     }
 }
