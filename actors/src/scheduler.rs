@@ -689,6 +689,7 @@ impl Scheduler {
                 / self.slots.len().max(1) as f64;
             self.policy
                 .set_window_budget(Duration::from_secs_f64(budget.clamp(0.0, 1.0)));
+            self.policy.set_backlog(self.ready_len);
             let plan = self.policy.place_batch(&requests, &loads);
             ids.iter()
                 .zip(&requests)

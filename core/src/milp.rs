@@ -17,8 +17,10 @@
 //! Which mode decides depends on the load: the caller's time budget for
 //! the window ([`Policy::set_window_budget`]; a runtime of short tasks
 //! allows little), then the window size:
-//! up to [`Milp::milp_window`] tasks the MILP; past it, or when the solver
-//! fails or finds nothing in time, the
+//! up to [`Milp::milp_window`] tasks the MILP, unless more than
+//! [`Milp::max_backlog`] tasks are ready ([`Policy::set_backlog`]); past
+//! it, with that backlog, or when the solver fails or finds nothing in
+//! time, the
 //! metaheuristic ([`crate::metaheuristic`]) within its own budget; past
 //! [`Milp::meta_window`] tasks, or for a single task, the list rule (the
 //! list plan, each task in turn where it would finish first). Every
@@ -55,6 +57,10 @@ pub struct Milp {
     pub meta_budget: Duration,
     /// What the caller allows for the next window ([`Policy::set_window_budget`]).
     budget: Option<Duration>,
+    /// Ready tasks past which the MILP is skipped for the metaheuristic.
+    pub max_backlog: usize,
+    /// The ready tasks the caller last reported ([`Policy::set_backlog`]).
+    backlog: usize,
     list: Box<dyn Policy>,
     decisions: Vec<Decision>,
     seed: u64,
@@ -68,6 +74,8 @@ impl Milp {
             time_limit: Duration::from_millis(20),
             meta_budget: Duration::from_millis(2),
             budget: None,
+            max_backlog: 1024,
+            backlog: 0,
             list,
             decisions: Vec::new(),
             seed: 0,
@@ -197,7 +205,8 @@ impl Policy for Milp {
             return placements(&start, procs);
         }
         self.seed += 1;
-        if tasks.len() <= self.milp_window && solver_time >= MIN_SOLVER_BUDGET {
+        let busy = self.backlog > self.max_backlog;
+        if tasks.len() <= self.milp_window && solver_time >= MIN_SOLVER_BUDGET && !busy {
             if let Some(plan) = self.solve(&w, &start, solver_time) {
                 // The solver breaks ties on total work, the score on the
                 // sum of finishes: keep whichever plan scores better.
@@ -220,6 +229,10 @@ impl Policy for Milp {
 
     fn set_window_budget(&mut self, budget: Duration) {
         self.budget = Some(budget);
+    }
+
+    fn set_backlog(&mut self, ready: usize) {
+        self.backlog = ready;
     }
 
     fn take_decisions(&mut self) -> Vec<Decision> {
@@ -342,6 +355,12 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].mode, Mode::Milp);
         assert_eq!((d[1].mode, d[1].fell_back), (Mode::Metaheuristic, false));
+        // A long ready queue skips the solver.
+        milp.milp_window = 64;
+        milp.set_backlog(5000);
+        milp.place_batch(&tasks, &loads);
+        assert_eq!(milp.take_decisions()[0].mode, Mode::Metaheuristic);
+        milp.set_backlog(0);
         // A full processor makes its tasks wait rather than move.
         let mut busy = loads.clone();
         busy[0].has_room = false;

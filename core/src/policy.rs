@@ -119,6 +119,11 @@ pub trait Policy: Send {
     /// solve). Window policies pick their mode by it; others ignore it.
     fn set_window_budget(&mut self, _budget: std::time::Duration) {}
 
+    /// How many tasks are ready now, the window's among them: the other
+    /// measure of load. A long ready queue means windows keep coming, so
+    /// window policies take their faster mode.
+    fn set_backlog(&mut self, _ready: usize) {}
+
     /// The window decisions made since the last call (list policies,
     /// whose decisions are the tasks themselves, keep none).
     fn take_decisions(&mut self) -> Vec<Decision> {

@@ -308,6 +308,7 @@ pub fn simulate(
             })
             .collect();
         let clock = Instant::now();
+        policy.set_backlog(batch.len() + heap.len());
         let picks = if requests.len() == 1 {
             vec![policy.place(&requests[0], &loads)]
         } else {
