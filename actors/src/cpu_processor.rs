@@ -47,7 +47,7 @@ pub(crate) fn spawn(
         .name(format!("tessera-cpu{index}"))
         .spawn(move || {
             while let Some(task) = next(&mailbox) {
-                if !run_and_report(&lane, index, task, run) {
+                if !run_and_report(&lane, index, 0, task, run) {
                     return;
                 }
             }

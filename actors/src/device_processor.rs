@@ -88,7 +88,7 @@ fn serve(
     kernels: &KernelRegistry,
 ) {
     while let Ok(task) = mailbox.recv() {
-        if !run_and_report(lane, index, task, |t| run(mem, stream, t, kernels)) {
+        if !run_and_report(lane, index, stream, task, |t| run(mem, stream, t, kernels)) {
             return;
         }
     }

@@ -42,6 +42,8 @@ pub(crate) struct Completion {
     pub seconds: f64,
     /// When it started.
     pub started: std::time::Instant,
+    /// The processor's stream it ran on (0 on a CPU).
+    pub stream: u32,
     /// When its inputs were in place, where the processor said
     /// ([`inputs_ready`]).
     pub inputs_ready: Option<std::time::Instant>,
@@ -76,12 +78,14 @@ pub(crate) enum Input {
     },
 }
 
-/// Runs `task` with `run` on processor `processor`, times it, and posts
+/// Runs `task` with `run` on processor `processor` (stream `stream`),
+/// times it, and posts
 /// its completion. Returns false once the scheduler is gone, so the
 /// processor's loop can end.
 pub(crate) fn run_and_report(
     lane: &Lane,
     processor: usize,
+    stream: u32,
     task: crate::cpu_processor::Dispatch,
     run: impl FnOnce(crate::cpu_processor::Dispatch) -> Result<(), String>,
 ) -> bool {
@@ -91,6 +95,7 @@ pub(crate) fn run_and_report(
     let result = run(task);
     let done = Completion {
         inputs_ready: INPUTS_READY.with(std::cell::Cell::take),
+        stream,
         id,
         processor,
         op,

@@ -41,7 +41,7 @@ CREATE TABLE processors(
     space TEXT NOT NULL, gflops_f32 REAL NOT NULL, gflops_f64 REAL NOT NULL,
     bandwidth REAL NOT NULL);
 CREATE TABLE tasks(
-    id INTEGER PRIMARY KEY, op TEXT NOT NULL, processor INTEGER,
+    id INTEGER PRIMARY KEY, op TEXT NOT NULL, processor INTEGER, stream INTEGER,
     status TEXT NOT NULL, submitted_us REAL, ready_us REAL, scheduled_us REAL,
     started_us REAL, inputs_ready_us REAL, finished_us REAL, flops REAL NOT NULL,
     bytes_read INTEGER NOT NULL, bytes_written INTEGER NOT NULL);
@@ -91,6 +91,8 @@ pub struct TaskRow {
     pub id: u64,
     pub op: String,
     pub processor: Option<usize>,
+    /// The processor's stream it ran on (0 on a CPU), if it ran.
+    pub stream: Option<u32>,
     /// `done` or `failed`.
     pub status: String,
     pub submitted_us: Option<f64>,
@@ -288,7 +290,7 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut task = tx.prepare_cached(
-            "INSERT OR REPLACE INTO tasks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT OR REPLACE INTO tasks VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         let mut transfer = tx.prepare_cached(
             "INSERT INTO transfers(src, dst, bytes, start_us, end_us) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -304,6 +306,7 @@ fn insert(conn: &mut Connection, rows: &[Row]) -> rusqlite::Result<()> {
                         t.id as i64,
                         t.op,
                         t.processor.map(|p| p as i64),
+                        t.stream,
                         t.status,
                         t.submitted_us,
                         t.ready_us,
@@ -550,7 +553,7 @@ impl RunDb {
     /// Every task, in id order.
     pub fn tasks(&self) -> Result<Vec<TaskRow>, RecordError> {
         self.rows(
-            "SELECT id, op, processor, status, submitted_us, ready_us, scheduled_us, started_us,
+            "SELECT id, op, processor, stream, status, submitted_us, ready_us, scheduled_us, started_us,
                     inputs_ready_us, finished_us, flops, bytes_read, bytes_written
              FROM tasks ORDER BY id",
             |r| {
@@ -558,16 +561,17 @@ impl RunDb {
                     id: r.get::<_, i64>(0)? as u64,
                     op: r.get(1)?,
                     processor: r.get::<_, Option<i64>>(2)?.map(|p| p as usize),
-                    status: r.get(3)?,
-                    submitted_us: r.get(4)?,
-                    ready_us: r.get(5)?,
-                    scheduled_us: r.get(6)?,
-                    started_us: r.get(7)?,
-                    inputs_ready_us: r.get(8)?,
-                    finished_us: r.get(9)?,
-                    flops: r.get(10)?,
-                    bytes_read: r.get::<_, i64>(11)? as u64,
-                    bytes_written: r.get::<_, i64>(12)? as u64,
+                    stream: r.get(3)?,
+                    status: r.get(4)?,
+                    submitted_us: r.get(5)?,
+                    ready_us: r.get(6)?,
+                    scheduled_us: r.get(7)?,
+                    started_us: r.get(8)?,
+                    inputs_ready_us: r.get(9)?,
+                    finished_us: r.get(10)?,
+                    flops: r.get(11)?,
+                    bytes_read: r.get::<_, i64>(12)? as u64,
+                    bytes_written: r.get::<_, i64>(13)? as u64,
                 })
             },
         )
@@ -647,17 +651,14 @@ impl RunDb {
     }
 }
 
-/// Chrome trace events of a run: a track per processor (and per stream
-/// where tasks overlap on one), the copies on a track per link with a flow
+/// Chrome trace events of a run: a track per processor and stream, the copies on a track per link with a flow
 /// arrow to the first task that started after each ended on the
 /// destination, memory per space as counters, decisions as instants.
 pub fn trace_events(db: &RunDb) -> Result<serde_json::Value, RecordError> {
     let processors = db.processors()?;
     let tasks = db.tasks()?;
     let mut events = Vec::new();
-    // Tasks overlapping on a processor ran on different streams: give
-    // each its own lane (tid = processor * 100 + lane).
-    let mut lanes: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    // A track per processor and stream (tid = processor * 100 + stream).
     let mut named: BTreeMap<usize, String> = BTreeMap::new();
     let mut done: Vec<_> = tasks
         .iter()
@@ -666,17 +667,7 @@ pub fn trace_events(db: &RunDb) -> Result<serde_json::Value, RecordError> {
     done.sort_by(|a, b| a.2.total_cmp(&b.2));
     let mut first_task_on: Vec<(String, f64, u64, usize)> = Vec::new();
     for (t, p, start, end) in &done {
-        let ends = lanes.entry(*p).or_default();
-        let lane = match ends.iter().position(|e| *e <= *start + 1e-3) {
-            Some(i) => {
-                ends[i] = *end;
-                i
-            }
-            None => {
-                ends.push(*end);
-                ends.len() - 1
-            }
-        };
+        let lane = t.stream.unwrap_or(0) as usize;
         let tid = p * 100 + lane;
         let pname = processors
             .get(*p)

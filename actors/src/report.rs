@@ -61,27 +61,22 @@ fn color_of(ops: &[String], op: &str) -> RGBColor {
 
 /// A Gantt chart: a row per processor and stream, a bar per task.
 fn gantt(ran: &[Ran<'_>], processors: &[ProcessorRow], ops: &[String], t1: f64) -> Chart {
-    // Lanes per processor, as the trace assigns them.
+    // A row per processor and stream, as the trace has them.
     let mut rows: Vec<(String, Vec<(f64, f64, String)>)> = Vec::new();
-    let mut by_proc: BTreeMap<usize, Vec<Vec<(f64, f64, String)>>> = BTreeMap::new();
-    let mut sorted: Vec<&Ran<'_>> = ran.iter().collect();
-    sorted.sort_by(|a, b| a.2.total_cmp(&b.2));
-    for (t, p, s, e) in sorted {
-        let lanes = by_proc.entry(*p).or_default();
-        let i = lanes
-            .iter()
-            .position(|l| l.last().is_none_or(|x| x.1 <= *s + 1e-3))
-            .unwrap_or_else(|| {
-                lanes.push(Vec::new());
-                lanes.len() - 1
-            });
-        lanes[i].push((*s, *e, t.op.clone()));
+    let mut by_proc: BTreeMap<usize, BTreeMap<u32, Vec<(f64, f64, String)>>> = BTreeMap::new();
+    for (t, p, s, e) in ran {
+        by_proc
+            .entry(*p)
+            .or_default()
+            .entry(t.stream.unwrap_or(0))
+            .or_default()
+            .push((*s, *e, t.op.clone()));
     }
     for (p, lanes) in by_proc {
         let name = processors
             .get(p)
             .map_or_else(|| format!("p{p}"), |r| r.name.clone());
-        for (i, lane) in lanes.into_iter().enumerate() {
+        for (i, lane) in lanes {
             let label = if i == 0 {
                 name.clone()
             } else {

@@ -245,7 +245,7 @@ impl Scheduler {
         id: TaskId,
         op: OpName,
         processor: Option<usize>,
-        run: Option<(f64, f64, Option<f64>)>,
+        run: Option<(f64, f64, Option<f64>, u32)>,
     ) {
         let Some(stamps) = &mut self.stamps else {
             return;
@@ -255,7 +255,8 @@ impl Scheduler {
         row.op = op.as_str().to_string();
         row.processor = processor;
         row.status = if run.is_some() { "done" } else { "failed" }.to_string();
-        if let Some((start, end, inputs)) = run {
+        if let Some((start, end, inputs, stream)) = run {
+            row.stream = Some(stream);
             row.started_us = Some(start);
             row.inputs_ready_us = inputs;
             row.finished_us = Some(end);
@@ -426,7 +427,7 @@ impl Scheduler {
                     c.id,
                     c.op,
                     Some(c.processor),
-                    Some((start_us, start_us + c.seconds * 1e6, inputs_us)),
+                    Some((start_us, start_us + c.seconds * 1e6, inputs_us, c.stream)),
                 );
                 self.events.push(TaskEvent::Completed {
                     op: c.op,

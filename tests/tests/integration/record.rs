@@ -49,6 +49,8 @@ fn a_recorded_run_has_every_task_in_order_and_conserves_spilled_bytes() {
     assert!(tasks.len() > 50, "{}", tasks.len());
     for t in &tasks {
         assert_eq!(t.status, "done", "{t:?}");
+        assert_eq!(t.stream, Some(0), "a CPU runs one stream: {t:?}");
+        assert!(t.processor.is_some_and(|p| p < 2), "{t:?}");
         let stamps = [
             t.submitted_us,
             t.ready_us,
