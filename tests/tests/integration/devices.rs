@@ -15,16 +15,21 @@ fn runtime(options: &str, cpus: usize) -> Runtime {
         .unwrap()
 }
 
+/// The runtime's metrics registry, parsed.
+fn scrape(rt: &Runtime) -> tessera_tests::Exposition {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&rt.registry().gather(), &mut buf)
+        .unwrap();
+    parse_exposition(&String::from_utf8(buf).unwrap()).unwrap()
+}
+
 /// Completed tasks per processor, from the metrics registry, once every
 /// task event has reached the metrics actor.
 fn completed_on(rt: &Runtime, processor: &str, expected_total: f64) -> f64 {
-    use prometheus::Encoder;
     for _ in 0..200 {
-        let mut buf = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&rt.registry().gather(), &mut buf)
-            .unwrap();
-        let e = parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
+        let e = scrape(rt);
         if e.sum("tessera_tasks_completed_total") >= expected_total {
             return e
                 .samples
@@ -441,15 +446,9 @@ fn cholesky_runs_on_a_device_with_room_for_a_fraction_of_the_matrix() {
 /// `tessera_evictions_total` of `space`, once the metrics actor has the
 /// latest memory sample (polled).
 fn evictions(rt: &Runtime, space: &str) -> f64 {
-    use prometheus::Encoder;
     let mut last = 0.0;
     for _ in 0..50 {
-        let mut buf = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&rt.registry().gather(), &mut buf)
-            .unwrap();
-        let e = parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
-        let now = e
+        let now = scrape(rt)
             .value("tessera_evictions_total", &[("space", space)])
             .unwrap_or(0.0);
         if now > 0.0 && now == last {
@@ -593,7 +592,6 @@ fn calibration_fills_the_model_and_measures_links() {
 /// the bytes of the tiles that moved.
 #[test]
 fn copies_are_counted_per_link() {
-    use prometheus::Encoder;
     let rt = runtime("", 1);
     let shape = TileShape::new(16, 16);
     let a = rt.tile(TileData::F64(vec![1.0; 256]), shape).unwrap();
@@ -619,11 +617,7 @@ fn copies_are_counted_per_link() {
     let mut up = 0.0;
     let mut down = 0.0;
     for _ in 0..200 {
-        let mut buf = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&rt.registry().gather(), &mut buf)
-            .unwrap();
-        let e = parse_exposition(&String::from_utf8(buf).unwrap()).unwrap();
+        let e = scrape(&rt);
         up = e
             .value(
                 "tessera_transfer_bytes_total",
