@@ -23,13 +23,12 @@
 //! Every error names the file's line (STG, and JSON syntax) or the task or
 //! field at fault; a graph with a cycle is refused, naming a task on it.
 
-use super::graph::{SimGraph, SimTask};
+use super::graph::{Builder, SimGraph, SimTask};
 use super::platform::Platform;
 use crate::dtype::DType;
 use crate::op::OpName;
 use crate::processor::{MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// Flops per STG time unit.
@@ -169,9 +168,12 @@ pub fn parse_json(text: &str, name: &str) -> Result<SimGraph, String> {
         .parse()
         .map_err(|e| format!("field dtype: {e}"))?;
     let n = file.tasks.len();
-    let mut last_writer: HashMap<u32, usize> = HashMap::new();
-    let mut readers: HashMap<u32, Vec<usize>> = HashMap::new();
-    let mut tasks = Vec::with_capacity(n);
+    let name = if file.name.is_empty() {
+        name.to_string()
+    } else {
+        file.name
+    };
+    let mut b = Builder::new(name, dtype);
     for (i, t) in file.tasks.into_iter().enumerate() {
         let op = OpName::ALL
             .iter()
@@ -191,47 +193,9 @@ pub fn parse_json(text: &str, name: &str) -> Result<SimGraph, String> {
                 }
             ));
         }
-        let mut preds = t.after.clone();
-        for (d, _) in t.reads.iter().chain(&t.writes) {
-            if let Some(w) = last_writer.get(d) {
-                preds.push(*w);
-            }
-        }
-        for (d, _) in &t.writes {
-            if let Some(rs) = readers.remove(d) {
-                preds.extend(rs.into_iter().filter(|r| *r != i));
-            }
-            last_writer.insert(*d, i);
-        }
-        for (d, _) in &t.reads {
-            readers.entry(*d).or_default().push(i);
-        }
-        preds.sort_unstable();
-        preds.dedup();
-        let mut reads = t.reads;
-        // A written item is read too (its old value is in place).
-        for w in &t.writes {
-            if !reads.iter().any(|r| r.0 == w.0) {
-                reads.push(*w);
-            }
-        }
-        tasks.push(SimTask {
-            op,
-            flops: t.flops,
-            reads,
-            writes: t.writes,
-            preds,
-        });
+        b.access_task(op, t.flops, t.reads, t.writes, t.after);
     }
-    topological(SimGraph {
-        name: if file.name.is_empty() {
-            name.to_string()
-        } else {
-            file.name
-        },
-        dtype: Some(dtype),
-        tasks,
-    })
+    topological(b.graph)
 }
 
 /// Writes `g` in our JSON format, with every dependency explicit.

@@ -45,15 +45,16 @@ impl SimGraph {
     }
 }
 
-/// Builds a graph from accesses, inferring dependencies.
-struct Builder {
-    graph: SimGraph,
+/// Builds a graph from accesses, inferring dependencies (the generators
+/// and the JSON reader both go through it).
+pub(crate) struct Builder {
+    pub graph: SimGraph,
     last_writer: HashMap<u32, usize>,
     readers: HashMap<u32, Vec<usize>>,
 }
 
 impl Builder {
-    fn new(name: String, dtype: DType) -> Self {
+    pub fn new(name: String, dtype: DType) -> Self {
         Builder {
             graph: SimGraph {
                 name,
@@ -65,31 +66,52 @@ impl Builder {
         }
     }
 
-    /// Adds a task reading `reads` and writing (reading too) `writes`.
+    /// Adds a task reading `reads` and writing (reading too) `writes`,
+    /// every item of `bytes`.
     fn task(&mut self, op: OpName, flops: f64, reads: &[u32], writes: &[u32], bytes: u64) {
+        let sized = |ids: &[u32]| ids.iter().map(|d| (*d, bytes)).collect();
+        self.access_task(op, flops, sized(reads), sized(writes), Vec::new());
+    }
+
+    /// Adds a task reading `reads` and writing (reading too) `writes`
+    /// (item, bytes), after the tasks in `after` as well as those its
+    /// accesses imply.
+    pub fn access_task(
+        &mut self,
+        op: OpName,
+        flops: f64,
+        mut reads: Vec<(u32, u64)>,
+        writes: Vec<(u32, u64)>,
+        mut preds: Vec<usize>,
+    ) {
         let id = self.graph.tasks.len();
-        let mut preds: Vec<usize> = Vec::new();
-        for d in reads.iter().chain(writes) {
+        for (d, _) in reads.iter().chain(&writes) {
             if let Some(w) = self.last_writer.get(d) {
                 preds.push(*w);
             }
         }
-        for d in writes {
+        for (d, _) in &writes {
             if let Some(rs) = self.readers.remove(d) {
                 preds.extend(rs.into_iter().filter(|r| *r != id));
             }
             self.last_writer.insert(*d, id);
         }
-        for d in reads {
+        for (d, _) in &reads {
             self.readers.entry(*d).or_default().push(id);
         }
         preds.sort_unstable();
         preds.dedup();
+        // A written item is read too (its old value is in place).
+        for w in &writes {
+            if !reads.iter().any(|r| r.0 == w.0) {
+                reads.push(*w);
+            }
+        }
         self.graph.tasks.push(SimTask {
             op,
             flops,
-            reads: reads.iter().chain(writes).map(|d| (*d, bytes)).collect(),
-            writes: writes.iter().map(|d| (*d, bytes)).collect(),
+            reads,
+            writes,
             preds,
         });
     }
