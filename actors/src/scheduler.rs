@@ -102,6 +102,29 @@ struct Pending {
     dtype: Option<DType>,
 }
 
+impl Pending {
+    /// The tiles it reads.
+    fn reads(&self) -> impl Iterator<Item = &Tile> {
+        self.args.iter().filter(|(_, a)| a.reads()).map(|(t, _)| t)
+    }
+
+    /// Where each tile it reads has a valid replica, so a policy can charge
+    /// for copies into processors that lack one. (Empty for tasks without
+    /// tiles: no allocation on that path.)
+    fn read_spaces(&self) -> Vec<Vec<MemorySpaceId>> {
+        self.reads().map(Tile::valid_spaces).collect()
+    }
+
+    /// Each tile it reads as a policy sees it: bytes, and `spaces` from
+    /// [`Pending::read_spaces`].
+    fn inputs<'a>(&self, spaces: &'a [Vec<MemorySpaceId>]) -> Vec<(u64, &'a [MemorySpaceId])> {
+        self.reads()
+            .zip(spaces)
+            .map(|(t, s)| (t.meta().bytes(), s.as_slice()))
+            .collect()
+    }
+}
+
 /// A processor as the scheduler tracks it.
 pub(crate) struct ProcessorSlot {
     pub desc: ProcessorDesc,
@@ -551,22 +574,8 @@ impl Scheduler {
             // Cancelled while it waited.
             return Placement::Gone;
         };
-        // Where each input has a valid replica, so the policy can charge
-        // for copies into processors that lack one. (Empty for tasks
-        // without tiles: no allocation on that path.)
-        let spaces: Vec<Vec<MemorySpaceId>> = p
-            .args
-            .iter()
-            .filter(|(_, a)| a.reads())
-            .map(|(t, _)| t.valid_spaces())
-            .collect();
-        let inputs: Vec<(u64, &[MemorySpaceId])> = p
-            .args
-            .iter()
-            .filter(|(_, a)| a.reads())
-            .zip(&spaces)
-            .map(|((t, _), s)| (t.meta().bytes(), s.as_slice()))
-            .collect();
+        let spaces = p.read_spaces();
+        let inputs = p.inputs(&spaces);
         let request = PlacementRequest {
             op: p.op.name(),
             dtype: p.dtype,
@@ -607,8 +616,7 @@ impl Scheduler {
     /// Places a window of ready tasks together (for policies that want
     /// windows): up to [`WINDOW`] of the highest priority, user kernels
     /// excepted (they go one by one, to the devices that compiled them).
-    /// Returns whether it placed any.
-    fn place_window(&mut self) -> bool {
+    fn place_window(&mut self) {
         // Only tasks that can go now are worth planning: about two per
         // processor with room.
         let room = self.slots.iter().filter(|s| s.load().has_room).count();
@@ -629,44 +637,23 @@ impl Scheduler {
             }
         }
         if ids.len() < 2 {
-            return false;
+            return;
         }
         let picks: Vec<(i32, TaskId, usize, f64, Option<(DType, f64)>)> = {
             let payloads: Vec<&Pending> = ids
                 .iter()
                 .filter_map(|(_, id)| self.graph.payload(*id))
                 .collect();
-            let spaces: Vec<Vec<Vec<MemorySpaceId>>> = payloads
-                .iter()
-                .map(|p| {
-                    p.args
-                        .iter()
-                        .filter(|(_, a)| a.reads())
-                        .map(|(t, _)| t.valid_spaces())
-                        .collect()
-                })
-                .collect();
+            let spaces: Vec<Vec<Vec<MemorySpaceId>>> =
+                payloads.iter().map(|p| p.read_spaces()).collect();
             let inputs: Vec<Vec<(u64, &[MemorySpaceId])>> = payloads
                 .iter()
                 .zip(&spaces)
-                .map(|(p, sp)| {
-                    p.args
-                        .iter()
-                        .filter(|(_, a)| a.reads())
-                        .zip(sp)
-                        .map(|((t, _), s)| (t.meta().bytes(), s.as_slice()))
-                        .collect()
-                })
+                .map(|(p, sp)| p.inputs(sp))
                 .collect();
             let tile_ids: Vec<Vec<u64>> = payloads
                 .iter()
-                .map(|p| {
-                    p.args
-                        .iter()
-                        .filter(|(_, a)| a.reads())
-                        .map(|(t, _)| t.id().0)
-                        .collect()
-                })
+                .map(|p| p.reads().map(|t| t.id().0).collect())
                 .collect();
             let requests: Vec<PlacementRequest<'_>> = payloads
                 .iter()
@@ -702,7 +689,6 @@ impl Scheduler {
                 })
                 .collect()
         };
-        let mut placed = false;
         for (prio, id, p, est, sample) in picks {
             // The plan fills queues past their room only up to it: the
             // rest waits for the next window.
@@ -718,9 +704,8 @@ impl Scheduler {
                     self.ready.remove(&prio);
                 }
             }
-            placed |= matches!(self.send(id, p, est, sample), Placement::Sent);
+            self.send(id, p, est, sample);
         }
-        placed
     }
 
     /// Sends task `id` to processor `choice`.

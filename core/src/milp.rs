@@ -261,12 +261,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_milp_balances_a_window_better_than_greedy_and_records_its_mode() {
-        // Two equal processors; tasks of 3, 3, 2, 2, 2 units: greedy in
-        // this order gives 3+2+2 = 7 on one side; the optimum is 6 (3+3 | 2+2+2).
-        let procs_desc = [proc(0, 1.0), proc(1, 1.0)];
-        let loads: Vec<ProcessorLoad<'_>> = procs_desc
+    /// Each processor idle, with room.
+    fn idle(procs: &[ProcessorDesc]) -> Vec<ProcessorLoad<'_>> {
+        procs
             .iter()
             .map(|d| ProcessorLoad {
                 desc: d,
@@ -276,7 +273,15 @@ mod tests {
                 copy_bandwidth: 0.0,
                 bandwidth_from: &[],
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_milp_balances_a_window_better_than_greedy_and_records_its_mode() {
+        // Two equal processors; tasks of 3, 3, 2, 2, 2 units: greedy in
+        // this order gives 3+2+2 = 7 on one side; the optimum is 6 (3+3 | 2+2+2).
+        let procs_desc = [proc(0, 1.0), proc(1, 1.0)];
+        let loads = idle(&procs_desc);
         let tasks: Vec<PlacementRequest<'_>> = [3.0, 3.0, 2.0, 2.0, 2.0]
             .iter()
             .map(|g| PlacementRequest {
@@ -319,17 +324,7 @@ mod tests {
         // One fast and one slow processor. Task 0 has 10 s of work behind
         // it; with the finish + tail objective it must get the fast one.
         let procs_desc = [proc(0, 1.0), proc(1, 0.5)];
-        let loads: Vec<ProcessorLoad<'_>> = procs_desc
-            .iter()
-            .map(|d| ProcessorLoad {
-                desc: d,
-                queued_seconds: 0.0,
-                queued_tasks: 0,
-                has_room: true,
-                copy_bandwidth: 0.0,
-                bandwidth_from: &[],
-            })
-            .collect();
+        let loads = idle(&procs_desc);
         let task = |gflop: f64, tail: f64| PlacementRequest {
             op: OpName::Gemm,
             dtype: Some(DType::F64),
