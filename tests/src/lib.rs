@@ -130,38 +130,26 @@ pub fn parse_exposition(text: &str) -> Result<Exposition, String> {
     Ok(out)
 }
 
-/// Builds a test plugin package with the cargo that runs these tests, into
-/// the same target directory (so dependencies are shared), and returns the
-/// library's path. `cargo test` does not build cdylib packages by itself.
+/// The path of a plugin library built by this `cargo test`. The plugins are
+/// dev-dependencies of this package, so cargo builds their cdylib beside the
+/// test binaries (in target/<profile>/deps) in the same build, with the same
+/// dependency features: no second cargo, no second copy of wgpu on disk.
 pub fn built_plugin(package: &str) -> std::path::PathBuf {
-    use std::sync::Mutex;
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test binary>
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target profile dir");
-    let target_dir = profile_dir.parent().expect("target dir");
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", package])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build for the test plugin");
-    assert!(status.success(), "building {package} failed");
+    let deps = exe.parent().expect("target/<profile>/deps");
     let file = format!(
         "{}{}{}",
         std::env::consts::DLL_PREFIX,
         package.replace('-', "_"),
         std::env::consts::DLL_SUFFIX
     );
-    profile_dir.join(file)
+    let path = deps.join(&file);
+    assert!(
+        path.is_file(),
+        "{} is missing: {package} is built as a dev-dependency of tessera-tests; run the tests through `cargo test`",
+        path.display()
+    );
+    path
 }
 
 /// A real S3-compatible server (`s3s-fs`, installed by `.ci/run`) serving a
