@@ -102,7 +102,8 @@ pub fn improve(costs: &WindowCosts, start: &[usize], budget: Duration, seed: u64
         .task(|ctx| ctx.gen >= 400 || clock.elapsed() >= budget)
         .solve();
     let best = solver.func().decode(solver.as_best_xs());
-    if costs.score(&best) <= costs.score(start) {
+    // Only a strictly better plan replaces the list plan.
+    if costs.score(&best) < costs.score(start) {
         best
     } else {
         start.to_vec()

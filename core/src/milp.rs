@@ -209,8 +209,10 @@ impl Policy for Milp {
         if tasks.len() <= self.milp_window && solver_time >= MIN_SOLVER_BUDGET && !busy {
             if let Some(plan) = self.solve(&w, &start, solver_time) {
                 // The solver breaks ties on total work, the score on the
-                // sum of finishes: keep whichever plan scores better.
-                let best = if w.score(&plan) <= w.score(&start) {
+                // sum of finishes: keep whichever plan scores better, and
+                // on a tie the list plan (the score is an estimate; a plan
+                // no better by it is no reason to leave HEFT's choice).
+                let best = if w.score(&plan) < w.score(&start) {
                     plan
                 } else {
                     start

@@ -38,10 +38,24 @@ fn load_platform(spec: &str) -> Result<Platform, String> {
     }
 }
 
-fn run_one(g: &SimGraph, platform_spec: &str, policy_name: &str) -> Result<SimResult, String> {
-    let p = load_platform(platform_spec)?;
+fn run_one(g: &SimGraph, p: &Platform, policy_name: &str) -> Result<SimResult, String> {
     let (mut pol, order) = policy(policy_name)?;
-    simulate(g, &p, pol.as_mut(), order)
+    simulate(g, p, pol.as_mut(), order)
+}
+
+/// A memory space by the processors in it (`cpu`, `gpu0`), or its index.
+fn space_name(p: &Platform, space: u32) -> String {
+    let names: Vec<&str> = p
+        .processors
+        .iter()
+        .filter(|q| q.memory.0 == space)
+        .map(|q| q.name.as_str())
+        .collect();
+    if names.is_empty() {
+        format!("space {space}")
+    } else {
+        names.join("+")
+    }
 }
 
 pub fn run(args: &SimArgs) -> CliResult {
@@ -51,7 +65,8 @@ pub fn run(args: &SimArgs) -> CliResult {
         std::fs::write(out, files::write_json(&g))
             .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     }
-    let r = run_one(&g, &args.platform, &args.policy)?;
+    let p = load_platform(&args.platform)?;
+    let r = run_one(&g, &p, &args.policy)?;
     if args.json {
         println!(
             "{}",
@@ -60,6 +75,7 @@ pub fn run(args: &SimArgs) -> CliResult {
                 "tasks": r.tasks, "makespan": r.makespan, "lower_bound": r.lower_bound,
                 "ratio": r.makespan / r.lower_bound, "decision_us_per_task": r.decision_us_per_task,
                 "bytes_moved": r.bytes_moved, "evictions": r.evictions, "modes": r.modes,
+                "links": r.links,
             })
         );
     } else {
@@ -75,6 +91,17 @@ pub fn run(args: &SimArgs) -> CliResult {
             r.decision_us_per_task,
             r.bytes_moved / 1e9
         );
+        let space = |s: u32| space_name(&p, s);
+        for l in r.links.iter().take(6) {
+            println!(
+                "  link {} -> {}: {:.2} GB, busy {:.4} s ({:.0}% of the makespan)",
+                space(l.from),
+                space(l.to),
+                l.bytes / 1e9,
+                l.busy_seconds,
+                100.0 * l.busy_seconds / r.makespan
+            );
+        }
         for (mode, m) in &r.modes {
             println!(
                 "  {mode}: {} windows, {} tasks, {:.3} ms per window, {} as fallback",
@@ -113,8 +140,9 @@ pub fn suite(args: &SimSuiteArgs) -> CliResult {
     for g in SUITE {
         let graph = graph::generate(g, tile)?;
         for p in PLATFORMS {
+            let platform = platform::builtin(p)?;
             for pol in POLICIES {
-                let r = run_one(&graph, p, pol)?;
+                let r = run_one(&graph, &platform, pol)?;
                 if !args.json {
                     println!(
                         "{:<14} {:<15} {:<7} {:>7} {:>11.4} {:>11.4} {:>7.3} {:>9.2}",

@@ -457,6 +457,7 @@ pub fn parse_platform(text: &str) -> Result<Platform, String> {
         bandwidth,
         latency: f.latency,
         capacity,
+        node: (0..spaces).map(|s| s / per_node).collect(),
     })
 }
 

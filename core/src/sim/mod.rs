@@ -4,11 +4,13 @@
 //!
 //! Model: a task becomes ready when its predecessors have finished; it is
 //! placed at once (HEFT style: processors keep queues). The inputs its
-//! memory lacks are copied in (each from the fastest space holding it, plus
-//! a latency) on that memory's incoming link, one copy at a time per link,
+//! memory lacks are copied in, each from the space holding it whose link
+//! delivers it first (plus a latency), one copy at a time per link (a
+//! source and destination pair: a GPU's PCIe and its NVLink are separate),
 //! as soon as the task is placed: copies overlap earlier tasks' compute, as
 //! the runtime's prefetching does. The task runs when both its processor
-//! and its copies are done, for its flops at the processor's speed.
+//! and its copies are done, for its flops at the processor's speed; a task
+//! whose inputs are all in place waits for no link.
 //! Outputs are valid only where they were written. Spaces with a capacity
 //! evict their least recently used items to make room ([`memory`]).
 //!
@@ -53,10 +55,13 @@ pub struct SimResult {
     pub bytes_moved: f64,
     /// Copies dropped to make room in bounded spaces.
     pub evictions: usize,
-    /// Bytes written back home by those evictions (in `bytes_moved` too).
+    /// Bytes written back to host memory by those evictions (in
+    /// `bytes_moved` too).
     pub bytes_written_back: f64,
     /// Window decisions per mode (empty for list policies).
     pub modes: BTreeMap<&'static str, ModeStats>,
+    /// The links that carried data, busiest first.
+    pub links: Vec<LinkStats>,
 }
 
 /// Window decisions of one mode in a simulation.
@@ -107,17 +112,17 @@ fn exec_seconds(g: &SimGraph, t: usize, p: &crate::processor::ProcessorDesc) -> 
 }
 
 /// Seconds and bytes of copying `reads` into `space`, each item from its
-/// fastest holder, as `valid` says where items are (absent: `home`).
+/// fastest holder, as `valid` says where items are (absent: where they
+/// start).
 fn copy_cost(
     reads: &[(u32, u64)],
     valid: &HashMap<u32, Vec<MemorySpaceId>>,
-    home: MemorySpaceId,
     platform: &Platform,
     space: MemorySpaceId,
 ) -> (f64, f64) {
-    let home_only = [home];
     reads.iter().fold((0.0, 0.0), |(secs, bytes), (d, b)| {
-        let holders = valid.get(d).map_or(&home_only[..], Vec::as_slice);
+        let start = [platform.start_space(*d)];
+        let holders = valid.get(d).map_or(&start[..], Vec::as_slice);
         if holders.contains(&space) {
             return (secs, bytes);
         }
@@ -127,6 +132,179 @@ fn copy_cost(
             .fold(0.0, f64::max);
         (secs + platform.latency + *b as f64 / bw, bytes + *b as f64)
     })
+}
+
+/// A processor's schedule: busy intervals in time order. A task starts in
+/// the first gap after its data is in place that is long enough for it, so
+/// a task waiting for a copy does not hold up later tasks whose data is
+/// there (a worker runs whichever of its tasks can run, as StarPU's
+/// data-ready policies do).
+#[derive(Default)]
+struct Timeline {
+    busy: Vec<(f64, f64)>,
+}
+
+impl Timeline {
+    /// The earliest start at or after `at` with `secs` free.
+    fn earliest(&self, at: f64, secs: f64) -> f64 {
+        // The first interval that ends after `at`.
+        let first = self.busy.partition_point(|(_, e)| *e <= at);
+        let mut start = at;
+        for (s, e) in &self.busy[first..] {
+            if start + secs <= *s {
+                return start;
+            }
+            start = start.max(*e);
+        }
+        start
+    }
+
+    /// Books `[start, start + secs)`, which [`Self::earliest`] found free.
+    fn book(&mut self, start: f64, secs: f64) {
+        if secs <= 0.0 {
+            return;
+        }
+        let end = start + secs;
+        let i = self.busy.partition_point(|(s, _)| *s < start);
+        // Merge with touching neighbours to keep the list short.
+        let joins_prev = i > 0 && self.busy[i - 1].1 >= start;
+        let joins_next = i < self.busy.len() && self.busy[i].0 <= end;
+        match (joins_prev, joins_next) {
+            (true, true) => {
+                self.busy[i - 1].1 = self.busy[i].1.max(end);
+                self.busy.remove(i);
+            }
+            (true, false) => self.busy[i - 1].1 = self.busy[i - 1].1.max(end),
+            (false, true) => self.busy[i] = (start, self.busy[i].1.max(end)),
+            (false, false) => self.busy.insert(i, (start, end)),
+        }
+    }
+
+    /// Seconds booked after `now`: the work queued ahead of a new task.
+    fn queued_after(&self, now: f64) -> f64 {
+        let first = self.busy.partition_point(|(_, e)| *e <= now);
+        self.busy[first..].iter().map(|(s, e)| e - s.max(now)).sum()
+    }
+}
+
+/// Bytes and busy time of one link over a simulation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LinkStats {
+    /// Source and destination memory spaces.
+    pub from: u32,
+    pub to: u32,
+    pub bytes: f64,
+    pub busy_seconds: f64,
+}
+
+/// Every link's queue: when it is next free, and what it carried. Within
+/// a node each (source, destination) pair is a link of its own; between
+/// nodes a copy holds the sending node's interface and the receiving one's.
+struct Links {
+    free: Vec<Vec<f64>>,
+    bytes: Vec<Vec<f64>>,
+    busy: Vec<Vec<f64>>,
+    nic_out: Vec<f64>,
+    nic_in: Vec<f64>,
+}
+
+impl Links {
+    fn new(platform: &Platform) -> Self {
+        let spaces = platform.bandwidth.len();
+        let zero = vec![vec![0.0; spaces]; spaces];
+        let nodes = platform.node.iter().max().map_or(1, |n| n + 1);
+        Links {
+            free: zero.clone(),
+            bytes: zero.clone(),
+            busy: zero,
+            nic_out: vec![0.0; nodes],
+            nic_in: vec![0.0; nodes],
+        }
+    }
+
+    /// When the link from `src` to `dst` is next free.
+    fn free_at(&self, platform: &Platform, src: usize, dst: usize) -> f64 {
+        let (a, b) = (platform.node[src], platform.node[dst]);
+        if a == b {
+            self.free[src][dst]
+        } else {
+            self.nic_out[a].max(self.nic_in[b])
+        }
+    }
+
+    /// When a copy from `src` to `dst` queued at `from` would arrive.
+    fn arrival(&self, platform: &Platform, src: usize, dst: usize, bytes: f64, from: f64) -> f64 {
+        from.max(self.free_at(platform, src, dst))
+            + platform.latency
+            + bytes / platform.bandwidth[src][dst]
+    }
+
+    /// Queues `bytes` from `src` to `dst`, not before `from`; returns when
+    /// they arrive.
+    fn copy(&mut self, platform: &Platform, src: usize, dst: usize, bytes: f64, from: f64) -> f64 {
+        let at = self.arrival(platform, src, dst, bytes, from);
+        let (a, b) = (platform.node[src], platform.node[dst]);
+        if a == b {
+            self.free[src][dst] = at;
+        } else {
+            self.nic_out[a] = at;
+            self.nic_in[b] = at;
+        }
+        self.bytes[src][dst] += bytes;
+        self.busy[src][dst] += platform.latency + bytes / platform.bandwidth[src][dst];
+        at
+    }
+
+    /// The links that carried anything, busiest first.
+    fn stats(&self) -> Vec<LinkStats> {
+        let mut out = Vec::new();
+        for (src, row) in self.bytes.iter().enumerate() {
+            for (dst, b) in row.iter().enumerate() {
+                if *b > 0.0 {
+                    out.push(LinkStats {
+                        from: src as u32,
+                        to: dst as u32,
+                        bytes: *b,
+                        busy_seconds: self.busy[src][dst],
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| b.busy_seconds.total_cmp(&a.busy_seconds));
+        out
+    }
+}
+
+/// Queues the copies of `reads` that `space` lacks, none before `from`,
+/// each on the link from the holder that delivers it first. Returns when
+/// the last arrives (`from` if nothing is missing) and the bytes copied.
+fn copy_in(
+    reads: &[(u32, u64)],
+    valid: &HashMap<u32, Vec<MemorySpaceId>>,
+    platform: &Platform,
+    space: MemorySpaceId,
+    from: f64,
+    links: &mut Links,
+) -> (f64, f64) {
+    let dst = space.0 as usize;
+    let (mut done, mut bytes) = (from, 0.0);
+    for (d, b) in reads {
+        let start = [platform.start_space(*d)];
+        let holders = valid.get(d).map_or(&start[..], Vec::as_slice);
+        if holders.contains(&space) {
+            continue;
+        }
+        let b = *b as f64;
+        let Some(src) = holders.iter().map(|h| h.0 as usize).min_by(|x, y| {
+            let at = |s: usize| links.arrival(platform, s, dst, b, from);
+            at(*x).total_cmp(&at(*y))
+        }) else {
+            continue;
+        };
+        done = done.max(links.copy(platform, src, dst, b, from));
+        bytes += b;
+    }
+    (done, bytes)
 }
 
 /// Upward ranks: each task's mean execution time plus the longest rank
@@ -213,14 +391,16 @@ pub fn simulate(
             id: t,
         })
         .collect();
-    let mut free_at = vec![0.0f64; procs.len()];
-    // When each memory space's incoming link is next free.
-    let mut link_free = vec![0.0f64; platform.bandwidth.len()];
-    // Where each data item is valid; a fresh item is in the first space.
-    let mut valid: HashMap<u32, Vec<MemorySpaceId>> = HashMap::new();
-    // Data starts in the first space (host memory in every built-in
-    // platform), whether or not a processor computes there.
-    let home = MemorySpaceId(0);
+    let mut timeline: Vec<Timeline> = procs.iter().map(|_| Timeline::default()).collect();
+    let mut links = Links::new(platform);
+    // Where each data item is valid; it starts in a host memory
+    // (`Platform::start_space`), whether or not a processor computes there.
+    let mut valid: HashMap<u32, Vec<MemorySpaceId>> = g
+        .tasks
+        .iter()
+        .flat_map(|t| t.reads.iter().chain(&t.writes))
+        .map(|(d, _)| (*d, vec![platform.start_space(*d)]))
+        .collect();
     let (mut decision, mut makespan, mut moved) = (0.0f64, 0.0f64, 0.0f64);
     let mut placed = 0;
     let mut modes: BTreeMap<&'static str, ModeStats> = BTreeMap::new();
@@ -247,7 +427,12 @@ pub fn simulate(
                 g.tasks[*t]
                     .reads
                     .iter()
-                    .map(|(d, _)| valid.get(d).cloned().unwrap_or_else(|| vec![home]))
+                    .map(|(d, _)| {
+                        valid
+                            .get(d)
+                            .cloned()
+                            .unwrap_or_else(|| vec![platform.start_space(*d)])
+                    })
                     .collect()
             })
             .collect();
@@ -269,12 +454,13 @@ pub fn simulate(
             .map(|(i, p)| {
                 let (secs, bytes) = batch
                     .iter()
-                    .map(|t| copy_cost(&g.tasks[*t].reads, &valid, home, platform, p.memory))
+                    .map(|t| copy_cost(&g.tasks[*t].reads, &valid, platform, p.memory))
                     .fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
+                let queued = timeline[i].queued_after(now);
                 ProcessorLoad {
                     desc: p,
-                    queued_seconds: (free_at[i] - now).max(0.0),
-                    queued_tasks: usize::from(free_at[i] > now),
+                    queued_seconds: queued,
+                    queued_tasks: usize::from(queued > 0.0),
                     has_room: true,
                     // The policy charges missing bytes at this rate: the
                     // one that gives these tasks' actual copy time.
@@ -338,36 +524,40 @@ pub fn simulate(
                     desc.name
                 )
             })?;
-            // Room first: what eviction writes back goes home before the
+            // Room first: what eviction writes back goes to the host before the
             // copies in start.
             let mut needed = task.reads.clone();
             needed.extend(task.writes.iter().filter(|w| !task.reads.contains(w)));
+            let host = platform.host_of(desc.memory);
             let written = memory
-                .admit(desc.memory, &needed, now, &mut valid, home)
+                .admit(desc.memory, &needed, now, &mut valid, host)
                 .map_err(|e| format!("task {t} on {}: {e}", desc.name))?;
             let mut room_at = now;
             if written > 0 {
-                let home_link = &mut link_free[home.0 as usize];
-                let bw = platform.bandwidth[desc.memory.0 as usize][home.0 as usize];
-                *home_link = now.max(*home_link) + platform.latency + written as f64 / bw;
-                room_at = *home_link;
+                let (src, dst) = (desc.memory.0 as usize, host.0 as usize);
+                room_at = links.copy(platform, src, dst, written as f64, now);
                 moved += written as f64;
             }
             // Against where the data is now: an input an earlier task of
             // this batch already copied here costs nothing again.
-            let (copy, bytes) = copy_cost(&task.reads, &valid, home, platform, desc.memory);
-            let link = &mut link_free[desc.memory.0 as usize];
-            let copied = room_at.max(*link) + copy;
-            if copy > 0.0 {
-                *link = copied;
-            }
-            let end = now.max(free_at[p]).max(copied) + exec;
-            free_at[p] = end;
+            let (copied, bytes) = copy_in(
+                &task.reads,
+                &valid,
+                platform,
+                desc.memory,
+                room_at,
+                &mut links,
+            );
+            let start = timeline[p].earliest(now.max(copied), exec);
+            timeline[p].book(start, exec);
+            let end = start + exec;
             moved += bytes;
             makespan = makespan.max(end);
             placed += 1;
             for (d, _) in &task.reads {
-                let v = valid.entry(*d).or_insert_with(|| vec![home]);
+                let v = valid
+                    .entry(*d)
+                    .or_insert_with(|| vec![platform.start_space(*d)]);
                 if !v.contains(&desc.memory) {
                     v.push(desc.memory);
                 }
@@ -404,6 +594,7 @@ pub fn simulate(
         evictions: memory.evictions,
         bytes_written_back: memory.written_back as f64,
         modes,
+        links: links.stats(),
     })
 }
 
@@ -510,5 +701,95 @@ mod tests {
         let tile = 512.0 * 512.0 * 8.0;
         // Every tile the factorisation touches is loaded at least once.
         assert!(r.bytes_moved >= stored.len() as f64 * tile, "{r:?}");
+    }
+
+    #[test]
+    fn a_task_with_its_data_in_place_waits_for_no_copy_of_another() {
+        // Task 0 needs 1 GB over a 25 GB/s link (40 ms); task 1 needs
+        // nothing. Both run 1 ms on the one GPU. Task 1 must run while
+        // task 0's input crosses, not after it.
+        let g = files::parse_json(
+            r#"{"tasks": [
+                {"op": "gemm", "flops": 5e10, "reads": [[0, 1000000000]]},
+                {"op": "gemm", "flops": 5e10}
+            ]}"#,
+            "two",
+        )
+        .unwrap();
+        let p = files::parse_platform(
+            r#"{"name": "one-gpu", "spaces": [{"name": "host"}, {"name": "gpu0"}],
+                "processors": [{"name": "gpu0", "kind": "cuda", "space": "gpu0", "gflops_f64": 50000}],
+                "links": [{"from": "host", "to": "gpu0", "bandwidth": 25e9}],
+                "default_bandwidth": 25e9, "latency": 0}"#,
+        )
+        .unwrap();
+        let r = simulate(&g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank).unwrap();
+        assert!((r.makespan - 0.041).abs() < 1e-6, "{r:?}");
+        assert_eq!(r.links.len(), 1);
+        assert_eq!((r.links[0].from, r.links[0].to), (0, 1));
+        assert_eq!(r.links[0].bytes, 1e9);
+        assert!((r.links[0].busy_seconds - 0.04).abs() < 1e-9);
+    }
+
+    #[test]
+    fn timelines_fill_gaps_and_merge_what_touches() {
+        let mut t = Timeline::default();
+        t.book(0.0, 1.0);
+        t.book(3.0, 1.0);
+        // A 2 s task fits between 1 and 3; a 2.5 s one only after 4.
+        assert_eq!(t.earliest(0.0, 2.0), 1.0);
+        assert_eq!(t.earliest(0.0, 2.5), 4.0);
+        assert_eq!(t.earliest(3.5, 0.1), 4.0);
+        t.book(1.0, 2.0);
+        assert_eq!(t.busy, vec![(0.0, 4.0)]);
+        // A zero-length task books nothing and hides nothing.
+        t.book(4.0, 0.0);
+        t.book(4.0, 1.0);
+        assert_eq!(t.busy, vec![(0.0, 5.0)]);
+        assert_eq!(t.queued_after(1.0), 4.0);
+        assert_eq!(t.queued_after(5.0), 0.0);
+    }
+
+    #[test]
+    fn copies_from_different_sources_use_different_links() {
+        // Two GPUs each hold a tile the other needs: the two copies travel
+        // at once on the two directions of their link, not one after the
+        // other on a shared incoming queue.
+        let p = platform::builtin("node-1cpu-2gpu").unwrap();
+        let mut links = Links::new(&p);
+        let a = links.copy(&p, 1, 2, 150e6, 0.0);
+        let b = links.copy(&p, 0, 2, 25e6, 0.0);
+        let c = links.copy(&p, 1, 2, 150e6, 0.0);
+        assert!((a - (p.latency + 1e-3)).abs() < 1e-12);
+        assert!(
+            (b - (p.latency + 1e-3)).abs() < 1e-12,
+            "host link is its own"
+        );
+        assert!(
+            (c - 2.0 * (p.latency + 1e-3)).abs() < 1e-12,
+            "same link queues"
+        );
+        let stats = links.stats();
+        assert_eq!(stats.len(), 2);
+        assert_eq!(stats[0].bytes, 300e6);
+    }
+
+    #[test]
+    fn copies_between_nodes_share_the_network_interfaces() {
+        // Node 0's host sends to two other nodes: one interface out, so the
+        // second copy waits; a copy between two other nodes does not.
+        let p = platform::builtin("cluster-16x4").unwrap();
+        let per_node = 5;
+        let secs = p.latency + 12.5e6 / 12.5e9;
+        let mut links = Links::new(&p);
+        let a = links.copy(&p, 0, per_node + 1, 12.5e6, 0.0);
+        let b = links.copy(&p, 0, 2 * per_node + 1, 12.5e6, 0.0);
+        let c = links.copy(&p, 3 * per_node, 4 * per_node + 2, 12.5e6, 0.0);
+        assert!((a - secs).abs() < 1e-12);
+        assert!((b - 2.0 * secs).abs() < 1e-12, "{b}");
+        assert!((c - secs).abs() < 1e-12, "{c}");
+        // Within a node the GPUs' links stay their own.
+        let d = links.copy(&p, 1, 2, 150e6, 0.0);
+        assert!((d - (p.latency + 1e-3)).abs() < 1e-12);
     }
 }

@@ -17,6 +17,30 @@ pub struct Platform {
     pub latency: f64,
     /// Bytes each space holds (`None`: unlimited).
     pub capacity: Vec<Option<u64>>,
+    /// The node each space is on. Copies between nodes share each node's
+    /// network interface (one copy at a time out of a node and into it);
+    /// copies within a node each have their own link.
+    pub node: Vec<usize>,
+}
+
+impl Platform {
+    /// The first space of `space`'s node: its host memory, where
+    /// evictions write back.
+    pub fn host_of(&self, space: MemorySpaceId) -> MemorySpaceId {
+        let node = self.node[space.0 as usize];
+        let first = self.node.iter().position(|n| *n == node).unwrap_or(0);
+        MemorySpaceId(first as u32)
+    }
+
+    /// Where data item `d` starts: the host memory of node `d mod nodes`,
+    /// as a distributed matrix is spread over a cluster's nodes before a
+    /// factorisation (on one node, its host memory).
+    pub fn start_space(&self, d: u32) -> MemorySpaceId {
+        let nodes = self.node.iter().max().map_or(1, |n| n + 1);
+        let node = d as usize % nodes;
+        let first = self.node.iter().position(|n| *n == node).unwrap_or(0);
+        MemorySpaceId(first as u32)
+    }
 }
 
 /// Sustained rates assumed for the built-in platforms, GFLOP/s in f64: a
@@ -97,6 +121,7 @@ pub fn nodes(nodes: usize, gpus: usize) -> Platform {
         bandwidth,
         latency: 5e-6,
         capacity: vec![None; spaces],
+        node: (0..spaces).map(|s| s / per_node).collect(),
     }
 }
 
@@ -117,4 +142,23 @@ pub fn builtin(name: &str) -> Result<Platform, String> {
     };
     p.name = name.to_string();
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_starts_spread_over_the_nodes_hosts_and_evictions_go_to_the_local_host() {
+        let cluster = builtin("cluster-16x4").unwrap();
+        // Five spaces a node: the host, then four GPUs.
+        assert_eq!(cluster.start_space(0), MemorySpaceId(0));
+        assert_eq!(cluster.start_space(17), MemorySpaceId(5));
+        assert_eq!(cluster.start_space(15), MemorySpaceId(75));
+        assert_eq!(cluster.host_of(MemorySpaceId(8)), MemorySpaceId(5));
+        assert_eq!(cluster.host_of(MemorySpaceId(5)), MemorySpaceId(5));
+        let node = builtin("node-1cpu-2gpu").unwrap();
+        assert!((0..100).all(|d| node.start_space(d) == MemorySpaceId(0)));
+        assert_eq!(node.host_of(MemorySpaceId(2)), MemorySpaceId(0));
+    }
 }
