@@ -43,6 +43,8 @@ pub(crate) enum TaskEvent {
         /// For traces: the task and when it started, µs since the runtime did.
         task: u64,
         start_us: f64,
+        /// The processor's stream it ran on (0 on a CPU).
+        stream: u32,
     },
     /// `processor` is `None` for a task cancelled before it ran.
     Failed {
@@ -92,6 +94,7 @@ struct Series {
     evictions: IntCounterVec,
     dispatch_seconds: Histogram,
     busy: CounterVec,
+    stream_busy: CounterVec,
     transfers: IntCounterVec,
     transfer_bytes: IntCounterVec,
     decision_tasks: IntCounterVec,
@@ -111,6 +114,8 @@ pub(crate) struct Metrics {
     series: Series,
     processor_names: Vec<String>,
     cached: HashMap<(OpName, usize), Cached>,
+    /// Per-(processor, stream) busy counters, for the same reason.
+    stream_busy: HashMap<(usize, u32), Counter>,
     trace: Option<TraceBuffer>,
     record: Option<Recording>,
     /// The runtime's copies, drained with each batch.
@@ -210,6 +215,13 @@ impl Metrics {
                 ),
                 &["processor"],
             )?,
+            stream_busy: CounterVec::new(
+                Opts::new(
+                    "tessera_stream_busy_seconds_total",
+                    "Seconds a processor's stream spent running tasks (rate() of it is the stream's utilisation; CPU workers have one stream, 0).",
+                ),
+                &["processor", "stream"],
+            )?,
             transfers: IntCounterVec::new(
                 Opts::new(
                     "tessera_transfers_total",
@@ -251,6 +263,7 @@ impl Metrics {
         registry.register(Box::new(series.dispatch_seconds.clone()))?;
         registry.register(Box::new(series.evictions.clone()))?;
         registry.register(Box::new(series.busy.clone()))?;
+        registry.register(Box::new(series.stream_busy.clone()))?;
         registry.register(Box::new(series.transfers.clone()))?;
         registry.register(Box::new(series.transfer_bytes.clone()))?;
         registry.register(Box::new(series.decision_tasks.clone()))?;
@@ -271,6 +284,7 @@ impl Metrics {
             series,
             processor_names,
             cached: HashMap::new(),
+            stream_busy: HashMap::new(),
             trace: None,
             record: None,
             transfers: None,
@@ -297,6 +311,7 @@ impl Metrics {
                 seconds,
                 task,
                 start_us,
+                stream,
             } => {
                 if let Some(trace) = &mut self.trace {
                     trace.record(task, op, processor, start_us, seconds * 1e6);
@@ -314,6 +329,17 @@ impl Metrics {
                     c.completed.inc();
                     c.duration.observe(seconds);
                     c.busy.inc_by(seconds);
+                }
+                if !self.stream_busy.contains_key(&(processor, stream)) {
+                    let name = self.processor(processor).to_string();
+                    let counter = self
+                        .series
+                        .stream_busy
+                        .with_label_values(&[name.as_str(), stream.to_string().as_str()]);
+                    self.stream_busy.insert((processor, stream), counter);
+                }
+                if let Some(c) = self.stream_busy.get(&(processor, stream)) {
+                    c.inc_by(seconds);
                 }
             }
             TaskEvent::Failed { op, processor } => {

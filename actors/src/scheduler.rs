@@ -458,6 +458,7 @@ impl Scheduler {
                     seconds: c.seconds,
                     task: c.id.0,
                     start_us,
+                    stream: c.stream,
                 });
                 self.progress.completed.fetch_add(1, Ordering::Relaxed);
                 let mut ready = std::mem::take(&mut self.newly_ready);

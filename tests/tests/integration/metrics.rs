@@ -81,6 +81,29 @@ fn scrape_shows_task_counts_durations_and_memory() {
         busy > 0.0 && (busy - durations).abs() < 1e-9,
         "{busy} vs {durations}"
     );
+    // Per stream too: each processor's streams add up to its busy time
+    // (a CPU worker has one, stream 0).
+    let streams: Vec<_> = e
+        .samples
+        .iter()
+        .filter(|s| s.name == "tessera_stream_busy_seconds_total")
+        .collect();
+    assert!(!streams.is_empty());
+    for s in &streams {
+        assert_eq!(s.labels.get("stream").map(String::as_str), Some("0"));
+        let proc = s.labels["processor"].as_str();
+        let whole = e
+            .value(
+                "tessera_processor_busy_seconds_total",
+                &[("processor", proc)],
+            )
+            .unwrap();
+        assert!(
+            (s.value - whole).abs() < 1e-9,
+            "{proc}: {} vs {whole}",
+            s.value
+        );
+    }
     assert_eq!(
         e.types
             .get("tessera_scheduler_dispatch_seconds")
