@@ -169,6 +169,7 @@ impl ProcessorSlot {
                 || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < QUEUE_HORIZON_SECONDS),
             copy_bandwidth: self.copy_bandwidth,
             bandwidth_from: &[],
+            memory_bytes: self.device.as_ref().map(|d| d.budget),
         }
     }
 }

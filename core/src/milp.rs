@@ -11,7 +11,12 @@
 //! `queue[p] + Σ_{t'≤t} cost[t'][p]·x[t'][p] + tail[t] ≤ C + M·(1 − x[t][p])`,
 //! with `M` the left side's largest value, so the constraint binds only
 //! where the task goes. A small weight on the total work breaks ties.
-//! HiGHS solves it through good_lp, warm-started with the list plan, under
+//! Memory capacity is a constraint: for each bounded memory space (a
+//! device's budget, a simulated GPU's capacity), the bytes of inputs the
+//! window's tasks there lack, `Σ missing[t][p]·x[t][p]`, must fit in it
+//! (a window that sends more would only evict its own data). The score
+//! refuses such plans too, and the list plan passes over a full space
+//! while another can take the task. HiGHS solves it through good_lp, warm-started with the list plan, under
 //! a time limit, on one thread.
 //!
 //! Which mode decides depends on the load: the caller's time budget for
@@ -140,6 +145,17 @@ impl Milp {
                     prefix.clone() + w.tail[t] <= end + big_m - big_m * v
                 ));
             }
+        }
+        // Memory capacity: the new data the window sends a bounded space
+        // must fit in it.
+        for (room, ps) in w.bounded_spaces() {
+            let sent: Expression = (0..w.tasks())
+                .flat_map(|t| ps.iter().map(move |p| (t, *p)))
+                .filter_map(|(t, p)| {
+                    Some(w.missing_bytes(t, p) as f64 * x[t][p]?.into_expression())
+                })
+                .sum();
+            model = model.with(constraint!(sent <= room as f64));
         }
         let solution = model.solve().ok()?;
         x.iter()
@@ -274,6 +290,7 @@ mod tests {
                 has_room: true,
                 copy_bandwidth: 0.0,
                 bandwidth_from: &[],
+                memory_bytes: None,
             })
             .collect()
     }
@@ -364,5 +381,53 @@ mod tests {
         milp.milp_window = 64;
         let waits = milp.place_batch(&tasks, &busy);
         assert_eq!(waits[0], None);
+    }
+
+    #[test]
+    fn a_window_sends_a_bounded_memory_no_more_than_it_holds() {
+        // GPU a runs a task in 1 s, GPU b in 2 s, the CPU in 100 s. Four
+        // tasks, each reading its own 1 GB from host memory. Unbounded,
+        // the best plan puts three on a (3 s) and one on b; with 2.5 GB per
+        // GPU at most two fit on each.
+        let mut descs = vec![proc(0, 1.0), proc(1, 100.0), proc(2, 50.0)];
+        for (i, d) in descs.iter_mut().enumerate() {
+            d.memory = MemorySpaceId(i as u32);
+        }
+        let host = [MemorySpaceId(0)];
+        let inputs: Vec<[(u64, &[MemorySpaceId]); 1]> =
+            (0..4).map(|_| [(1_000_000_000u64, &host[..])]).collect();
+        let ids: Vec<[u64; 1]> = (0..4).map(|i| [i]).collect();
+        let tasks: Vec<PlacementRequest<'_>> = inputs
+            .iter()
+            .zip(&ids)
+            .map(|(inp, id)| PlacementRequest {
+                op: OpName::Gemm,
+                dtype: Some(DType::F64),
+                flops: 100e9,
+                inputs: inp,
+                input_ids: id,
+                model: None,
+                tail: 0.0,
+            })
+            .collect();
+        let on = |plan: &[Option<usize>], p: usize| plan.iter().filter(|x| **x == Some(p)).count();
+        let mut loads = idle(&descs);
+        let mut milp = Milp::new(Box::new(EarliestFinish::new(100e9)));
+        milp.time_limit = Duration::from_secs(5);
+        let free = milp.place_batch(&tasks, &loads);
+        assert_eq!((on(&free, 1), on(&free, 2)), (3, 1), "{free:?}");
+        for l in &mut loads[1..] {
+            l.memory_bytes = Some(2_500_000_000);
+        }
+        let bounded = milp.place_batch(&tasks, &loads);
+        assert_eq!((on(&bounded, 1), on(&bounded, 2)), (2, 2), "{bounded:?}");
+        let modes: Vec<Mode> = milp.take_decisions().iter().map(|d| d.mode).collect();
+        assert_eq!(modes, [Mode::Milp, Mode::Milp]);
+        // The score refuses a plan that overfills, and the list plan
+        // passes over a full space.
+        let w = WindowCosts::new(&tasks, &loads, 100e9);
+        assert_eq!(w.score(&[1, 1, 1, 2]), f64::INFINITY);
+        let list = w.list_plan().unwrap();
+        assert!(w.fits(&list), "{list:?}");
     }
 }

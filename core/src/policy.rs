@@ -52,6 +52,10 @@ pub struct ProcessorLoad<'a> {
     /// into this processor's memory, so a window policy can charge each
     /// input from its fastest holder. Empty: `copy_bandwidth` for all.
     pub bandwidth_from: &'a [f64],
+    /// Bytes its memory space holds (a device's budget), where bounded:
+    /// window policies keep the new data one window sends to a space
+    /// within it. `None`: unbounded (host memory, which spills).
+    pub memory_bytes: Option<u64>,
 }
 
 /// Which kind of decision placed tasks.
@@ -282,6 +286,7 @@ mod tests {
             has_room: true,
             copy_bandwidth: 0.0,
             bandwidth_from: &[],
+            memory_bytes: None,
         }
     }
 

@@ -47,6 +47,10 @@ pub struct WindowCosts {
     space: Vec<MemorySpaceId>,
     bandwidth: Vec<f64>,
     bandwidth_from: Vec<Vec<f64>>,
+    /// Per processor: what its memory space holds, where bounded.
+    room: Vec<Option<u64>>,
+    /// `missing[t][p]`: bytes of task `t`'s inputs not in `p`'s memory.
+    missing: Vec<Vec<u64>>,
 }
 
 impl WindowCosts {
@@ -113,6 +117,22 @@ impl WindowCosts {
             space: procs.iter().map(|p| p.desc.memory).collect(),
             bandwidth,
             bandwidth_from: procs.iter().map(|p| p.bandwidth_from.to_vec()).collect(),
+            room: procs.iter().map(|p| p.memory_bytes).collect(),
+            missing: tasks
+                .iter()
+                .map(|t| {
+                    procs
+                        .iter()
+                        .map(|p| {
+                            t.inputs
+                                .iter()
+                                .filter(|(_, holders)| !holders.contains(&p.desc.memory))
+                                .map(|(b, _)| *b)
+                                .sum()
+                        })
+                        .collect()
+                })
+                .collect(),
         }
     }
 
@@ -120,6 +140,7 @@ impl WindowCosts {
     /// own estimates.
     pub fn from_costs(cost: Vec<Vec<Option<f64>>>, queue: Vec<f64>, tail: Vec<f64>) -> Self {
         let n = queue.len();
+        let cost_len = cost.len();
         WindowCosts {
             exec: cost.clone(),
             inputs: vec![Vec::new(); cost.len()],
@@ -129,6 +150,8 @@ impl WindowCosts {
             space: (0..n).map(|p| MemorySpaceId(p as u32)).collect(),
             bandwidth: vec![1.0; n],
             bandwidth_from: vec![Vec::new(); n],
+            room: vec![None; n],
+            missing: vec![vec![0; n]; cost_len],
         }
     }
 
@@ -174,10 +197,46 @@ impl WindowCosts {
         seconds
     }
 
+    /// The bounded memory spaces, each with its size and the processors
+    /// in it: a window may send each at most that many new bytes.
+    pub fn bounded_spaces(&self) -> Vec<(u64, Vec<usize>)> {
+        let mut out: Vec<(MemorySpaceId, u64, Vec<usize>)> = Vec::new();
+        for (p, room) in self.room.iter().enumerate() {
+            let Some(room) = room else { continue };
+            match out.iter_mut().find(|(s, _, _)| *s == self.space[p]) {
+                Some(entry) => entry.2.push(p),
+                None => out.push((self.space[p], *room, vec![p])),
+            }
+        }
+        out.into_iter().map(|(_, room, ps)| (room, ps)).collect()
+    }
+
+    /// Bytes of task `t`'s inputs missing from processor `p`'s memory.
+    pub fn missing_bytes(&self, t: usize, p: usize) -> u64 {
+        self.missing[t][p]
+    }
+
+    /// Whether `plan` sends no bounded space more new bytes than it holds.
+    pub fn fits(&self, plan: &[usize]) -> bool {
+        self.bounded_spaces().iter().all(|(room, ps)| {
+            let sent: u64 = plan
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| ps.contains(p))
+                .map(|(t, p)| self.missing[t][*p])
+                .sum();
+            sent <= *room
+        })
+    }
+
     /// The score of `plan` (processor index per task; lower is better), or
-    /// infinity if it puts a task where it cannot run. An input that two
-    /// tasks on one memory space read is copied there once.
+    /// infinity if it puts a task where it cannot run or sends a bounded
+    /// memory more than it holds. An input that two tasks on one memory
+    /// space read is copied there once.
     pub fn score(&self, plan: &[usize]) -> f64 {
+        if !self.fits(plan) {
+            return f64::INFINITY;
+        }
         let mut free = self.queue.clone();
         let mut copied = Vec::new();
         let (mut end, mut sum) = (0.0f64, 0.0f64);
@@ -199,9 +258,24 @@ impl WindowCosts {
     pub fn list_plan(&self) -> Option<Vec<usize>> {
         let mut free = self.queue.clone();
         let mut copied: Vec<(u64, MemorySpaceId)> = Vec::new();
+        // New bytes sent so far to each processor's space, against its room
+        // (a full space is passed over while another can take the task).
+        let mut sent: Vec<(MemorySpaceId, u64)> = Vec::new();
         (0..self.tasks())
             .map(|t| {
+                let fits = |p: usize, sent: &[(MemorySpaceId, u64)]| {
+                    self.room[p].is_none_or(|room| {
+                        let before = sent
+                            .iter()
+                            .find(|(s, _)| *s == self.space[p])
+                            .map_or(0, |(_, b)| *b);
+                        before + self.missing[t][p] <= room
+                    })
+                };
+                let any_fits =
+                    (0..self.processors()).any(|p| self.exec[t][p].is_some() && fits(p, &sent));
                 let (p, f, extra) = (0..self.processors())
+                    .filter(|p| !any_fits || fits(*p, &sent))
                     .filter_map(|p| {
                         let exec = self.exec[t][p]?;
                         let mut trial = copied.clone();
@@ -211,6 +285,10 @@ impl WindowCosts {
                     .min_by(|a, b| a.1.total_cmp(&b.1))?;
                 free[p] = f;
                 copied = extra;
+                match sent.iter_mut().find(|(s, _)| *s == self.space[p]) {
+                    Some(entry) => entry.1 += self.missing[t][p],
+                    None => sent.push((self.space[p], self.missing[t][p])),
+                }
                 Some(p)
             })
             .collect()
@@ -282,6 +360,7 @@ mod tests {
             has_room: true,
             copy_bandwidth: 1.0,
             bandwidth_from: &[],
+            memory_bytes: None,
         };
         let procs = [load(&a), load(&b)];
         let host = [MemorySpaceId(0)];

@@ -466,6 +466,7 @@ pub fn simulate(
                     // one that gives these tasks' actual copy time.
                     copy_bandwidth: if secs > 0.0 { bytes / secs } else { 0.0 },
                     bandwidth_from: &columns[p.memory.0 as usize],
+                    memory_bytes: platform.capacity[p.memory.0 as usize],
                 }
             })
             .collect();

@@ -418,29 +418,33 @@ fn a_tile_written_on_one_device_reaches_another_without_the_host() {
 #[test]
 fn cholesky_runs_on_a_device_with_room_for_a_fraction_of_the_matrix() {
     // 15 stored tiles of 8 KiB (plus 15 more for the residual) through a
-    // device budget of 5 tiles; the device is the only processor.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = Runtime::builder()
-            .devices(&["fake"])
-            .plugin(built_plugin("tessera-test-plugin-fake"))
-            .plugin_options("fake", "copy=2")
-            .device_memory(5 * 8192)
-            .build()
-            .unwrap();
-        let gen = SpdMatrix { n: 160, seed: 4 };
-        let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
-        cholesky(&rt, &a).unwrap();
-        let r = residual(&rt, &a, gen).unwrap();
-        let _ = tx.send((r, rt.progress(), evictions(&rt, "fake0")));
-    });
-    let (r, progress, evicted) = rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .expect("no progress in a minute: deadlock");
-    assert!(r < 1e-14, "residual {r:e}");
-    assert_eq!(progress.failed, 0);
-    // 30 tiles through room for 5: replicas were dropped to make room.
-    assert!(evicted >= 25.0, "{evicted} evictions counted");
+    // device budget of 5 tiles; the device is the only processor. The MILP
+    // policy keeps each window within the budget where it can.
+    for policy in ["heft", "milp"] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = Runtime::builder()
+                .devices(&["fake"])
+                .plugin(built_plugin("tessera-test-plugin-fake"))
+                .plugin_options("fake", "copy=2")
+                .device_memory(5 * 8192)
+                .policy(policy)
+                .build()
+                .unwrap();
+            let gen = SpdMatrix { n: 160, seed: 4 };
+            let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
+            cholesky(&rt, &a).unwrap();
+            let r = residual(&rt, &a, gen).unwrap();
+            let _ = tx.send((r, rt.progress(), evictions(&rt, "fake0")));
+        });
+        let (r, progress, evicted) = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("no progress in a minute: deadlock");
+        assert!(r < 1e-14, "{policy}: residual {r:e}");
+        assert_eq!(progress.failed, 0, "{policy}");
+        // 30 tiles through room for 5: replicas were dropped to make room.
+        assert!(evicted >= 25.0, "{policy}: {evicted} evictions counted");
+    }
 }
 
 /// `tessera_evictions_total` of `space`, once the metrics actor has the
