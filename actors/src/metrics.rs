@@ -110,6 +110,11 @@ struct Cached {
     busy: Counter,
 }
 
+/// Processor `index`'s name, for labels.
+fn processor_name(names: &[String], index: usize) -> &str {
+    names.get(index).map_or("unknown", String::as_str)
+}
+
 pub(crate) struct Metrics {
     series: Series,
     processor_names: Vec<String>,
@@ -293,9 +298,7 @@ impl Metrics {
     }
 
     fn processor(&self, index: usize) -> &str {
-        self.processor_names
-            .get(index)
-            .map_or("unknown", String::as_str)
+        processor_name(&self.processor_names, index)
     }
 
     fn record(&mut self, event: TaskEvent) {
@@ -330,17 +333,16 @@ impl Metrics {
                     c.duration.observe(seconds);
                     c.busy.inc_by(seconds);
                 }
-                if !self.stream_busy.contains_key(&(processor, stream)) {
-                    let name = self.processor(processor).to_string();
-                    let counter = self
-                        .series
-                        .stream_busy
-                        .with_label_values(&[name.as_str(), stream.to_string().as_str()]);
-                    self.stream_busy.insert((processor, stream), counter);
-                }
-                if let Some(c) = self.stream_busy.get(&(processor, stream)) {
-                    c.inc_by(seconds);
-                }
+                let (series, names) = (&self.series, &self.processor_names);
+                self.stream_busy
+                    .entry((processor, stream))
+                    .or_insert_with(|| {
+                        let name = processor_name(names, processor);
+                        series
+                            .stream_busy
+                            .with_label_values(&[name, stream.to_string().as_str()])
+                    })
+                    .inc_by(seconds);
             }
             TaskEvent::Failed { op, processor } => {
                 let proc = processor.map_or("none", |p| self.processor(p)).to_string();

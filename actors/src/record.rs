@@ -651,9 +651,10 @@ impl RunDb {
     }
 }
 
-/// Chrome trace events of a run: a track per processor and stream, the copies on a track per link with a flow
-/// arrow to the first task that started after each ended on the
-/// destination, memory per space as counters, decisions as instants.
+/// Chrome trace events of a run: a track per processor and stream, the
+/// copies on a track per link with a flow arrow to the first task that
+/// started after each ended on the destination, memory per space as
+/// counters, decisions as instants.
 pub fn trace_events(db: &RunDb) -> Result<serde_json::Value, RecordError> {
     let processors = db.processors()?;
     let tasks = db.tasks()?;

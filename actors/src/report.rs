@@ -59,11 +59,14 @@ fn color_of(ops: &[String], op: &str) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// A Gantt row's bars: start and end (µs) and the op.
+type Bars = Vec<(f64, f64, String)>;
+
 /// A Gantt chart: a row per processor and stream, a bar per task.
 fn gantt(ran: &[Ran<'_>], processors: &[ProcessorRow], ops: &[String], t1: f64) -> Chart {
     // A row per processor and stream, as the trace has them.
-    let mut rows: Vec<(String, Vec<(f64, f64, String)>)> = Vec::new();
-    let mut by_proc: BTreeMap<usize, BTreeMap<u32, Vec<(f64, f64, String)>>> = BTreeMap::new();
+    let mut rows: Vec<(String, Bars)> = Vec::new();
+    let mut by_proc: BTreeMap<usize, BTreeMap<u32, Bars>> = BTreeMap::new();
     for (t, p, s, e) in ran {
         by_proc
             .entry(*p)

@@ -16,8 +16,8 @@
 //! window's tasks there lack, `Σ missing[t][p]·x[t][p]`, must fit in it
 //! (a window that sends more would only evict its own data). The score
 //! refuses such plans too, and the list plan passes over a full space
-//! while another can take the task. HiGHS solves it through good_lp, warm-started with the list plan, under
-//! a time limit, on one thread.
+//! while another can take the task. HiGHS solves it through good_lp,
+//! warm-started with the list plan, under a time limit, on one thread.
 //!
 //! Which mode decides depends on the load: the caller's time budget for
 //! the window ([`Policy::set_window_budget`]; a runtime of short tasks
@@ -25,8 +25,8 @@
 //! up to [`Milp::milp_window`] tasks the MILP, unless more than
 //! [`Milp::max_backlog`] tasks are ready ([`Policy::set_backlog`]); past
 //! it, with that backlog, or when the solver fails or finds nothing in
-//! time, the
-//! metaheuristic ([`crate::metaheuristic`]) within its own budget; past
+//! time, the metaheuristic ([`crate::metaheuristic`]) within its own
+//! budget; past
 //! [`Milp::meta_window`] tasks, or for a single task, the list rule (the
 //! list plan, each task in turn where it would finish first). Every
 //! decision records its mode, size, time and whether it fell back.
@@ -149,6 +149,7 @@ impl Milp {
         // Memory capacity: the new data the window sends a bounded space
         // must fit in it.
         for (room, ps) in w.bounded_spaces() {
+            let room = *room;
             let sent: Expression = (0..w.tasks())
                 .flat_map(|t| ps.iter().map(move |p| (t, *p)))
                 .filter_map(|(t, p)| {

@@ -177,18 +177,22 @@ pub fn estimate_parts(
             .unwrap_or_else(|| task.flops / proc.flops_per_second(dt)),
         _ => 0.0,
     };
-    let missing: u64 = task
-        .inputs
-        .iter()
-        .filter(|(_, valid)| !valid.contains(&proc.memory))
-        .map(|(bytes, _)| *bytes)
-        .sum();
+    let missing = missing_bytes(task, proc.memory);
     let copy = if missing > 0 && bandwidth > 0.0 {
         missing as f64 / bandwidth
     } else {
         0.0
     };
     (copy, exec)
+}
+
+/// Bytes of `task`'s inputs with no valid copy in `space`.
+pub fn missing_bytes(task: &PlacementRequest<'_>, space: MemorySpaceId) -> u64 {
+    task.inputs
+        .iter()
+        .filter(|(_, valid)| !valid.contains(&space))
+        .map(|(bytes, _)| *bytes)
+        .sum()
 }
 
 /// Data-aware earliest finish time (HEFT / dmda class).

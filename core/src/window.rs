@@ -14,7 +14,7 @@
 //! task), plus a small weight on the sum of finishes, which prefers, of
 //! plans with equal critical ends, the one that frees processors sooner.
 
-use crate::policy::{estimate_parts, PlacementRequest, ProcessorLoad};
+use crate::policy::{estimate_parts, missing_bytes, PlacementRequest, ProcessorLoad};
 use crate::processor::MemorySpaceId;
 
 /// Weight of the sum of finishes against the critical end.
@@ -47,8 +47,10 @@ pub struct WindowCosts {
     space: Vec<MemorySpaceId>,
     bandwidth: Vec<f64>,
     bandwidth_from: Vec<Vec<f64>>,
-    /// Per processor: what its memory space holds, where bounded.
-    room: Vec<Option<u64>>,
+    /// The bounded memory spaces: what each holds and the processors in it.
+    bounded: Vec<(u64, Vec<usize>)>,
+    /// Per processor: its memory space's index in `bounded`, if bounded.
+    bounded_of: Vec<Option<usize>>,
     /// `missing[t][p]`: bytes of task `t`'s inputs not in `p`'s memory.
     missing: Vec<Vec<u64>>,
 }
@@ -85,6 +87,25 @@ impl WindowCosts {
                     .collect()
             })
             .collect();
+        // Processors sharing a bounded space share its room.
+        let mut bounded: Vec<(u64, Vec<usize>)> = Vec::new();
+        let mut bounded_of: Vec<Option<usize>> = vec![None; procs.len()];
+        for (p, load) in procs.iter().enumerate() {
+            let Some(room) = load.memory_bytes else {
+                continue;
+            };
+            let same = (0..p).find(|q| procs[*q].desc.memory == load.desc.memory);
+            match same.and_then(|q| bounded_of[q]) {
+                Some(b) => {
+                    bounded[b].1.push(p);
+                    bounded_of[p] = Some(b);
+                }
+                None => {
+                    bounded_of[p] = Some(bounded.len());
+                    bounded.push((room, vec![p]));
+                }
+            }
+        }
         WindowCosts {
             cost: parts
                 .iter()
@@ -117,19 +138,14 @@ impl WindowCosts {
             space: procs.iter().map(|p| p.desc.memory).collect(),
             bandwidth,
             bandwidth_from: procs.iter().map(|p| p.bandwidth_from.to_vec()).collect(),
-            room: procs.iter().map(|p| p.memory_bytes).collect(),
+            bounded,
+            bounded_of,
             missing: tasks
                 .iter()
                 .map(|t| {
                     procs
                         .iter()
-                        .map(|p| {
-                            t.inputs
-                                .iter()
-                                .filter(|(_, holders)| !holders.contains(&p.desc.memory))
-                                .map(|(b, _)| *b)
-                                .sum()
-                        })
+                        .map(|p| missing_bytes(t, p.desc.memory))
                         .collect()
                 })
                 .collect(),
@@ -150,7 +166,8 @@ impl WindowCosts {
             space: (0..n).map(|p| MemorySpaceId(p as u32)).collect(),
             bandwidth: vec![1.0; n],
             bandwidth_from: vec![Vec::new(); n],
-            room: vec![None; n],
+            bounded: Vec::new(),
+            bounded_of: vec![None; n],
             missing: vec![vec![0; n]; cost_len],
         }
     }
@@ -199,16 +216,8 @@ impl WindowCosts {
 
     /// The bounded memory spaces, each with its size and the processors
     /// in it: a window may send each at most that many new bytes.
-    pub fn bounded_spaces(&self) -> Vec<(u64, Vec<usize>)> {
-        let mut out: Vec<(MemorySpaceId, u64, Vec<usize>)> = Vec::new();
-        for (p, room) in self.room.iter().enumerate() {
-            let Some(room) = room else { continue };
-            match out.iter_mut().find(|(s, _, _)| *s == self.space[p]) {
-                Some(entry) => entry.2.push(p),
-                None => out.push((self.space[p], *room, vec![p])),
-            }
-        }
-        out.into_iter().map(|(_, room, ps)| (room, ps)).collect()
+    pub fn bounded_spaces(&self) -> &[(u64, Vec<usize>)] {
+        &self.bounded
     }
 
     /// Bytes of task `t`'s inputs missing from processor `p`'s memory.
@@ -218,15 +227,32 @@ impl WindowCosts {
 
     /// Whether `plan` sends no bounded space more new bytes than it holds.
     pub fn fits(&self, plan: &[usize]) -> bool {
-        self.bounded_spaces().iter().all(|(room, ps)| {
-            let sent: u64 = plan
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| ps.contains(p))
-                .map(|(t, p)| self.missing[t][*p])
-                .sum();
-            sent <= *room
+        let mut sent = vec![0u64; self.bounded.len()];
+        plan.iter().enumerate().all(|(t, p)| {
+            let room = self.has_room(&sent, t, *p);
+            self.send(&mut sent, t, *p);
+            room
         })
+    }
+
+    /// Whether processor `p`'s memory, with `sent` new bytes per bounded
+    /// space already coming, holds task `t`'s too.
+    fn has_room(&self, sent: &[u64], t: usize, p: usize) -> bool {
+        self.bounded(p)
+            .is_none_or(|b| sent[b] + self.missing[t][p] <= self.bounded[b].0)
+    }
+
+    /// Adds task `t`'s new bytes on processor `p` to `sent`.
+    fn send(&self, sent: &mut [u64], t: usize, p: usize) {
+        if let Some(b) = self.bounded(p) {
+            sent[b] += self.missing[t][p];
+        }
+    }
+
+    /// Processor `p`'s bounded space, if it has one (none for an index
+    /// past the processors: [`Self::score`] refuses those plans itself).
+    fn bounded(&self, p: usize) -> Option<usize> {
+        self.bounded_of.get(p).copied().flatten()
     }
 
     /// The score of `plan` (processor index per task; lower is better), or
@@ -258,24 +284,15 @@ impl WindowCosts {
     pub fn list_plan(&self) -> Option<Vec<usize>> {
         let mut free = self.queue.clone();
         let mut copied: Vec<(u64, MemorySpaceId)> = Vec::new();
-        // New bytes sent so far to each processor's space, against its room
+        // New bytes sent so far to each bounded space, against its room
         // (a full space is passed over while another can take the task).
-        let mut sent: Vec<(MemorySpaceId, u64)> = Vec::new();
+        let mut sent = vec![0u64; self.bounded.len()];
         (0..self.tasks())
             .map(|t| {
-                let fits = |p: usize, sent: &[(MemorySpaceId, u64)]| {
-                    self.room[p].is_none_or(|room| {
-                        let before = sent
-                            .iter()
-                            .find(|(s, _)| *s == self.space[p])
-                            .map_or(0, |(_, b)| *b);
-                        before + self.missing[t][p] <= room
-                    })
-                };
-                let any_fits =
-                    (0..self.processors()).any(|p| self.exec[t][p].is_some() && fits(p, &sent));
+                let any_fits = (0..self.processors())
+                    .any(|p| self.exec[t][p].is_some() && self.has_room(&sent, t, p));
                 let (p, f, extra) = (0..self.processors())
-                    .filter(|p| !any_fits || fits(*p, &sent))
+                    .filter(|p| !any_fits || self.has_room(&sent, t, *p))
                     .filter_map(|p| {
                         let exec = self.exec[t][p]?;
                         let mut trial = copied.clone();
@@ -285,10 +302,7 @@ impl WindowCosts {
                     .min_by(|a, b| a.1.total_cmp(&b.1))?;
                 free[p] = f;
                 copied = extra;
-                match sent.iter_mut().find(|(s, _)| *s == self.space[p]) {
-                    Some(entry) => entry.1 += self.missing[t][p],
-                    None => sent.push((self.space[p], self.missing[t][p])),
-                }
+                self.send(&mut sent, t, p);
                 Some(p)
             })
             .collect()

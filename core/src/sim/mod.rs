@@ -111,27 +111,25 @@ fn exec_seconds(g: &SimGraph, t: usize, p: &crate::processor::ProcessorDesc) -> 
     Some(task.flops / speed)
 }
 
-/// Seconds and bytes of copying `reads` into `space`, each item from its
-/// fastest holder, as `valid` says where items are (absent: where they
-/// start).
+/// Seconds and bytes of copying `inputs` (bytes, and the spaces holding
+/// each) into `space`, each item from its fastest holder.
 fn copy_cost(
-    reads: &[(u32, u64)],
-    valid: &HashMap<u32, Vec<MemorySpaceId>>,
+    inputs: &[(u64, &[MemorySpaceId])],
     platform: &Platform,
     space: MemorySpaceId,
 ) -> (f64, f64) {
-    reads.iter().fold((0.0, 0.0), |(secs, bytes), (d, b)| {
-        let start = [platform.start_space(*d)];
-        let holders = valid.get(d).map_or(&start[..], Vec::as_slice);
-        if holders.contains(&space) {
-            return (secs, bytes);
-        }
-        let bw = holders
-            .iter()
-            .map(|h| platform.bandwidth[h.0 as usize][space.0 as usize])
-            .fold(0.0, f64::max);
-        (secs + platform.latency + *b as f64 / bw, bytes + *b as f64)
-    })
+    inputs
+        .iter()
+        .fold((0.0, 0.0), |(secs, bytes), (b, holders)| {
+            if holders.contains(&space) {
+                return (secs, bytes);
+            }
+            let bw = holders
+                .iter()
+                .map(|h| platform.bandwidth[h.0 as usize][space.0 as usize])
+                .fold(0.0, f64::max);
+            (secs + platform.latency + *b as f64 / bw, bytes + *b as f64)
+        })
 }
 
 /// A processor's schedule: busy intervals in time order. A task starts in
@@ -289,8 +287,14 @@ fn copy_in(
     let dst = space.0 as usize;
     let (mut done, mut bytes) = (from, 0.0);
     for (d, b) in reads {
-        let start = [platform.start_space(*d)];
-        let holders = valid.get(d).map_or(&start[..], Vec::as_slice);
+        let start;
+        let holders = match valid.get(d) {
+            Some(h) => h.as_slice(),
+            None => {
+                start = [platform.start_space(*d)];
+                &start[..]
+            }
+        };
         if holders.contains(&space) {
             continue;
         }
@@ -452,9 +456,9 @@ pub fn simulate(
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let (secs, bytes) = batch
+                let (secs, bytes) = inputs
                     .iter()
-                    .map(|t| copy_cost(&g.tasks[*t].reads, &valid, platform, p.memory))
+                    .map(|inp| copy_cost(inp, platform, p.memory))
                     .fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
                 let queued = timeline[i].queued_after(now);
                 ProcessorLoad {
@@ -525,8 +529,8 @@ pub fn simulate(
                     desc.name
                 )
             })?;
-            // Room first: what eviction writes back goes to the host before the
-            // copies in start.
+            // Room first: what eviction writes back goes to the host before
+            // the copies in start.
             let mut needed = task.reads.clone();
             needed.extend(task.writes.iter().filter(|w| !task.reads.contains(w)));
             let host = platform.host_of(desc.memory);

@@ -27,9 +27,7 @@ impl Platform {
     /// The first space of `space`'s node: its host memory, where
     /// evictions write back.
     pub fn host_of(&self, space: MemorySpaceId) -> MemorySpaceId {
-        let node = self.node[space.0 as usize];
-        let first = self.node.iter().position(|n| *n == node).unwrap_or(0);
-        MemorySpaceId(first as u32)
+        self.first_space(self.node[space.0 as usize])
     }
 
     /// Where data item `d` starts: the host memory of node `d mod nodes`,
@@ -37,7 +35,11 @@ impl Platform {
     /// factorisation (on one node, its host memory).
     pub fn start_space(&self, d: u32) -> MemorySpaceId {
         let nodes = self.node.iter().max().map_or(1, |n| n + 1);
-        let node = d as usize % nodes;
+        self.first_space(d as usize % nodes)
+    }
+
+    /// The first space of node `node` (its host memory).
+    fn first_space(&self, node: usize) -> MemorySpaceId {
         let first = self.node.iter().position(|n| *n == node).unwrap_or(0);
         MemorySpaceId(first as u32)
     }
