@@ -115,6 +115,15 @@ impl Pending {
         self.reads().map(Tile::valid_spaces).collect()
     }
 
+    /// Bytes of the tiles it writes.
+    fn output_bytes(&self) -> u64 {
+        self.args
+            .iter()
+            .filter(|(_, a)| a.writes())
+            .map(|(t, _)| t.meta().bytes())
+            .sum()
+    }
+
     /// Each tile it reads as a policy sees it: bytes, and `spaces` from
     /// [`Pending::read_spaces`].
     fn inputs<'a>(&self, spaces: &'a [Vec<MemorySpaceId>]) -> Vec<(u64, &'a [MemorySpaceId])> {
@@ -168,8 +177,10 @@ impl ProcessorSlot {
             has_room: self.queued_tasks < self.concurrency
                 || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < QUEUE_HORIZON_SECONDS),
             copy_bandwidth: self.copy_bandwidth,
-            bandwidth_from: &[],
             memory_bytes: self.device.as_ref().map(|d| d.budget),
+            // Copies into a device share its one copy stream at
+            // `copy_bandwidth`, whose queue is not tracked here yet.
+            links: None,
         }
     }
 }
@@ -586,6 +597,7 @@ impl Scheduler {
             input_ids: &[],
             model: Some(&self.model),
             tail: 0.0,
+            output_bytes: p.output_bytes(),
         };
         // A user kernel can only go where it was compiled; any other task
         // considers every processor (and allocates no index map).
@@ -669,6 +681,7 @@ impl Scheduler {
                     input_ids: ids,
                     model: Some(&self.model),
                     tail: 0.0,
+                    output_bytes: p.output_bytes(),
                 })
                 .collect();
             let loads: Vec<ProcessorLoad<'_>> =

@@ -13,7 +13,8 @@
 //! - [`kernels`]: the CPU implementations of the tile ops, on faer;
 //! - [`processor`]: processors and memory spaces as descriptors;
 //! - [`perfmodel`]: op times learned from measurements, robust to outliers;
-//! - [`policy`]: scheduling policies as pure code behind one trait, with
+//! - [`policy`]: scheduling policies as pure code behind one trait, sharing
+//!   one copy model ([`arrival`]: copies queue on links beside compute), with
 //!   window policies in [`milp`] (HiGHS) and [`metaheuristic`]
 //!   (differential evolution), both scoring plans by [`window`];
 //! - [`verify`]: factorisations checked by reconstruction;
@@ -41,6 +42,7 @@
 //! ```
 
 pub mod access;
+pub mod arrival;
 pub mod dtype;
 pub mod error;
 pub mod graph;
@@ -53,6 +55,7 @@ pub mod policy;
 pub mod processor;
 pub mod sim;
 pub mod tile;
+pub mod timeline;
 pub mod verify;
 pub mod window;
 

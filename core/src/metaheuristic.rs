@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// The window's placement problem as metaheuristics-nature sees it.
 struct Problem<'a> {
-    costs: &'a WindowCosts,
+    costs: &'a WindowCosts<'a>,
     /// For each task, the processors that can run it.
     allowed: Vec<Vec<usize>>,
     bound: Vec<[f64; 2]>,

@@ -2,15 +2,22 @@
 //! fallback.
 //!
 //! Tasks that are ready together are independent of each other, so placing
-//! them is an assignment: binary `x[t][p]` puts task `t` on processor `p`,
-//! costing what the list policy would estimate (execution plus copies of
-//! missing inputs). Tasks join their processor's queue in window order
-//! (highest priority first). The objective is [`WindowCosts::score`]'s: the
+//! them is an assignment: binary `x[t][p]` puts task `t` on processor `p`.
+//! Tasks join their processor's queue in window order (highest priority
+//! first), and their copies the queues of the links into its memory
+//! ([`crate::arrival`]). The objective is [`WindowCosts::score`]'s: the
 //! largest `finish + tail` over the window (the earliest the graph could
-//! end), linearised with one big-M constraint per (task, processor):
-//! `queue[p] + Σ_{t'≤t} cost[t'][p]·x[t'][p] + tail[t] ≤ C + M·(1 − x[t][p])`,
-//! with `M` the left side's largest value, so the constraint binds only
-//! where the task goes. A small weight on the total work breaks ties.
+//! end), linearised with two big-M constraints per (task, processor), each
+//! binding only where the task goes (`M` the left side's largest value):
+//! the task ends after the work queued before it and its own,
+//! `queue[p] + Σ_{t'≤t} exec[t'][p]·x[t'][p] + tail[t] ≤ C + M·(1 − x[t][p])`,
+//! and after its inputs arrive behind the window's earlier copies there,
+//! `ready[t][p] + Σ_{t'<t} copy[t'][p]·x[t'][p] + exec[t][p] + tail[t] ≤ C + M·(1 − x[t][p])`
+//! (`ready`: when they would arrive alone, the links' queues included).
+//! These are the two sides of a copy-then-compute pipeline; the score plays
+//! the plan out exactly (shared inputs copied once, each copy on its own
+//! source's link), and the MILP's plan is kept only if it scores better
+//! than the list plan. A small weight on the total time breaks ties.
 //! Memory capacity is a constraint: for each bounded memory space (a
 //! device's budget, a simulated GPU's capacity), the bytes of inputs the
 //! window's tasks there lack, `Σ missing[t][p]·x[t][p]`, must fit in it
@@ -114,13 +121,7 @@ impl Milp {
                 }
             }
         }
-        let mut warm_end = 0.0f64;
-        let mut free = w.queue.clone();
-        for (t, p) in warm.iter().enumerate() {
-            free[*p] += w.cost[t][*p].unwrap_or(0.0);
-            warm_end = warm_end.max(free[*p] + w.tail[t]);
-        }
-        initial.push((end, warm_end));
+        initial.push((end, linear_end(w, warm)));
         let mut model = vars
             .minimise(end + 1e-3 * total)
             .using(highs)
@@ -131,19 +132,30 @@ impl Milp {
             let one: Expression = xs.iter().flatten().map(|v| v.into_expression()).sum();
             model = model.with(constraint!(one == 1));
         }
+        // A task finishes after the work queued before it on its processor
+        // and its own (compute), and after its inputs arrive behind the
+        // copies of the window's tasks before it there (links).
         for p in 0..w.processors() {
-            let mut prefix = Expression::from(w.queue[p]);
-            let mut most = w.queue[p];
+            let mut compute = Expression::from(w.queue[p]);
+            let mut links = Expression::from(0.0);
+            let (mut most_compute, mut most_links) = (w.queue[p], 0.0f64);
             for t in 0..w.tasks() {
                 let (Some(c), Some(v)) = (w.cost[t][p], x[t][p]) else {
                     continue;
                 };
-                prefix += c * v;
-                most += c;
-                let big_m = most + w.tail[t];
+                let exec = c - w.copy[t][p];
+                compute += exec * v;
+                most_compute += exec;
+                let after = w.tail[t] + w.back[t][p];
+                let big_m = most_compute + after;
                 model = model.with(constraint!(
-                    prefix.clone() + w.tail[t] <= end + big_m - big_m * v
+                    compute.clone() + after <= end + big_m - big_m * v
                 ));
+                let own = w.ready[t][p] + exec + after;
+                let big_m = most_links + own;
+                model = model.with(constraint!(links.clone() + own <= end + big_m - big_m * v));
+                links += w.copy[t][p] * v;
+                most_links += w.copy[t][p];
             }
         }
         // Memory capacity: the new data the window sends a bounded space
@@ -178,6 +190,26 @@ impl Milp {
             fell_back,
         });
     }
+}
+
+/// The MILP's objective for `plan` (its critical end, before the tie
+/// weight): for each task the later of the compute and the link
+/// constraint's left side, plus its tail.
+fn linear_end(w: &WindowCosts, plan: &[usize]) -> f64 {
+    let mut compute = w.queue.clone();
+    let mut links = vec![0.0f64; w.processors()];
+    let mut end = 0.0f64;
+    for (t, p) in plan.iter().enumerate() {
+        let Some(c) = w.cost[t][*p] else {
+            continue;
+        };
+        let exec = c - w.copy[t][*p];
+        compute[*p] += exec;
+        let by_links = links[*p] + w.ready[t][*p] + exec;
+        links[*p] += w.copy[t][*p];
+        end = end.max(compute[*p].max(by_links) + w.back[t][*p] + w.tail[t]);
+    }
+    end
 }
 
 impl Policy for Milp {
@@ -290,8 +322,8 @@ mod tests {
                 queued_tasks: 0,
                 has_room: true,
                 copy_bandwidth: 0.0,
-                bandwidth_from: &[],
                 memory_bytes: None,
+                links: None,
             })
             .collect()
     }
@@ -312,6 +344,7 @@ mod tests {
                 input_ids: &[],
                 model: None,
                 tail: 0.0,
+                output_bytes: 0,
             })
             .collect();
         let makespan = |plan: &[Option<usize>]| {
@@ -353,6 +386,7 @@ mod tests {
             input_ids: &[],
             model: None,
             tail,
+            output_bytes: 0,
         };
         let tasks = [task(1.0, 10.0), task(1.0, 0.0), task(1.0, 0.0)];
         let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
@@ -409,6 +443,7 @@ mod tests {
                 input_ids: id,
                 model: None,
                 tail: 0.0,
+                output_bytes: 0,
             })
             .collect();
         let on = |plan: &[Option<usize>], p: usize| plan.iter().filter(|x| **x == Some(p)).count();

@@ -5,11 +5,13 @@
 //! and where each input tile has a valid replica.
 //!
 //! [`EarliestFinish`] is the default: for each processor that implements the
-//! op it estimates when the task would finish there (work already queued,
-//! plus copies of inputs not yet in that processor's memory, plus the op's
-//! cost at the processor's speed) and picks the earliest. This is the
-//! HEFT / StarPU `dmda` rule for one decision.
+//! op it estimates when the task would finish there (once the work already
+//! queued is done and the inputs not yet in that processor's memory have
+//! arrived, the op's cost at the processor's speed: [`finish_seconds`])
+//! and picks the earliest. This is the HEFT / StarPU `dmda` rule for one
+//! decision.
 
+use crate::arrival::{LinkClock, LinkState};
 use crate::dtype::DType;
 use crate::op::OpName;
 use crate::perfmodel::PerfModel;
@@ -29,6 +31,9 @@ pub struct PlacementRequest<'a> {
     pub input_ids: &'a [u64],
     /// Learned op times, where there are any (else the processor's peak).
     pub model: Option<&'a PerfModel>,
+    /// Bytes the task writes (0 where unknown): what must travel to where
+    /// its successors run.
+    pub output_bytes: u64,
     /// Estimated seconds of the longest chain of work that must follow
     /// this task (its upward rank less its own time; 0 when unknown).
     /// Window policies weigh a task's finish by it.
@@ -48,14 +53,16 @@ pub struct ProcessorLoad<'a> {
     /// Bytes/s for copying a missing input into its memory (0: use the
     /// policy's default).
     pub copy_bandwidth: f64,
-    /// Where the caller knows them: bytes/s from each memory space (by id)
-    /// into this processor's memory, so a window policy can charge each
-    /// input from its fastest holder. Empty: `copy_bandwidth` for all.
-    pub bandwidth_from: &'a [f64],
     /// Bytes its memory space holds (a device's budget), where bounded:
     /// window policies keep the new data one window sends to a space
     /// within it. `None`: unbounded (host memory, which spills).
     pub memory_bytes: Option<u64>,
+    /// Where the caller knows them: the links between memory spaces and
+    /// their queues (the same for every processor of a decision), so a
+    /// copy is charged from its best source, behind copies already under
+    /// way. `None`: each copy into this processor's memory at
+    /// `copy_bandwidth`, one after another.
+    pub links: Option<&'a LinkState<'a>>,
 }
 
 /// Which kind of decision placed tasks.
@@ -170,13 +177,7 @@ pub fn estimate_parts(
     proc: &ProcessorDesc,
     bandwidth: f64,
 ) -> (f64, f64) {
-    let exec = match task.dtype {
-        Some(dt) if task.flops > 0.0 => task
-            .model
-            .and_then(|m| m.estimate(task.op, dt, &proc.name, task.flops))
-            .unwrap_or_else(|| task.flops / proc.flops_per_second(dt)),
-        _ => 0.0,
-    };
+    let exec = exec_seconds(task, proc);
     let missing = missing_bytes(task, proc.memory);
     let copy = if missing > 0 && bandwidth > 0.0 {
         missing as f64 / bandwidth
@@ -184,6 +185,97 @@ pub fn estimate_parts(
         0.0
     };
     (copy, exec)
+}
+
+/// Seconds of work of `task` on `proc`: the learned time where the model
+/// has one, else the op's flops at the processor's peak.
+pub fn exec_seconds(task: &PlacementRequest<'_>, proc: &ProcessorDesc) -> f64 {
+    match task.dtype {
+        Some(dt) if task.flops > 0.0 => task
+            .model
+            .and_then(|m| m.estimate(task.op, dt, &proc.name, task.flops))
+            .unwrap_or_else(|| task.flops / proc.flops_per_second(dt)),
+        _ => 0.0,
+    }
+}
+
+/// When `task` would finish on `load`'s processor, seconds from now: after
+/// the work queued there and the arrival of its missing inputs, each on
+/// the link that delivers it first behind that link's queue
+/// ([`crate::arrival`]), whichever is later, plus its own work.
+/// `bandwidth` is the copy rate where the load gives none.
+pub fn finish_seconds(
+    task: &PlacementRequest<'_>,
+    load: &ProcessorLoad<'_>,
+    bandwidth: f64,
+) -> f64 {
+    let exec = exec_seconds(task, load.desc);
+    finish_after(task, load, bandwidth, exec, &mut Vec::new())
+}
+
+/// [`finish_seconds`] given the task's work there, with `scratch` for the
+/// link queues.
+fn finish_after(
+    task: &PlacementRequest<'_>,
+    load: &ProcessorLoad<'_>,
+    bandwidth: f64,
+    exec: f64,
+    scratch: &mut Vec<(usize, f64)>,
+) -> f64 {
+    let bandwidth = if load.copy_bandwidth > 0.0 {
+        load.copy_bandwidth
+    } else {
+        bandwidth
+    };
+    let mut links = LinkClock::with_scratch(load.links, std::mem::take(scratch));
+    let space = load.desc.memory;
+    let ready = task
+        .inputs
+        .iter()
+        .filter(|(_, holders)| !holders.contains(&space))
+        .map(|(bytes, holders)| links.copy(*bytes, holders, space, bandwidth))
+        .fold(0.0, f64::max);
+    *scratch = links.into_scratch();
+    load.queued_seconds.max(ready) + exec
+}
+
+/// Bytes/s at which each processor's outputs reach the nearest memory of
+/// a fast processor (one at least half the fastest's speed for `dtype`);
+/// infinite for the fast processors themselves.
+///
+/// Successors mostly run on the fast processors, so a task put on a slow
+/// one (a CPU beside GPUs) is not done when it finishes: its outputs must
+/// first cross to them. Policies add that crossing to its finish, so the
+/// slow processor takes a task only where it still wins after it.
+pub fn return_rates(procs: &[ProcessorLoad<'_>], dtype: Option<DType>, bandwidth: f64) -> Vec<f64> {
+    let speed = |p: &ProcessorLoad<'_>| dtype.map_or(0.0, |d| p.desc.flops_per_second(d));
+    let fastest = procs.iter().map(speed).fold(0.0, f64::max);
+    let fast: Vec<&ProcessorLoad<'_>> =
+        procs.iter().filter(|p| speed(p) >= 0.5 * fastest).collect();
+    procs
+        .iter()
+        .map(|p| {
+            if speed(p) >= 0.5 * fastest || fast.is_empty() {
+                return f64::INFINITY;
+            }
+            let src = p.desc.memory.0 as usize;
+            fast.iter()
+                .map(|q| match p.links {
+                    Some(l) => {
+                        let dst = q.desc.memory.0 as usize;
+                        l.model
+                            .bandwidth
+                            .get(src)
+                            .and_then(|row| row.get(dst))
+                            .copied()
+                            .unwrap_or(bandwidth)
+                    }
+                    None if q.copy_bandwidth > 0.0 => q.copy_bandwidth,
+                    None => bandwidth,
+                })
+                .fold(0.0, f64::max)
+        })
+        .collect()
 }
 
 /// Bytes of `task`'s inputs with no valid copy in `space`.
@@ -200,11 +292,20 @@ pub fn missing_bytes(task: &PlacementRequest<'_>, space: MemorySpaceId) -> u64 {
 pub struct EarliestFinish {
     /// Bytes/s assumed for copying a missing input.
     pub bandwidth: f64,
+    /// The link queues' buffer, reused between estimates.
+    scratch: Vec<(usize, f64)>,
+    /// [`return_rates`] for the processors last seen (how many, and the
+    /// element type), which stay the same from one decision to the next.
+    returns: Option<(usize, Option<DType>, Vec<f64>)>,
 }
 
 impl EarliestFinish {
     pub fn new(bandwidth: f64) -> Self {
-        EarliestFinish { bandwidth }
+        EarliestFinish {
+            bandwidth,
+            scratch: Vec::new(),
+            returns: None,
+        }
     }
 }
 
@@ -217,17 +318,30 @@ impl Policy for EarliestFinish {
         // The best finish over every capable processor, full or not: if the
         // best one is full, the task waits for it rather than running later
         // somewhere slow.
+        let stale =
+            !matches!(&self.returns, Some((n, d, _)) if *n == procs.len() && *d == task.dtype);
+        if stale {
+            let rates = return_rates(procs, task.dtype, self.bandwidth);
+            self.returns = Some((procs.len(), task.dtype, rates));
+        }
+        let rates = self
+            .returns
+            .as_ref()
+            .map(|(_, _, r)| r.as_slice())
+            .unwrap_or(&[]);
         let mut best: Option<(usize, f64, usize)> = None;
         for (i, p) in procs.iter().enumerate() {
             if !p.desc.supports(task.op, task.dtype) {
                 continue;
             }
-            let bandwidth = if p.copy_bandwidth > 0.0 {
-                p.copy_bandwidth
-            } else {
-                self.bandwidth
-            };
-            let finish = p.queued_seconds + estimate_seconds(task, p.desc, bandwidth);
+            // It cannot finish before its queue and its work are done:
+            // past the best so far, its copies need no pricing.
+            let exec = exec_seconds(task, p.desc);
+            let back = task.output_bytes as f64 / rates.get(i).copied().unwrap_or(f64::INFINITY);
+            if best.is_some_and(|(_, f, _)| p.queued_seconds + exec + back > f) {
+                continue;
+            }
+            let finish = finish_after(task, p, self.bandwidth, exec, &mut self.scratch) + back;
             let better = match best {
                 None => true,
                 Some((_, f, q)) => finish < f || (finish == f && p.queued_tasks < q),
@@ -289,8 +403,8 @@ mod tests {
             queued_tasks,
             has_room: true,
             copy_bandwidth: 0.0,
-            bandwidth_from: &[],
             memory_bytes: None,
+            links: None,
         }
     }
 
@@ -306,6 +420,7 @@ mod tests {
             input_ids: &[],
             model: None,
             tail: 0.0,
+            output_bytes: 0,
         };
         let mut eft = EarliestFinish::new(1e10);
         assert_eq!(
@@ -334,6 +449,7 @@ mod tests {
             input_ids: &[],
             model: None,
             tail: 0.0,
+            output_bytes: 0,
         };
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(
@@ -354,6 +470,7 @@ mod tests {
             input_ids: &[],
             model: None,
             tail: 0.0,
+            output_bytes: 0,
         };
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(
@@ -387,6 +504,7 @@ mod tests {
             input_ids: &[],
             model: None,
             tail: 0.0,
+            output_bytes: 0,
         };
         let mut eft = EarliestFinish::new(1e9);
         let full_fast = ProcessorLoad {
@@ -395,6 +513,71 @@ mod tests {
         };
         // 1 s on the slow one against 0.011 s after the fast one's queue: wait.
         assert_eq!(eft.place(&task, &[load(&slow, 0.0, 0), full_fast]), None);
+    }
+
+    #[test]
+    fn routes_around_a_busy_link_and_overlaps_copies_with_queued_work() {
+        use crate::arrival::{LinkModel, LinkState};
+        let a = proc(0, 1, 1000.0, vec![OpName::Gemm]);
+        let b = proc(1, 2, 1000.0, vec![OpName::Gemm]);
+        // Host 0 and two GPUs on one node, 1 GB/s everywhere.
+        let model = LinkModel::new(vec![vec![1e9; 3]; 3], 0.0, &[0, 0, 0]);
+        let host = [MemorySpaceId(0)];
+        let inputs = [(1_000_000_000u64, &host[..])];
+        let task = PlacementRequest {
+            op: OpName::Gemm,
+            dtype: Some(DType::F64),
+            flops: 1e9,
+            inputs: &inputs,
+            input_ids: &[],
+            model: None,
+            tail: 0.0,
+            output_bytes: 0,
+        };
+        let mut free = vec![0.0; model.resources];
+        let to_a = model.route(0, 1).next().unwrap();
+        free[to_a] = 2.0;
+        let state = LinkState {
+            model: &model,
+            free,
+        };
+        let with = |d, q: f64| ProcessorLoad {
+            links: Some(&state),
+            ..load(d, q, 0)
+        };
+        // a's link is busy for 2 s: b, with 1.5 s of work queued, still
+        // finishes first (its copy runs beside that work: 1.5 + 0.001 s).
+        let mut eft = EarliestFinish::new(1e9);
+        assert_eq!(eft.place(&task, &[with(&a, 0.0), with(&b, 1.5)]), Some(1));
+        assert!((finish_seconds(&task, &with(&b, 1.5), 1e9) - 1.501).abs() < 1e-9);
+        assert!((finish_seconds(&task, &with(&a, 0.0), 1e9) - 3.001).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_slow_processor_pays_for_sending_its_outputs_back() {
+        let cpu = proc(0, 0, 10.0, vec![OpName::Gemm]);
+        let gpu = proc(1, 1, 1000.0, vec![OpName::Gemm]);
+        let mut task = PlacementRequest {
+            op: OpName::Gemm,
+            dtype: Some(DType::F64),
+            flops: 1e9,
+            inputs: &[],
+            input_ids: &[],
+            model: None,
+            tail: 0.0,
+            output_bytes: 0,
+        };
+        // The GPU has 0.5 s queued; the CPU runs the task in 0.1 s.
+        let mut eft = EarliestFinish::new(1e9);
+        let loads = [load(&cpu, 0.0, 0), load(&gpu, 0.5, 1)];
+        assert_eq!(eft.place(&task, &loads), Some(0));
+        // With 1 GB to send to the GPU at 1 GB/s, the CPU is done at 1.1 s.
+        task.output_bytes = 1_000_000_000;
+        assert_eq!(eft.place(&task, &loads), Some(1));
+        assert_eq!(
+            return_rates(&loads, task.dtype, 1e9),
+            vec![1e9, f64::INFINITY]
+        );
     }
 
     #[test]
@@ -411,6 +594,7 @@ mod tests {
             input_ids: &[],
             model: None,
             tail: 0.0,
+            output_bytes: 0,
         };
         assert_eq!(
             eft.place(&f64_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]),

@@ -75,7 +75,7 @@ pub fn run(args: &SimArgs) -> CliResult {
                 "tasks": r.tasks, "makespan": r.makespan, "lower_bound": r.lower_bound,
                 "ratio": r.makespan / r.lower_bound, "decision_us_per_task": r.decision_us_per_task,
                 "bytes_moved": r.bytes_moved, "evictions": r.evictions, "modes": r.modes,
-                "links": r.links,
+                "links": r.links, "processors": r.processors,
             })
         );
     } else {
@@ -91,6 +91,15 @@ pub fn run(args: &SimArgs) -> CliResult {
             r.decision_us_per_task,
             r.bytes_moved / 1e9
         );
+        for q in &r.processors {
+            println!(
+                "  {}: {} tasks, busy {:.4} s ({:.0}% of the makespan)",
+                q.name,
+                q.tasks,
+                q.busy_seconds,
+                100.0 * q.busy_seconds / r.makespan
+            );
+        }
         let space = |s: u32| space_name(&p, s);
         for l in r.links.iter().take(6) {
             println!(

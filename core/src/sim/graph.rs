@@ -80,9 +80,23 @@ impl Builder {
         &mut self,
         op: OpName,
         flops: f64,
+        reads: Vec<(u32, u64)>,
+        writes: Vec<(u32, u64)>,
+        preds: Vec<usize>,
+    ) {
+        self.push(op, flops, reads, writes, preds, true);
+    }
+
+    /// Adds a task, its writes read too if `update` (else it writes them
+    /// afresh: no old value needs to be in place).
+    fn push(
+        &mut self,
+        op: OpName,
+        flops: f64,
         mut reads: Vec<(u32, u64)>,
         writes: Vec<(u32, u64)>,
         mut preds: Vec<usize>,
+        update: bool,
     ) {
         let id = self.graph.tasks.len();
         for (d, _) in reads.iter().chain(&writes) {
@@ -101,8 +115,8 @@ impl Builder {
         }
         preds.sort_unstable();
         preds.dedup();
-        // A written item is read too (its old value is in place).
-        for w in &writes {
+        // An updated item is read too (its old value is in place).
+        for w in writes.iter().filter(|_| update) {
             if !reads.iter().any(|r| r.0 == w.0) {
                 reads.push(*w);
             }
@@ -257,7 +271,8 @@ pub fn qr(nt: usize, nb: usize) -> SimGraph {
 }
 
 /// A random layered graph of `tasks` gemm-like tasks in layers of 50, each
-/// reading two outputs of the layer above (seeded: the same every time).
+/// reading two outputs of the layer above and writing a new one (seeded:
+/// the same every time).
 pub fn layered(tasks: usize, nb: usize, seed: u64) -> SimGraph {
     let n = nb as f64;
     let bytes = (nb * nb * 8) as u64;
@@ -283,7 +298,17 @@ pub fn layered(tasks: usize, nb: usize, seed: u64) -> SimGraph {
         };
         // Sizes vary: some tasks 8 times the work of others.
         let scale = [0.5, 1.0, 2.0, 4.0][next() as usize % 4];
-        b.task(OpName::Gemm, scale * 2.0 * n * n * n, &reads, &[out], bytes);
+        // Each output is new: nothing of it needs loading first.
+        let reads = reads.iter().map(|d| (*d, bytes)).collect();
+        let flops = scale * 2.0 * n * n * n;
+        b.push(
+            OpName::Gemm,
+            flops,
+            reads,
+            vec![(out, bytes)],
+            Vec::new(),
+            false,
+        );
     }
     b.graph
 }
@@ -313,6 +338,19 @@ pub fn generate(spec: &str, nb: usize) -> Result<SimGraph, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layered_tasks_write_new_outputs_without_reading_them() {
+        let g = layered(200, 64, 1);
+        for (t, task) in g.tasks.iter().enumerate() {
+            assert_eq!(task.writes.len(), 1);
+            assert!(
+                !task.reads.iter().any(|r| r.0 == task.writes[0].0),
+                "task {t}"
+            );
+            assert_eq!(task.reads.len(), if t < 50 { 0 } else { 2 });
+        }
+    }
 
     #[test]
     fn generated_graphs_have_the_textbook_task_counts_and_sound_edges() {

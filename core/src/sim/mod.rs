@@ -10,7 +10,9 @@
 //! as soon as the task is placed: copies overlap earlier tasks' compute, as
 //! the runtime's prefetching does. The task runs when both its processor
 //! and its copies are done, for its flops at the processor's speed; a task
-//! whose inputs are all in place waits for no link.
+//! whose inputs are all in place waits for no link (but for an input an
+//! earlier copy is still bringing, and a copy from a replica still on its
+//! way starts when it is there).
 //! Outputs are valid only where they were written. Spaces with a capacity
 //! evict their least recently used items to make room ([`memory`]).
 //!
@@ -23,8 +25,10 @@ pub mod graph;
 mod memory;
 pub mod platform;
 
+use crate::arrival::{LinkModel, LinkState};
 use crate::policy::{PlacementRequest, Policy, ProcessorLoad};
 use crate::processor::MemorySpaceId;
+use crate::timeline::Timeline;
 use graph::SimGraph;
 use platform::Platform;
 use std::cmp::Ordering;
@@ -62,6 +66,16 @@ pub struct SimResult {
     pub modes: BTreeMap<&'static str, ModeStats>,
     /// The links that carried data, busiest first.
     pub links: Vec<LinkStats>,
+    /// What each processor ran.
+    pub processors: Vec<ProcessorStats>,
+}
+
+/// Tasks and busy time of one processor over a simulation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProcessorStats {
+    pub name: String,
+    pub tasks: usize,
+    pub busy_seconds: f64,
 }
 
 /// Window decisions of one mode in a simulation.
@@ -111,80 +125,6 @@ fn exec_seconds(g: &SimGraph, t: usize, p: &crate::processor::ProcessorDesc) -> 
     Some(task.flops / speed)
 }
 
-/// Seconds and bytes of copying `inputs` (bytes, and the spaces holding
-/// each) into `space`, each item from its fastest holder.
-fn copy_cost(
-    inputs: &[(u64, &[MemorySpaceId])],
-    platform: &Platform,
-    space: MemorySpaceId,
-) -> (f64, f64) {
-    inputs
-        .iter()
-        .fold((0.0, 0.0), |(secs, bytes), (b, holders)| {
-            if holders.contains(&space) {
-                return (secs, bytes);
-            }
-            let bw = holders
-                .iter()
-                .map(|h| platform.bandwidth[h.0 as usize][space.0 as usize])
-                .fold(0.0, f64::max);
-            (secs + platform.latency + *b as f64 / bw, bytes + *b as f64)
-        })
-}
-
-/// A processor's schedule: busy intervals in time order. A task starts in
-/// the first gap after its data is in place that is long enough for it, so
-/// a task waiting for a copy does not hold up later tasks whose data is
-/// there (a worker runs whichever of its tasks can run, as StarPU's
-/// data-ready policies do).
-#[derive(Default)]
-struct Timeline {
-    busy: Vec<(f64, f64)>,
-}
-
-impl Timeline {
-    /// The earliest start at or after `at` with `secs` free.
-    fn earliest(&self, at: f64, secs: f64) -> f64 {
-        // The first interval that ends after `at`.
-        let first = self.busy.partition_point(|(_, e)| *e <= at);
-        let mut start = at;
-        for (s, e) in &self.busy[first..] {
-            if start + secs <= *s {
-                return start;
-            }
-            start = start.max(*e);
-        }
-        start
-    }
-
-    /// Books `[start, start + secs)`, which [`Self::earliest`] found free.
-    fn book(&mut self, start: f64, secs: f64) {
-        if secs <= 0.0 {
-            return;
-        }
-        let end = start + secs;
-        let i = self.busy.partition_point(|(s, _)| *s < start);
-        // Merge with touching neighbours to keep the list short.
-        let joins_prev = i > 0 && self.busy[i - 1].1 >= start;
-        let joins_next = i < self.busy.len() && self.busy[i].0 <= end;
-        match (joins_prev, joins_next) {
-            (true, true) => {
-                self.busy[i - 1].1 = self.busy[i].1.max(end);
-                self.busy.remove(i);
-            }
-            (true, false) => self.busy[i - 1].1 = self.busy[i - 1].1.max(end),
-            (false, true) => self.busy[i] = (start, self.busy[i].1.max(end)),
-            (false, false) => self.busy.insert(i, (start, end)),
-        }
-    }
-
-    /// Seconds booked after `now`: the work queued ahead of a new task.
-    fn queued_after(&self, now: f64) -> f64 {
-        let first = self.busy.partition_point(|(_, e)| *e <= now);
-        self.busy[first..].iter().map(|(s, e)| e - s.max(now)).sum()
-    }
-}
-
 /// Bytes and busy time of one link over a simulation.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LinkStats {
@@ -195,62 +135,59 @@ pub struct LinkStats {
     pub busy_seconds: f64,
 }
 
-/// Every link's queue: when it is next free, and what it carried. Within
-/// a node each (source, destination) pair is a link of its own; between
-/// nodes a copy holds the sending node's interface and the receiving one's.
+/// Every link's queue: when each of the platform's link resources
+/// ([`LinkModel`]) is next free, and what each pair of spaces carried.
 struct Links {
-    free: Vec<Vec<f64>>,
+    model: LinkModel,
+    free: Vec<f64>,
     bytes: Vec<Vec<f64>>,
     busy: Vec<Vec<f64>>,
-    nic_out: Vec<f64>,
-    nic_in: Vec<f64>,
 }
 
 impl Links {
     fn new(platform: &Platform) -> Self {
+        let model = platform.link_model();
         let spaces = platform.bandwidth.len();
         let zero = vec![vec![0.0; spaces]; spaces];
-        let nodes = platform.node.iter().max().map_or(1, |n| n + 1);
         Links {
-            free: zero.clone(),
+            free: vec![0.0; model.resources],
+            model,
             bytes: zero.clone(),
             busy: zero,
-            nic_out: vec![0.0; nodes],
-            nic_in: vec![0.0; nodes],
         }
     }
 
-    /// When the link from `src` to `dst` is next free.
-    fn free_at(&self, platform: &Platform, src: usize, dst: usize) -> f64 {
-        let (a, b) = (platform.node[src], platform.node[dst]);
-        if a == b {
-            self.free[src][dst]
-        } else {
-            self.nic_out[a].max(self.nic_in[b])
-        }
+    /// When the links from `src` to `dst` are next free.
+    fn free_at(&self, src: usize, dst: usize) -> f64 {
+        self.model
+            .route(src, dst)
+            .map(|r| self.free[r])
+            .fold(0.0, f64::max)
     }
 
     /// When a copy from `src` to `dst` queued at `from` would arrive.
-    fn arrival(&self, platform: &Platform, src: usize, dst: usize, bytes: f64, from: f64) -> f64 {
-        from.max(self.free_at(platform, src, dst))
-            + platform.latency
-            + bytes / platform.bandwidth[src][dst]
+    fn arrival(&self, src: usize, dst: usize, bytes: f64, from: f64) -> f64 {
+        from.max(self.free_at(src, dst)) + self.model.seconds(src, dst, bytes)
     }
 
     /// Queues `bytes` from `src` to `dst`, not before `from`; returns when
     /// they arrive.
-    fn copy(&mut self, platform: &Platform, src: usize, dst: usize, bytes: f64, from: f64) -> f64 {
-        let at = self.arrival(platform, src, dst, bytes, from);
-        let (a, b) = (platform.node[src], platform.node[dst]);
-        if a == b {
-            self.free[src][dst] = at;
-        } else {
-            self.nic_out[a] = at;
-            self.nic_in[b] = at;
+    fn copy(&mut self, src: usize, dst: usize, bytes: f64, from: f64) -> f64 {
+        let at = self.arrival(src, dst, bytes, from);
+        for r in self.model.route(src, dst) {
+            self.free[r] = at;
         }
         self.bytes[src][dst] += bytes;
-        self.busy[src][dst] += platform.latency + bytes / platform.bandwidth[src][dst];
+        self.busy[src][dst] += self.model.seconds(src, dst, bytes);
         at
+    }
+
+    /// The queues as policies see them at `now`.
+    fn state(&self, now: f64) -> LinkState<'_> {
+        LinkState {
+            model: &self.model,
+            free: self.free.iter().map(|f| (f - now).max(0.0)).collect(),
+        }
     }
 
     /// The links that carried anything, busiest first.
@@ -273,12 +210,29 @@ impl Links {
     }
 }
 
+/// Where the data are: the spaces holding a valid copy of each item, and
+/// when copies still under way arrive (absent: there since the start or
+/// since a task wrote it there).
+struct Replicas {
+    valid: HashMap<u32, Vec<MemorySpaceId>>,
+    arrives: HashMap<(u32, MemorySpaceId), f64>,
+}
+
+impl Replicas {
+    /// When item `d`'s copy in `space` is complete.
+    fn at(&self, d: u32, space: MemorySpaceId) -> f64 {
+        self.arrives.get(&(d, space)).copied().unwrap_or(0.0)
+    }
+}
+
 /// Queues the copies of `reads` that `space` lacks, none before `from`,
-/// each on the link from the holder that delivers it first. Returns when
-/// the last arrives (`from` if nothing is missing) and the bytes copied.
+/// each on the link from the holder that delivers it first (a holder whose
+/// own copy is under way sends once it has it). Returns when the last
+/// input is there (`from` if all are and no copy is under way) and the
+/// bytes copied.
 fn copy_in(
     reads: &[(u32, u64)],
-    valid: &HashMap<u32, Vec<MemorySpaceId>>,
+    replicas: &mut Replicas,
     platform: &Platform,
     space: MemorySpaceId,
     from: f64,
@@ -288,7 +242,7 @@ fn copy_in(
     let (mut done, mut bytes) = (from, 0.0);
     for (d, b) in reads {
         let start;
-        let holders = match valid.get(d) {
+        let holders = match replicas.valid.get(d) {
             Some(h) => h.as_slice(),
             None => {
                 start = [platform.start_space(*d)];
@@ -296,16 +250,26 @@ fn copy_in(
             }
         };
         if holders.contains(&space) {
+            done = done.max(replicas.at(*d, space));
             continue;
         }
         let b = *b as f64;
-        let Some(src) = holders.iter().map(|h| h.0 as usize).min_by(|x, y| {
-            let at = |s: usize| links.arrival(platform, s, dst, b, from);
-            at(*x).total_cmp(&at(*y))
-        }) else {
+        let after = |h: &MemorySpaceId| from.max(replicas.at(*d, *h));
+        let Some((src, after)) =
+            holders
+                .iter()
+                .map(|h| (h.0 as usize, after(h)))
+                .min_by(|(x, fx), (y, fy)| {
+                    links
+                        .arrival(*x, dst, b, *fx)
+                        .total_cmp(&links.arrival(*y, dst, b, *fy))
+                })
+        else {
             continue;
         };
-        done = done.max(links.copy(platform, src, dst, b, from));
+        let at = links.copy(src, dst, b, after);
+        replicas.arrives.insert((*d, space), at);
+        done = done.max(at);
         bytes += b;
     }
     (done, bytes)
@@ -396,23 +360,24 @@ pub fn simulate(
         })
         .collect();
     let mut timeline: Vec<Timeline> = procs.iter().map(|_| Timeline::default()).collect();
+    // Tasks and busy seconds per processor.
+    let mut ran = vec![(0usize, 0.0f64); procs.len()];
     let mut links = Links::new(platform);
     // Where each data item is valid; it starts in a host memory
     // (`Platform::start_space`), whether or not a processor computes there.
-    let mut valid: HashMap<u32, Vec<MemorySpaceId>> = g
-        .tasks
-        .iter()
-        .flat_map(|t| t.reads.iter().chain(&t.writes))
-        .map(|(d, _)| (*d, vec![platform.start_space(*d)]))
-        .collect();
+    let mut replicas = Replicas {
+        valid: g
+            .tasks
+            .iter()
+            .flat_map(|t| t.reads.iter().chain(&t.writes))
+            .map(|(d, _)| (*d, vec![platform.start_space(*d)]))
+            .collect(),
+        arrives: HashMap::new(),
+    };
     let (mut decision, mut makespan, mut moved) = (0.0f64, 0.0f64, 0.0f64);
     let mut placed = 0;
     let mut modes: BTreeMap<&'static str, ModeStats> = BTreeMap::new();
     let mut memory = memory::Residency::new(&platform.capacity);
-    // Bytes/s from every space into each space, for window policies.
-    let columns: Vec<Vec<f64>> = (0..platform.bandwidth.len())
-        .map(|dst| platform.bandwidth.iter().map(|row| row[dst]).collect())
-        .collect();
     while let Some(first) = heap.pop() {
         let now = first.at;
         // Tasks ready at the same instant are independent: a policy that
@@ -432,7 +397,8 @@ pub fn simulate(
                     .reads
                     .iter()
                     .map(|(d, _)| {
-                        valid
+                        replicas
+                            .valid
                             .get(d)
                             .cloned()
                             .unwrap_or_else(|| vec![platform.start_space(*d)])
@@ -452,25 +418,20 @@ pub fn simulate(
                     .collect()
             })
             .collect();
+        let state = links.state(now);
         let loads: Vec<ProcessorLoad<'_>> = procs
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let (secs, bytes) = inputs
-                    .iter()
-                    .map(|inp| copy_cost(inp, platform, p.memory))
-                    .fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
                 let queued = timeline[i].queued_after(now);
                 ProcessorLoad {
                     desc: p,
                     queued_seconds: queued,
                     queued_tasks: usize::from(queued > 0.0),
                     has_room: true,
-                    // The policy charges missing bytes at this rate: the
-                    // one that gives these tasks' actual copy time.
-                    copy_bandwidth: if secs > 0.0 { bytes / secs } else { 0.0 },
-                    bandwidth_from: &columns[p.memory.0 as usize],
+                    copy_bandwidth: 0.0,
                     memory_bytes: platform.capacity[p.memory.0 as usize],
+                    links: Some(&state),
                 }
             })
             .collect();
@@ -496,6 +457,7 @@ pub fn simulate(
                 input_ids: ids,
                 model: None,
                 tail: tail[*t],
+                output_bytes: g.tasks[*t].writes.iter().map(|(_, b)| *b).sum(),
             })
             .collect();
         let clock = Instant::now();
@@ -535,19 +497,20 @@ pub fn simulate(
             needed.extend(task.writes.iter().filter(|w| !task.reads.contains(w)));
             let host = platform.host_of(desc.memory);
             let written = memory
-                .admit(desc.memory, &needed, now, &mut valid, host)
+                .admit(desc.memory, &needed, now, &mut replicas.valid, host)
                 .map_err(|e| format!("task {t} on {}: {e}", desc.name))?;
             let mut room_at = now;
             if written > 0 {
                 let (src, dst) = (desc.memory.0 as usize, host.0 as usize);
-                room_at = links.copy(platform, src, dst, written as f64, now);
+                room_at = links.copy(src, dst, written as f64, now);
                 moved += written as f64;
             }
-            // Against where the data is now: an input an earlier task of
-            // this batch already copied here costs nothing again.
+            // Against where the data is now: an input an earlier task
+            // already copied here costs nothing again, but the task waits
+            // for it if it is still on its way.
             let (copied, bytes) = copy_in(
                 &task.reads,
-                &valid,
+                &mut replicas,
                 platform,
                 desc.memory,
                 room_at,
@@ -555,12 +518,15 @@ pub fn simulate(
             );
             let start = timeline[p].earliest(now.max(copied), exec);
             timeline[p].book(start, exec);
+            ran[p].0 += 1;
+            ran[p].1 += exec;
             let end = start + exec;
             moved += bytes;
             makespan = makespan.max(end);
             placed += 1;
             for (d, _) in &task.reads {
-                let v = valid
+                let v = replicas
+                    .valid
                     .entry(*d)
                     .or_insert_with(|| vec![platform.start_space(*d)]);
                 if !v.contains(&desc.memory) {
@@ -568,7 +534,8 @@ pub fn simulate(
                 }
             }
             for (d, _) in &task.writes {
-                valid.insert(*d, vec![desc.memory]);
+                replicas.valid.insert(*d, vec![desc.memory]);
+                replicas.arrives.insert((*d, desc.memory), end);
                 memory.invalidate_others(*d, desc.memory);
             }
             for s in &succs[t] {
@@ -600,6 +567,15 @@ pub fn simulate(
         bytes_written_back: memory.written_back as f64,
         modes,
         links: links.stats(),
+        processors: procs
+            .iter()
+            .zip(&ran)
+            .map(|(p, (tasks, busy))| ProcessorStats {
+                name: p.name.clone(),
+                tasks: *tasks,
+                busy_seconds: *busy,
+            })
+            .collect(),
     })
 }
 
@@ -737,22 +713,32 @@ mod tests {
     }
 
     #[test]
-    fn timelines_fill_gaps_and_merge_what_touches() {
-        let mut t = Timeline::default();
-        t.book(0.0, 1.0);
-        t.book(3.0, 1.0);
-        // A 2 s task fits between 1 and 3; a 2.5 s one only after 4.
-        assert_eq!(t.earliest(0.0, 2.0), 1.0);
-        assert_eq!(t.earliest(0.0, 2.5), 4.0);
-        assert_eq!(t.earliest(3.5, 0.1), 4.0);
-        t.book(1.0, 2.0);
-        assert_eq!(t.busy, vec![(0.0, 4.0)]);
-        // A zero-length task books nothing and hides nothing.
-        t.book(4.0, 0.0);
-        t.book(4.0, 1.0);
-        assert_eq!(t.busy, vec![(0.0, 5.0)]);
-        assert_eq!(t.queued_after(1.0), 4.0);
-        assert_eq!(t.queued_after(5.0), 0.0);
+    fn a_task_waits_for_an_input_another_copy_is_still_bringing() {
+        // Both tasks read the same 1 GB tile (40 ms over PCIe) on the one
+        // GPU: the second must wait for the first's copy, not start at once
+        // because the tile is already listed there.
+        let g = files::parse_json(
+            r#"{"tasks": [
+                {"op": "gemm", "flops": 5e10, "reads": [[0, 1000000000]], "writes": [[1, 8]]},
+                {"op": "gemm", "flops": 5e10, "reads": [[0, 1000000000]], "writes": [[2, 8]]}
+            ]}"#,
+            "shared",
+        )
+        .unwrap();
+        let p = files::parse_platform(
+            r#"{"name": "one-gpu", "spaces": [{"name": "host"}, {"name": "gpu0"}],
+                "processors": [{"name": "gpu0", "kind": "cuda", "space": "gpu0", "gflops_f64": 50000}],
+                "links": [{"from": "host", "to": "gpu0", "bandwidth": 25e9}],
+                "default_bandwidth": 25e9, "latency": 0}"#,
+        )
+        .unwrap();
+        let r = simulate(&g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank).unwrap();
+        // Outputs of 8 bytes copy in too (they are updated): 40 ms for the
+        // tile, then 1 ms each.
+        assert!((r.makespan - 0.042).abs() < 1e-6, "{r:?}");
+        assert_eq!(r.processors.len(), 1);
+        assert_eq!(r.processors[0].tasks, 2);
+        assert!((r.processors[0].busy_seconds - 0.002).abs() < 1e-12);
     }
 
     #[test]
@@ -762,9 +748,9 @@ mod tests {
         // other on a shared incoming queue.
         let p = platform::builtin("node-1cpu-2gpu").unwrap();
         let mut links = Links::new(&p);
-        let a = links.copy(&p, 1, 2, 150e6, 0.0);
-        let b = links.copy(&p, 0, 2, 25e6, 0.0);
-        let c = links.copy(&p, 1, 2, 150e6, 0.0);
+        let a = links.copy(1, 2, 150e6, 0.0);
+        let b = links.copy(0, 2, 25e6, 0.0);
+        let c = links.copy(1, 2, 150e6, 0.0);
         assert!((a - (p.latency + 1e-3)).abs() < 1e-12);
         assert!(
             (b - (p.latency + 1e-3)).abs() < 1e-12,
@@ -787,14 +773,14 @@ mod tests {
         let per_node = 5;
         let secs = p.latency + 12.5e6 / 12.5e9;
         let mut links = Links::new(&p);
-        let a = links.copy(&p, 0, per_node + 1, 12.5e6, 0.0);
-        let b = links.copy(&p, 0, 2 * per_node + 1, 12.5e6, 0.0);
-        let c = links.copy(&p, 3 * per_node, 4 * per_node + 2, 12.5e6, 0.0);
+        let a = links.copy(0, per_node + 1, 12.5e6, 0.0);
+        let b = links.copy(0, 2 * per_node + 1, 12.5e6, 0.0);
+        let c = links.copy(3 * per_node, 4 * per_node + 2, 12.5e6, 0.0);
         assert!((a - secs).abs() < 1e-12);
         assert!((b - 2.0 * secs).abs() < 1e-12, "{b}");
         assert!((c - secs).abs() < 1e-12, "{c}");
         // Within a node the GPUs' links stay their own.
-        let d = links.copy(&p, 1, 2, 150e6, 0.0);
+        let d = links.copy(1, 2, 150e6, 0.0);
         assert!((d - (p.latency + 1e-3)).abs() < 1e-12);
     }
 }

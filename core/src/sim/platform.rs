@@ -1,6 +1,7 @@
 //! Simulated platforms: processors, their memory spaces, and the
 //! bandwidth between every pair of spaces.
 
+use crate::arrival::LinkModel;
 use crate::dtype::DType;
 use crate::op::OpName;
 use crate::processor::{MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind};
@@ -36,6 +37,11 @@ impl Platform {
     pub fn start_space(&self, d: u32) -> MemorySpaceId {
         let nodes = self.node.iter().max().map_or(1, |n| n + 1);
         self.first_space(d as usize % nodes)
+    }
+
+    /// The platform's links as policies and the simulator see them.
+    pub fn link_model(&self) -> LinkModel {
+        LinkModel::new(self.bandwidth.clone(), self.latency, &self.node)
     }
 
     /// The first space of node `node` (its host memory).
