@@ -81,7 +81,7 @@ fn estimate(
 pub(crate) struct Drain;
 
 /// Estimated work a processor may have queued before it counts as full.
-const QUEUE_HORIZON_SECONDS: f64 = 1e-3;
+const QUEUE_HORIZON_SECONDS: f64 = tessera_core::policy::QUEUE_HORIZON;
 /// Most tasks queued on one processor, however short.
 const MAX_QUEUED: usize = 256;
 
@@ -598,6 +598,7 @@ impl Scheduler {
             model: Some(&self.model),
             tail: 0.0,
             output_bytes: p.output_bytes(),
+            ahead: &[],
         };
         // A user kernel can only go where it was compiled; any other task
         // considers every processor (and allocates no index map).
@@ -682,6 +683,7 @@ impl Scheduler {
                     model: Some(&self.model),
                     tail: 0.0,
                     output_bytes: p.output_bytes(),
+                    ahead: &[],
                 })
                 .collect();
             let loads: Vec<ProcessorLoad<'_>> =

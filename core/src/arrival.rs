@@ -34,6 +34,13 @@ pub struct LinkModel {
     pub latency: f64,
     /// How many resources there are.
     pub resources: usize,
+    /// The node of each space.
+    pub node: Vec<usize>,
+    /// Per space, the fastest rate into it from any other, and from any
+    /// on another node: no copy there is faster, which bounds estimates
+    /// from below.
+    pub fastest_in: Vec<f64>,
+    pub fastest_remote_in: Vec<f64>,
 }
 
 impl LinkModel {
@@ -64,9 +71,26 @@ impl LinkModel {
         }
         LinkModel {
             route,
-            bandwidth,
             latency,
             resources: next as usize + 2 * nodes,
+            node: node.to_vec(),
+            fastest_in: (0..spaces)
+                .map(|dst| {
+                    (0..spaces)
+                        .filter(|src| *src != dst)
+                        .map(|src| bandwidth[src][dst])
+                        .fold(0.0, f64::max)
+                })
+                .collect(),
+            fastest_remote_in: (0..spaces)
+                .map(|dst| {
+                    (0..spaces)
+                        .filter(|src| node[*src] != node[dst])
+                        .map(|src| bandwidth[src][dst])
+                        .fold(0.0, f64::max)
+                })
+                .collect(),
+            bandwidth,
         }
     }
 
@@ -90,6 +114,19 @@ impl LinkModel {
 pub struct LinkState<'a> {
     pub model: &'a LinkModel,
     pub free: Vec<f64>,
+}
+
+impl LinkState<'_> {
+    /// Seconds from now until a copy from `src` to `dst` could start.
+    pub fn wait(&self, src: usize, dst: usize) -> f64 {
+        if src >= self.model.route.len() || dst >= self.model.route.len() {
+            return 0.0;
+        }
+        self.model
+            .route(src, dst)
+            .map(|r| self.free.get(r).copied().unwrap_or(0.0))
+            .fold(0.0, f64::max)
+    }
 }
 
 /// The links during one decision: the caller's [`LinkState`] (if any) and
@@ -139,6 +176,24 @@ impl<'a> LinkClock<'a> {
         }
     }
 
+    /// Seconds from now until a copy from `src` to `dst` could start,
+    /// behind what the decision queued too (0 without a link state).
+    pub fn wait(&self, src: MemorySpaceId, dst: MemorySpaceId) -> f64 {
+        let Some(state) = self.state else {
+            return 0.0;
+        };
+        let (src, dst) = (src.0 as usize, dst.0 as usize);
+        let spaces = state.model.bandwidth.len();
+        if src >= spaces || dst >= spaces {
+            return 0.0;
+        }
+        state
+            .model
+            .route(src, dst)
+            .map(|r| self.free(r))
+            .fold(0.0, f64::max)
+    }
+
     /// Queues a copy of `bytes` held in `holders` into `dst` on the links
     /// that deliver it first; returns when it arrives, seconds from now.
     /// Without a link state every copy into `dst` shares one link at
@@ -179,11 +234,18 @@ impl<'a> LinkClock<'a> {
             if src >= spaces || dst >= spaces {
                 continue;
             }
+            let seconds = model.seconds(src, dst, bytes);
+            // No queue makes a copy faster than its link alone: past the
+            // best so far, the holder needs no queue lookup (replicas
+            // spread over a cluster make this the common case).
+            if best.is_some_and(|(_, b)| held + seconds >= b) {
+                continue;
+            }
             let start = model
                 .route(src, dst)
                 .map(|r| self.free(r))
                 .fold(held, f64::max);
-            let at = start + model.seconds(src, dst, bytes);
+            let at = start + seconds;
             if best.is_none_or(|(_, b)| at < b) {
                 best = Some((src, at));
             }

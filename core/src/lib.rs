@@ -55,7 +55,6 @@ pub mod policy;
 pub mod processor;
 pub mod sim;
 pub mod tile;
-pub mod timeline;
 pub mod verify;
 pub mod window;
 

@@ -9,8 +9,8 @@
 //! largest `finish + tail` over the window (the earliest the graph could
 //! end), linearised with two big-M constraints per (task, processor), each
 //! binding only where the task goes (`M` the left side's largest value):
-//! the task ends after the work queued before it and its own,
-//! `queue[p] + Σ_{t'≤t} exec[t'][p]·x[t'][p] + tail[t] ≤ C + M·(1 − x[t][p])`,
+//! the task ends after the work queued ahead of it and its own,
+//! `ahead[t][p] + Σ_{t'≤t} exec[t'][p]·x[t'][p] + tail[t] ≤ C + M·(1 − x[t][p])`,
 //! and after its inputs arrive behind the window's earlier copies there,
 //! `ready[t][p] + Σ_{t'<t} copy[t'][p]·x[t'][p] + exec[t][p] + tail[t] ≤ C + M·(1 − x[t][p])`
 //! (`ready`: when they would arrive alone, the links' queues included).
@@ -136,9 +136,11 @@ impl Milp {
         // and its own (compute), and after its inputs arrive behind the
         // copies of the window's tasks before it there (links).
         for p in 0..w.processors() {
-            let mut compute = Expression::from(w.queue[p]);
+            // The window's work on `p` so far (the queue ahead of each
+            // task is its own: processors may run queues by priority).
+            let mut compute = Expression::from(0.0);
             let mut links = Expression::from(0.0);
-            let (mut most_compute, mut most_links) = (w.queue[p], 0.0f64);
+            let (mut most_compute, mut most_links) = (0.0f64, 0.0f64);
             for t in 0..w.tasks() {
                 let (Some(c), Some(v)) = (w.cost[t][p], x[t][p]) else {
                     continue;
@@ -146,7 +148,7 @@ impl Milp {
                 let exec = c - w.copy[t][p];
                 compute += exec * v;
                 most_compute += exec;
-                let after = w.tail[t] + w.back[t][p];
+                let after = w.ahead[t][p] + w.tail[t] + w.back[t][p];
                 let big_m = most_compute + after;
                 model = model.with(constraint!(
                     compute.clone() + after <= end + big_m - big_m * v
@@ -196,7 +198,7 @@ impl Milp {
 /// weight): for each task the later of the compute and the link
 /// constraint's left side, plus its tail.
 fn linear_end(w: &WindowCosts, plan: &[usize]) -> f64 {
-    let mut compute = w.queue.clone();
+    let mut compute = vec![0.0f64; w.processors()];
     let mut links = vec![0.0f64; w.processors()];
     let mut end = 0.0f64;
     for (t, p) in plan.iter().enumerate() {
@@ -207,7 +209,8 @@ fn linear_end(w: &WindowCosts, plan: &[usize]) -> f64 {
         compute[*p] += exec;
         let by_links = links[*p] + w.ready[t][*p] + exec;
         links[*p] += w.copy[t][*p];
-        end = end.max(compute[*p].max(by_links) + w.back[t][*p] + w.tail[t]);
+        let by_compute = w.ahead[t][*p] + compute[*p];
+        end = end.max(by_compute.max(by_links) + w.back[t][*p] + w.tail[t]);
     }
     end
 }
@@ -345,6 +348,7 @@ mod tests {
                 model: None,
                 tail: 0.0,
                 output_bytes: 0,
+                ahead: &[],
             })
             .collect();
         let makespan = |plan: &[Option<usize>]| {
@@ -387,6 +391,7 @@ mod tests {
             model: None,
             tail,
             output_bytes: 0,
+            ahead: &[],
         };
         let tasks = [task(1.0, 10.0), task(1.0, 0.0), task(1.0, 0.0)];
         let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
@@ -444,6 +449,7 @@ mod tests {
                 model: None,
                 tail: 0.0,
                 output_bytes: 0,
+                ahead: &[],
             })
             .collect();
         let on = |plan: &[Option<usize>], p: usize| plan.iter().filter(|x| **x == Some(p)).count();

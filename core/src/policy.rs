@@ -17,6 +17,12 @@ use crate::op::OpName;
 use crate::perfmodel::PerfModel;
 use crate::processor::{MemorySpaceId, ProcessorDesc};
 
+/// Seconds of estimated work a processor may have queued and still take
+/// another task: the runtime's scheduler and the simulator both keep the
+/// rest in a ready list, highest priority first, so a task that becomes
+/// ready late but matters most does not wait behind a long queue.
+pub const QUEUE_HORIZON: f64 = 1e-3;
+
 /// A ready task as a policy sees it.
 #[derive(Debug, Clone)]
 pub struct PlacementRequest<'a> {
@@ -34,6 +40,10 @@ pub struct PlacementRequest<'a> {
     /// Bytes the task writes (0 where unknown): what must travel to where
     /// its successors run.
     pub output_bytes: u64,
+    /// Where the caller runs each processor's queue in priority order: per
+    /// processor, the seconds of work that would run there before this
+    /// task. Empty: each load's `queued_seconds` (a first-come queue).
+    pub ahead: &'a [f64],
     /// Estimated seconds of the longest chain of work that must follow
     /// this task (its upward rank less its own time; 0 when unknown).
     /// Window policies weigh a task's finish by it.
@@ -199,28 +209,40 @@ pub fn exec_seconds(task: &PlacementRequest<'_>, proc: &ProcessorDesc) -> f64 {
     }
 }
 
-/// When `task` would finish on `load`'s processor, seconds from now: after
-/// the work queued there and the arrival of its missing inputs, each on
-/// the link that delivers it first behind that link's queue
-/// ([`crate::arrival`]), whichever is later, plus its own work.
-/// `bandwidth` is the copy rate where the load gives none.
+/// When `task` would finish on processor `p` of `procs`, seconds from
+/// now: after the work queued there ahead of it and the arrival of its
+/// missing inputs, each on the link that delivers it first behind that
+/// link's queue ([`crate::arrival`]), whichever is later, plus its own
+/// work. `bandwidth` is the copy rate where the load gives none.
 pub fn finish_seconds(
     task: &PlacementRequest<'_>,
-    load: &ProcessorLoad<'_>,
+    procs: &[ProcessorLoad<'_>],
+    p: usize,
     bandwidth: f64,
 ) -> f64 {
-    let exec = exec_seconds(task, load.desc);
-    finish_after(task, load, bandwidth, exec, &mut Vec::new())
+    let exec = exec_seconds(task, procs[p].desc);
+    let queue = queued_ahead(task, &procs[p], p);
+    finish_after(
+        task,
+        &procs[p],
+        bandwidth,
+        exec,
+        queue,
+        &mut Vec::new(),
+        &Held::default(),
+    )
 }
 
-/// [`finish_seconds`] given the task's work there, with `scratch` for the
-/// link queues.
+/// [`finish_seconds`] given the task's work there and the work ahead of
+/// it, with `scratch` for the link queues.
 fn finish_after(
     task: &PlacementRequest<'_>,
     load: &ProcessorLoad<'_>,
     bandwidth: f64,
     exec: f64,
+    queue: f64,
     scratch: &mut Vec<(usize, f64)>,
+    held: &Held,
 ) -> f64 {
     let bandwidth = if load.copy_bandwidth > 0.0 {
         load.copy_bandwidth
@@ -232,22 +254,152 @@ fn finish_after(
     let ready = task
         .inputs
         .iter()
-        .filter(|(_, holders)| !holders.contains(&space))
-        .map(|(bytes, holders)| links.copy(*bytes, holders, space, bandwidth))
+        .enumerate()
+        .filter(|(i, (_, holders))| !held.holds(*i, holders, space))
+        .map(|(_, (bytes, holders))| links.copy(*bytes, holders, space, bandwidth))
         .fold(0.0, f64::max);
     *scratch = links.into_scratch();
-    load.queued_seconds.max(ready) + exec
+    queue.max(ready) + exec
 }
 
-/// Bytes/s at which each processor's outputs reach the nearest memory of
-/// a fast processor (one at least half the fastest's speed for `dtype`);
-/// infinite for the fast processors themselves.
+/// A lower bound of [`finish_after`]: each missing input at the fastest
+/// rate into the processor's memory, no link waiting.
+fn finish_bound(
+    task: &PlacementRequest<'_>,
+    load: &ProcessorLoad<'_>,
+    bandwidth: f64,
+    exec: f64,
+    queue: f64,
+    held: &Held,
+) -> f64 {
+    let space = load.desc.memory;
+    let s = space.0 as usize;
+    let rate = |i: usize| match load.links {
+        // From the input's own node if a replica is there, else across
+        // the network.
+        Some(l) => {
+            let local = held.on_node(i, l.model.node.get(s).copied().unwrap_or(0));
+            let rates = if local {
+                &l.model.fastest_in
+            } else {
+                &l.model.fastest_remote_in
+            };
+            rates
+                .get(s)
+                .copied()
+                .filter(|r| *r > 0.0)
+                .unwrap_or(bandwidth)
+        }
+        None if load.copy_bandwidth > 0.0 => load.copy_bandwidth,
+        None => bandwidth,
+    };
+    let ready = task
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, holders))| !held.holds(*i, holders, space))
+        .map(|(i, (bytes, _))| *bytes as f64 / rate(i))
+        .fold(0.0, f64::max);
+    queue.max(ready) + exec
+}
+
+/// Which spaces hold each input of one task, as a table when the holder
+/// lists are long (replicas over a cluster): an estimate on every
+/// processor asks once per input, and scanning dozens of holders each
+/// time costs more than the rest of the decision.
+#[derive(Debug, Default, Clone)]
+struct Held {
+    /// Per input, per space: whether it holds the input (empty: scan).
+    table: Vec<Vec<bool>>,
+    /// Per input, per node: whether a space there holds it (empty:
+    /// unknown, taken as yes).
+    nodes: Vec<Vec<bool>>,
+}
+
+impl Held {
+    /// Holder lists longer than this get a table.
+    const LONG: usize = 8;
+
+    fn new(task: &PlacementRequest<'_>, spaces: usize, links: Option<&LinkState<'_>>) -> Self {
+        let nodes = match links {
+            Some(l) => {
+                let count = l.model.node.iter().max().map_or(1, |n| n + 1);
+                task.inputs
+                    .iter()
+                    .map(|(_, holders)| {
+                        let mut row = vec![false; count];
+                        for h in *holders {
+                            if let Some(n) = l.model.node.get(h.0 as usize) {
+                                row[*n] = true;
+                            }
+                        }
+                        row
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        if task.inputs.iter().all(|(_, h)| h.len() <= Self::LONG) {
+            return Held {
+                table: Vec::new(),
+                nodes,
+            };
+        }
+        let table = task
+            .inputs
+            .iter()
+            .map(|(_, holders)| {
+                let mut row = vec![false; spaces];
+                for h in *holders {
+                    if let Some(cell) = row.get_mut(h.0 as usize) {
+                        *cell = true;
+                    }
+                }
+                row
+            })
+            .collect();
+        Held { table, nodes }
+    }
+
+    /// Whether a space on `node` holds input `i` (yes when unknown).
+    fn on_node(&self, i: usize, node: usize) -> bool {
+        self.nodes
+            .get(i)
+            .and_then(|row| row.get(node))
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// Whether `space` holds input `i` (whose holders are `holders`).
+    fn holds(&self, i: usize, holders: &[MemorySpaceId], space: MemorySpaceId) -> bool {
+        match self.table.get(i).and_then(|row| row.get(space.0 as usize)) {
+            Some(held) => *held,
+            None => holders.contains(&space),
+        }
+    }
+}
+
+/// Seconds of work `load`'s processor (index `p` among the decision's
+/// processors) runs before `task`.
+pub fn queued_ahead(task: &PlacementRequest<'_>, load: &ProcessorLoad<'_>, p: usize) -> f64 {
+    task.ahead.get(p).copied().unwrap_or(load.queued_seconds)
+}
+
+/// Where a processor's outputs go for its successors: the memory of the
+/// nearest fast processor (one at least half the fastest's speed for the
+/// element type) and the rate to it; `None` for the fast processors
+/// themselves.
 ///
 /// Successors mostly run on the fast processors, so a task put on a slow
 /// one (a CPU beside GPUs) is not done when it finishes: its outputs must
-/// first cross to them. Policies add that crossing to its finish, so the
-/// slow processor takes a task only where it still wins after it.
-pub fn return_rates(procs: &[ProcessorLoad<'_>], dtype: Option<DType>, bandwidth: f64) -> Vec<f64> {
+/// first cross to them, behind what that link already carries. Policies
+/// add that crossing to its finish ([`return_seconds`]), so the slow
+/// processor takes a task only where it still wins after it.
+pub fn return_paths(
+    procs: &[ProcessorLoad<'_>],
+    dtype: Option<DType>,
+    bandwidth: f64,
+) -> Vec<Option<(MemorySpaceId, f64)>> {
     let speed = |p: &ProcessorLoad<'_>| dtype.map_or(0.0, |d| p.desc.flops_per_second(d));
     let fastest = procs.iter().map(speed).fold(0.0, f64::max);
     let fast: Vec<&ProcessorLoad<'_>> =
@@ -255,27 +407,45 @@ pub fn return_rates(procs: &[ProcessorLoad<'_>], dtype: Option<DType>, bandwidth
     procs
         .iter()
         .map(|p| {
-            if speed(p) >= 0.5 * fastest || fast.is_empty() {
-                return f64::INFINITY;
+            if speed(p) >= 0.5 * fastest {
+                return None;
             }
             let src = p.desc.memory.0 as usize;
             fast.iter()
-                .map(|q| match p.links {
-                    Some(l) => {
-                        let dst = q.desc.memory.0 as usize;
-                        l.model
+                .map(|q| {
+                    let rate = match p.links {
+                        Some(l) => l
+                            .model
                             .bandwidth
                             .get(src)
-                            .and_then(|row| row.get(dst))
+                            .and_then(|row| row.get(q.desc.memory.0 as usize))
                             .copied()
-                            .unwrap_or(bandwidth)
-                    }
-                    None if q.copy_bandwidth > 0.0 => q.copy_bandwidth,
-                    None => bandwidth,
+                            .unwrap_or(bandwidth),
+                        None if q.copy_bandwidth > 0.0 => q.copy_bandwidth,
+                        None => bandwidth,
+                    };
+                    (q.desc.memory, rate)
                 })
-                .fold(0.0, f64::max)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
         })
         .collect()
+}
+
+/// Seconds for `bytes` of outputs to leave `load`'s processor along
+/// `path` ([`return_paths`]): the wait behind what the link carries, then
+/// the bytes at its rate; 0 on a fast processor.
+pub fn return_seconds(
+    path: Option<(MemorySpaceId, f64)>,
+    bytes: u64,
+    load: &ProcessorLoad<'_>,
+) -> f64 {
+    let Some((to, rate)) = path else {
+        return 0.0;
+    };
+    let wait = load
+        .links
+        .map_or(0.0, |l| l.wait(load.desc.memory.0 as usize, to.0 as usize));
+    wait + bytes as f64 / rate
 }
 
 /// Bytes of `task`'s inputs with no valid copy in `space`.
@@ -287,6 +457,9 @@ pub fn missing_bytes(task: &PlacementRequest<'_>, space: MemorySpaceId) -> u64 {
         .sum()
 }
 
+/// Each processor's [`return_paths`] entry.
+type ReturnPaths = Vec<Option<(MemorySpaceId, f64)>>;
+
 /// Data-aware earliest finish time (HEFT / dmda class).
 #[derive(Debug, Default, Clone)]
 pub struct EarliestFinish {
@@ -294,9 +467,12 @@ pub struct EarliestFinish {
     pub bandwidth: f64,
     /// The link queues' buffer, reused between estimates.
     scratch: Vec<(usize, f64)>,
-    /// [`return_rates`] for the processors last seen (how many, and the
+    /// Candidates in the order they are priced: a lower bound of their
+    /// finish, index, work, return and queue ahead.
+    order: Vec<(f64, usize, f64, f64, f64)>,
+    /// [`return_paths`] for the processors last seen (how many, and the
     /// element type), which stay the same from one decision to the next.
-    returns: Option<(usize, Option<DType>, Vec<f64>)>,
+    returns: Option<(usize, Option<DType>, ReturnPaths)>,
 }
 
 impl EarliestFinish {
@@ -304,6 +480,7 @@ impl EarliestFinish {
         EarliestFinish {
             bandwidth,
             scratch: Vec::new(),
+            order: Vec::new(),
             returns: None,
         }
     }
@@ -321,30 +498,58 @@ impl Policy for EarliestFinish {
         let stale =
             !matches!(&self.returns, Some((n, d, _)) if *n == procs.len() && *d == task.dtype);
         if stale {
-            let rates = return_rates(procs, task.dtype, self.bandwidth);
-            self.returns = Some((procs.len(), task.dtype, rates));
+            let paths = return_paths(procs, task.dtype, self.bandwidth);
+            self.returns = Some((procs.len(), task.dtype, paths));
         }
-        let rates = self
+        let paths = self
             .returns
             .as_ref()
             .map(|(_, _, r)| r.as_slice())
             .unwrap_or(&[]);
-        let mut best: Option<(usize, f64, usize)> = None;
+        // Price processors from the most promising (lowest bound) on, and
+        // stop where even the bound loses: on a cluster most processors
+        // then need no copy pricing at all.
+        self.order.clear();
+        let spaces = procs
+            .iter()
+            .map(|p| p.desc.memory.0 as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let held = Held::new(task, spaces, procs.iter().find_map(|p| p.links));
         for (i, p) in procs.iter().enumerate() {
             if !p.desc.supports(task.op, task.dtype) {
                 continue;
             }
-            // It cannot finish before its queue and its work are done:
-            // past the best so far, its copies need no pricing.
             let exec = exec_seconds(task, p.desc);
-            let back = task.output_bytes as f64 / rates.get(i).copied().unwrap_or(f64::INFINITY);
-            if best.is_some_and(|(_, f, _)| p.queued_seconds + exec + back > f) {
-                continue;
+            let back = return_seconds(paths.get(i).copied().flatten(), task.output_bytes, p);
+            let queue = queued_ahead(task, p, i);
+            let bound = finish_bound(task, p, self.bandwidth, exec, queue, &held) + back;
+            self.order.push((bound, i, exec, back, queue));
+        }
+        self.order
+            .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut best: Option<(usize, f64, usize)> = None;
+        for (bound, i, exec, back, queue) in self.order.iter().copied() {
+            if best.is_some_and(|(_, f, _)| bound > f) {
+                break;
             }
-            let finish = finish_after(task, p, self.bandwidth, exec, &mut self.scratch) + back;
+            let p = &procs[i];
+            let finish = finish_after(
+                task,
+                p,
+                self.bandwidth,
+                exec,
+                queue,
+                &mut self.scratch,
+                &held,
+            ) + back;
+            // Ties go to the shorter queue, then the first processor.
             let better = match best {
                 None => true,
-                Some((_, f, q)) => finish < f || (finish == f && p.queued_tasks < q),
+                Some((b, f, q)) => {
+                    finish < f
+                        || (finish == f && (p.queued_tasks < q || (p.queued_tasks == q && i < b)))
+                }
             };
             if better {
                 best = Some((i, finish, p.queued_tasks));
@@ -421,6 +626,7 @@ mod tests {
             model: None,
             tail: 0.0,
             output_bytes: 0,
+            ahead: &[],
         };
         let mut eft = EarliestFinish::new(1e10);
         assert_eq!(
@@ -450,6 +656,7 @@ mod tests {
             model: None,
             tail: 0.0,
             output_bytes: 0,
+            ahead: &[],
         };
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(
@@ -471,6 +678,7 @@ mod tests {
             model: None,
             tail: 0.0,
             output_bytes: 0,
+            ahead: &[],
         };
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(
@@ -505,6 +713,7 @@ mod tests {
             model: None,
             tail: 0.0,
             output_bytes: 0,
+            ahead: &[],
         };
         let mut eft = EarliestFinish::new(1e9);
         let full_fast = ProcessorLoad {
@@ -533,6 +742,7 @@ mod tests {
             model: None,
             tail: 0.0,
             output_bytes: 0,
+            ahead: &[],
         };
         let mut free = vec![0.0; model.resources];
         let to_a = model.route(0, 1).next().unwrap();
@@ -549,8 +759,16 @@ mod tests {
         // finishes first (its copy runs beside that work: 1.5 + 0.001 s).
         let mut eft = EarliestFinish::new(1e9);
         assert_eq!(eft.place(&task, &[with(&a, 0.0), with(&b, 1.5)]), Some(1));
-        assert!((finish_seconds(&task, &with(&b, 1.5), 1e9) - 1.501).abs() < 1e-9);
-        assert!((finish_seconds(&task, &with(&a, 0.0), 1e9) - 3.001).abs() < 1e-9);
+        let loads = [with(&a, 0.0), with(&b, 1.5)];
+        assert!((finish_seconds(&task, &loads, 1, 1e9) - 1.501).abs() < 1e-9);
+        assert!((finish_seconds(&task, &loads, 0, 1e9) - 3.001).abs() < 1e-9);
+        // Run in priority order, b would run it after 0.2 s of its 1.5.
+        let ahead = [0.0, 0.2];
+        let first = PlacementRequest {
+            ahead: &ahead,
+            ..task.clone()
+        };
+        assert!((finish_seconds(&first, &loads, 1, 1e9) - 1.001).abs() < 1e-9);
     }
 
     #[test]
@@ -566,6 +784,7 @@ mod tests {
             model: None,
             tail: 0.0,
             output_bytes: 0,
+            ahead: &[],
         };
         // The GPU has 0.5 s queued; the CPU runs the task in 0.1 s.
         let mut eft = EarliestFinish::new(1e9);
@@ -575,8 +794,8 @@ mod tests {
         task.output_bytes = 1_000_000_000;
         assert_eq!(eft.place(&task, &loads), Some(1));
         assert_eq!(
-            return_rates(&loads, task.dtype, 1e9),
-            vec![1e9, f64::INFINITY]
+            return_paths(&loads, task.dtype, 1e9),
+            vec![Some((MemorySpaceId(1), 1e9)), None]
         );
     }
 
@@ -595,6 +814,7 @@ mod tests {
             model: None,
             tail: 0.0,
             output_bytes: 0,
+            ahead: &[],
         };
         assert_eq!(
             eft.place(&f64_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]),

@@ -20,7 +20,9 @@
 //! plans with equal critical ends, the one that frees processors sooner.
 
 use crate::arrival::{LinkClock, LinkState};
-use crate::policy::{exec_seconds, missing_bytes, return_rates, PlacementRequest, ProcessorLoad};
+use crate::policy::{
+    exec_seconds, missing_bytes, return_paths, return_seconds, PlacementRequest, ProcessorLoad,
+};
 use crate::processor::MemorySpaceId;
 
 /// Weight of the sum of finishes against the critical end.
@@ -47,11 +49,19 @@ pub struct WindowCosts<'a> {
     /// it the window's only task there (links' queues included).
     pub ready: Vec<Vec<f64>>,
     /// `back[t][p]`: seconds for task `t`'s outputs to reach a fast
-    /// processor from `p` ([`return_rates`]; 0 on the fast ones), added
-    /// to its finish.
+    /// processor from `p` ([`return_seconds`]; 0 on the fast ones), added
+    /// to its finish, as the links stand before the window (the score
+    /// adds the waits behind the window's own copies too).
     pub back: Vec<Vec<f64>>,
+    /// Per task and processor: where its outputs go and at what rate
+    /// ([`return_paths`]), and the bytes.
+    paths: Vec<Vec<Option<(MemorySpaceId, f64)>>>,
+    outputs: Vec<u64>,
     /// Seconds already queued on each processor.
     pub queue: Vec<f64>,
+    /// `ahead[t][p]`: seconds of that queue that run before task `t`
+    /// ([`PlacementRequest::ahead`]; `queue[p]` where not given).
+    pub ahead: Vec<Vec<f64>>,
     /// Each task's tail.
     pub tail: Vec<f64>,
     /// Seconds of work alone, per task and processor.
@@ -71,10 +81,11 @@ pub struct WindowCosts<'a> {
     missing: Vec<Vec<u64>>,
 }
 
-/// A plan being played out: the work queued on each processor, the links,
-/// and the inputs copied so far (item, space, arrival).
+/// A plan being played out: the window's work added to each processor
+/// (after what was queued ahead of each task), the links, and the inputs
+/// copied so far (item, space, arrival).
 struct Play<'w> {
-    free: Vec<f64>,
+    added: Vec<f64>,
     links: LinkClock<'w>,
     copied: Vec<(u64, MemorySpaceId, f64)>,
 }
@@ -111,21 +122,27 @@ impl<'a> WindowCosts<'a> {
             })
             .collect();
         let links = procs.iter().find_map(|p| p.links);
-        let mut rates: Vec<(Option<crate::dtype::DType>, Vec<f64>)> = Vec::new();
-        let back = tasks
+        let mut by_dtype: Vec<(Option<crate::dtype::DType>, Vec<_>)> = Vec::new();
+        let paths: Vec<Vec<Option<(MemorySpaceId, f64)>>> = tasks
             .iter()
             .map(|t| {
-                let i = match rates.iter().position(|(d, _)| *d == t.dtype) {
+                let i = match by_dtype.iter().position(|(d, _)| *d == t.dtype) {
                     Some(i) => i,
                     None => {
-                        rates.push((t.dtype, return_rates(procs, t.dtype, default_bandwidth)));
-                        rates.len() - 1
+                        by_dtype.push((t.dtype, return_paths(procs, t.dtype, default_bandwidth)));
+                        by_dtype.len() - 1
                     }
                 };
-                rates[i]
-                    .1
-                    .iter()
-                    .map(|r| t.output_bytes as f64 / r)
+                by_dtype[i].1.clone()
+            })
+            .collect();
+        let back = tasks
+            .iter()
+            .zip(&paths)
+            .map(|(t, row)| {
+                row.iter()
+                    .zip(procs)
+                    .map(|(path, load)| return_seconds(*path, t.output_bytes, load))
                     .collect()
             })
             .collect();
@@ -184,6 +201,8 @@ impl<'a> WindowCosts<'a> {
             copy,
             ready,
             back,
+            paths,
+            outputs: tasks.iter().map(|t| t.output_bytes).collect(),
             exec,
             inputs: tasks
                 .iter()
@@ -200,6 +219,14 @@ impl<'a> WindowCosts<'a> {
                 })
                 .collect(),
             queue: procs.iter().map(|p| p.queued_seconds).collect(),
+            ahead: tasks
+                .iter()
+                .map(|t| {
+                    (0..procs.len())
+                        .map(|p| crate::policy::queued_ahead(t, &procs[p], p))
+                        .collect()
+                })
+                .collect(),
             tail: tasks.iter().map(|t| t.tail.max(0.0)).collect(),
             space: procs.iter().map(|p| p.desc.memory).collect(),
             bandwidth,
@@ -233,7 +260,10 @@ impl<'a> WindowCosts<'a> {
             copy: zeros.clone(),
             ready: zeros.clone(),
             back: zeros,
+            paths: vec![vec![None; n]; cost.len()],
+            outputs: vec![0; cost.len()],
             missing: vec![vec![0; n]; cost.len()],
+            ahead: vec![queue.clone(); cost.len()],
             cost,
             queue,
             tail,
@@ -261,7 +291,7 @@ impl<'a> WindowCosts<'a> {
     /// A plan's play before its first task.
     fn play(&self) -> Play<'a> {
         Play {
-            free: self.queue.clone(),
+            added: vec![0.0; self.queue.len()],
             links: LinkClock::new(self.links),
             copied: Vec::new(),
         }
@@ -315,13 +345,22 @@ impl<'a> WindowCosts<'a> {
         ready
     }
 
+    /// Seconds for task `t`'s outputs to leave processor `p` in `play`:
+    /// behind the links' queues, the window's copies included.
+    fn back_in(&self, play: &Play<'_>, t: usize, p: usize) -> f64 {
+        match self.paths[t][p] {
+            None => 0.0,
+            Some((to, rate)) => play.links.wait(self.space[p], to) + self.outputs[t] as f64 / rate,
+        }
+    }
+
     /// When task `t` would finish on processor `p` in `play`, without
     /// changing it (`None`: it cannot run there).
     fn trial(&self, play: &Play<'_>, t: usize, p: usize) -> Option<f64> {
         let exec = self.exec[t].get(p).copied().flatten()?;
         let mut links = play.links.clone();
         let ready = self.arrive(t, p, &play.copied, &mut links, None);
-        Some(play.free[p].max(ready) + exec)
+        Some((self.ahead[t][p] + play.added[p]).max(ready) + exec)
     }
 
     /// Puts task `t` on processor `p` in `play`; returns when it finishes
@@ -331,12 +370,12 @@ impl<'a> WindowCosts<'a> {
         let mut new = Vec::new();
         let ready = self.arrive(t, p, &play.copied, &mut play.links, Some(&mut new));
         play.copied.extend(new);
-        let finish = play.free[p].max(ready) + exec;
+        let finish = (self.ahead[t][p] + play.added[p]).max(ready) + exec;
         // The processor is busy for the work alone: while this task waits
         // for its inputs, later tasks whose data is there may run (as the
         // runtime's workers and the simulator's processors do). This is
         // the load a list policy sees after each decision.
-        play.free[p] += exec;
+        play.added[p] += exec;
         Some(finish)
     }
 
@@ -395,7 +434,7 @@ impl<'a> WindowCosts<'a> {
             let Some(finish) = self.place(&mut play, t, *p) else {
                 return f64::INFINITY;
             };
-            let finish = finish + self.back[t][*p];
+            let finish = finish + self.back_in(&play, t, *p);
             end = end.max(finish + self.tail[t]);
             sum += finish;
         }
@@ -417,7 +456,7 @@ impl<'a> WindowCosts<'a> {
                     .any(|p| self.exec[t][p].is_some() && self.has_room(&sent, t, p));
                 let (p, _) = (0..self.processors())
                     .filter(|p| !any_fits || self.has_room(&sent, t, *p))
-                    .filter_map(|p| Some((p, self.trial(&play, t, p)? + self.back[t][p])))
+                    .filter_map(|p| Some((p, self.trial(&play, t, p)? + self.back_in(&play, t, p))))
                     .min_by(|a, b| a.1.total_cmp(&b.1))?;
                 self.place(&mut play, t, p);
                 self.send(&mut sent, t, p);
@@ -507,6 +546,7 @@ mod tests {
             model: None,
             tail: 0.0,
             output_bytes: 0,
+            ahead: &[],
         };
         let w = WindowCosts::new(&[task.clone(), task.clone()], &procs, 1.0);
         // Together: one copy (arriving at 10), the two tasks after it; the

@@ -18,7 +18,9 @@
 //! links between spaces (bytes/s, both ways unless `one_way`), a bandwidth
 //! for pairs without a link, a copy latency, and `nodes` to repeat the
 //! whole description as nodes of a cluster joined by that default
-//! bandwidth.
+//! bandwidth; optionally `queue_horizon`, the seconds of work a fast
+//! processor takes ahead before ready tasks wait (unbounded by default;
+//! 1e-3 is the runtime scheduler's).
 //!
 //! Every error names the file's line (STG, and JSON syntax) or the task or
 //! field at fault; a graph with a cycle is refused, naming a task on it.
@@ -288,6 +290,14 @@ struct PlatformFile {
     /// Copies of the whole description, as nodes of a cluster.
     #[serde(default = "one")]
     nodes: usize,
+    /// Seconds of work a processor takes ahead before tasks wait in the
+    /// ready list (`Platform::queue_horizon`; unbounded by default).
+    #[serde(default = "horizon")]
+    queue_horizon: f64,
+}
+
+fn horizon() -> f64 {
+    f64::INFINITY
 }
 
 fn one() -> usize {
@@ -344,6 +354,9 @@ pub fn parse_platform(text: &str) -> Result<Platform, String> {
     positive(f.default_bandwidth, "default_bandwidth".into())?;
     if !(f.latency.is_finite() && f.latency >= 0.0) {
         return Err("latency must be a non-negative number of seconds".into());
+    }
+    if f.queue_horizon.is_nan() || f.queue_horizon <= 0.0 {
+        return Err("queue_horizon must be a positive number of seconds".into());
     }
     if f.nodes == 0 || f.spaces.is_empty() || f.processors.is_empty() {
         return Err("a platform needs at least one node, space and processor".into());
@@ -458,6 +471,7 @@ pub fn parse_platform(text: &str) -> Result<Platform, String> {
         latency: f.latency,
         capacity,
         node: (0..spaces).map(|s| s / per_node).collect(),
+        queue_horizon: f.queue_horizon,
     })
 }
 
@@ -590,6 +604,10 @@ mod tests {
             (NODE.replace("\"cuda\"", "\"tpu\""), "unknown kind `tpu`"),
             (NODE.replace("\"latency\"", "\"latncy\""), "line 15"),
             (NODE.replace("8e10", "0"), "capacity must be a positive"),
+            (
+                NODE.replace("\"latency\"", "\"queue_horizon\": 0, \"latency\""),
+                "queue_horizon must be a positive",
+            ),
         ] {
             let e = parse_platform(&text).unwrap_err();
             assert!(e.contains(wanted), "{e}");

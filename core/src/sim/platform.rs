@@ -22,7 +22,17 @@ pub struct Platform {
     /// network interface (one copy at a time out of a node and into it);
     /// copies within a node each have their own link.
     pub node: Vec<usize>,
+    /// Seconds of work a fast processor takes ahead of now: past it,
+    /// ready tasks wait in the ready list, highest priority first, as the
+    /// runtime's scheduler keeps them. Infinite by default: every ready
+    /// task is placed at once and its copies start (StarPU's `dmdas`
+    /// pushes to worker queues so); processors less than half the
+    /// fastest's speed take at most [`QUEUE_HORIZON`] ahead, so a CPU
+    /// beside GPUs does not hoard work the GPUs will finish sooner.
+    pub queue_horizon: f64,
 }
+
+pub use crate::policy::QUEUE_HORIZON;
 
 impl Platform {
     /// The first space of `space`'s node: its host memory, where
@@ -130,6 +140,7 @@ pub fn nodes(nodes: usize, gpus: usize) -> Platform {
         latency: 5e-6,
         capacity: vec![None; spaces],
         node: (0..spaces).map(|s| s / per_node).collect(),
+        queue_horizon: f64::INFINITY,
     }
 }
 
