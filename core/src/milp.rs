@@ -339,17 +339,7 @@ mod tests {
         let loads = idle(&procs_desc);
         let tasks: Vec<PlacementRequest<'_>> = [3.0, 3.0, 2.0, 2.0, 2.0]
             .iter()
-            .map(|g| PlacementRequest {
-                op: OpName::Gemm,
-                dtype: Some(DType::F64),
-                flops: g * 1e9,
-                inputs: &[],
-                input_ids: &[],
-                model: None,
-                tail: 0.0,
-                output_bytes: 0,
-                ahead: &[],
-            })
+            .map(|g| PlacementRequest::new(OpName::Gemm, Some(DType::F64), g * 1e9, &[]))
             .collect();
         let makespan = |plan: &[Option<usize>]| {
             (0..2)

@@ -50,6 +50,30 @@ pub struct PlacementRequest<'a> {
     pub tail: f64,
 }
 
+impl<'a> PlacementRequest<'a> {
+    /// A task of `op` on `dtype` doing `flops`, reading `inputs`, with
+    /// nothing else known (no identities, model, tail, outputs or
+    /// priority-ordered queues).
+    pub fn new(
+        op: OpName,
+        dtype: Option<DType>,
+        flops: f64,
+        inputs: &'a [(u64, &'a [MemorySpaceId])],
+    ) -> Self {
+        PlacementRequest {
+            op,
+            dtype,
+            flops,
+            inputs,
+            input_ids: &[],
+            model: None,
+            tail: 0.0,
+            output_bytes: 0,
+            ahead: &[],
+        }
+    }
+}
+
 /// A processor as a policy sees it at decision time.
 #[derive(Debug, Clone)]
 pub struct ProcessorLoad<'a> {
@@ -733,17 +757,7 @@ mod tests {
         let model = LinkModel::new(vec![vec![1e9; 3]; 3], 0.0, &[0, 0, 0]);
         let host = [MemorySpaceId(0)];
         let inputs = [(1_000_000_000u64, &host[..])];
-        let task = PlacementRequest {
-            op: OpName::Gemm,
-            dtype: Some(DType::F64),
-            flops: 1e9,
-            inputs: &inputs,
-            input_ids: &[],
-            model: None,
-            tail: 0.0,
-            output_bytes: 0,
-            ahead: &[],
-        };
+        let task = PlacementRequest::new(OpName::Gemm, Some(DType::F64), 1e9, &inputs);
         let mut free = vec![0.0; model.resources];
         let to_a = model.route(0, 1).next().unwrap();
         free[to_a] = 2.0;
@@ -775,17 +789,7 @@ mod tests {
     fn a_slow_processor_pays_for_sending_its_outputs_back() {
         let cpu = proc(0, 0, 10.0, vec![OpName::Gemm]);
         let gpu = proc(1, 1, 1000.0, vec![OpName::Gemm]);
-        let mut task = PlacementRequest {
-            op: OpName::Gemm,
-            dtype: Some(DType::F64),
-            flops: 1e9,
-            inputs: &[],
-            input_ids: &[],
-            model: None,
-            tail: 0.0,
-            output_bytes: 0,
-            ahead: &[],
-        };
+        let mut task = PlacementRequest::new(OpName::Gemm, Some(DType::F64), 1e9, &[]);
         // The GPU has 0.5 s queued; the CPU runs the task in 0.1 s.
         let mut eft = EarliestFinish::new(1e9);
         let loads = [load(&cpu, 0.0, 0), load(&gpu, 0.5, 1)];

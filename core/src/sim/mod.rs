@@ -1009,6 +1009,17 @@ mod tests {
         assert!(r.bytes_moved >= stored.len() as f64 * tile, "{r:?}");
     }
 
+    /// A host and one 50 TFLOP/s GPU behind a 25 GB/s link.
+    fn one_gpu() -> Platform {
+        files::parse_platform(
+            r#"{"name": "one-gpu", "spaces": [{"name": "host"}, {"name": "gpu0"}],
+                "processors": [{"name": "gpu0", "kind": "cuda", "space": "gpu0", "gflops_f64": 50000}],
+                "links": [{"from": "host", "to": "gpu0", "bandwidth": 25e9}],
+                "default_bandwidth": 25e9, "latency": 0}"#,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_task_with_its_data_in_place_waits_for_no_copy_of_another() {
         // Task 0 needs 1 GB over a 25 GB/s link (40 ms); task 1 needs
@@ -1022,13 +1033,7 @@ mod tests {
             "two",
         )
         .unwrap();
-        let p = files::parse_platform(
-            r#"{"name": "one-gpu", "spaces": [{"name": "host"}, {"name": "gpu0"}],
-                "processors": [{"name": "gpu0", "kind": "cuda", "space": "gpu0", "gflops_f64": 50000}],
-                "links": [{"from": "host", "to": "gpu0", "bandwidth": 25e9}],
-                "default_bandwidth": 25e9, "latency": 0}"#,
-        )
-        .unwrap();
+        let p = one_gpu();
         let r = simulate(&g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank).unwrap();
         assert!((r.makespan - 0.0405).abs() < 1e-6, "{r:?}");
         assert_eq!(r.links.len(), 1);
@@ -1050,13 +1055,7 @@ mod tests {
             "shared",
         )
         .unwrap();
-        let p = files::parse_platform(
-            r#"{"name": "one-gpu", "spaces": [{"name": "host"}, {"name": "gpu0"}],
-                "processors": [{"name": "gpu0", "kind": "cuda", "space": "gpu0", "gflops_f64": 50000}],
-                "links": [{"from": "host", "to": "gpu0", "bandwidth": 25e9}],
-                "default_bandwidth": 25e9, "latency": 0}"#,
-        )
-        .unwrap();
+        let p = one_gpu();
         let r = simulate(&g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank).unwrap();
         // 40 ms for the tile (and nothing to speak of for the 8-byte
         // outputs), then 0.5 ms each.
