@@ -168,7 +168,7 @@ impl Policy for Metaheuristic {
             .next_budget
             .take()
             .map_or(self.budget, |b| b.min(self.budget));
-        if budget < crate::milp::MIN_META_BUDGET {
+        if budget < crate::milp::MIN_META_BUDGET || costs.nothing_to_move(&start) {
             self.decisions.push(Decision {
                 mode: Mode::List,
                 tasks: tasks.len(),

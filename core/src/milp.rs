@@ -245,6 +245,10 @@ impl Policy for Milp {
             self.record(Mode::List, tasks.len(), clock, tasks.len() > 1);
             return placements(&start, procs);
         }
+        if w.nothing_to_move(&start) {
+            self.record(Mode::List, tasks.len(), clock, false);
+            return placements(&start, procs);
+        }
         // Load decides the mode too: a budget below the solver's smallest
         // useful time goes to the metaheuristic, below its own to the list.
         let budget = self.budget.take();

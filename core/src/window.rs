@@ -441,6 +441,29 @@ impl<'a> WindowCosts<'a> {
         end + SUM_WEIGHT * sum
     }
 
+    /// Whether no task of the window could finish anywhere but where
+    /// `plan` puts it before `plan`'s last task finishes, even on an idle
+    /// processor with its data in place. Then moving a task can gain no
+    /// more than its own time where it is, less than a search costs: the
+    /// window policies keep the list plan (a GPU beside CPU workers that
+    /// take a hundred times longer is the common case).
+    pub fn nothing_to_move(&self, plan: &[usize]) -> bool {
+        let mut play = self.play();
+        let mut end = 0.0f64;
+        for (t, p) in plan.iter().enumerate() {
+            match self.place(&mut play, t, *p) {
+                Some(f) => end = end.max(f),
+                None => return false,
+            }
+        }
+        plan.iter().enumerate().all(|(t, p)| {
+            self.exec[t]
+                .iter()
+                .enumerate()
+                .all(|(q, e)| q == *p || e.is_none_or(|e| e >= end))
+        })
+    }
+
     /// The list plan: each task in window order on the processor where it
     /// would finish first, counting the copies earlier tasks made (HEFT's
     /// rule, one decision after another), or `None` if a task can run
@@ -491,6 +514,28 @@ mod tests {
         assert!(fast_first < slow_critical);
         assert_eq!(w.score(&[0, 7]), f64::INFINITY);
         assert_eq!(w.list_plan(), Some(vec![0, 0]));
+    }
+
+    #[test]
+    fn a_window_no_other_processor_could_finish_sooner_has_nothing_to_move() {
+        // A fast processor runs each of three tasks in 1 s; another takes
+        // 5 s: the list plan ends at 3 s and nothing could move.
+        let slow = costs(
+            vec![vec![Some(1.0), Some(5.0)]; 3],
+            vec![0.0, 0.0],
+            vec![0.0; 3],
+        );
+        let plan = slow.list_plan().unwrap();
+        assert_eq!(plan, vec![0, 0, 0]);
+        assert!(slow.nothing_to_move(&plan));
+        // At 2 s the other could finish a task before 3 s.
+        let near = costs(
+            vec![vec![Some(1.0), Some(2.0)]; 3],
+            vec![0.0, 0.0],
+            vec![0.0; 3],
+        );
+        let plan = near.list_plan().unwrap();
+        assert!(!near.nothing_to_move(&plan));
     }
 
     #[test]
