@@ -35,8 +35,12 @@
 //! time, the metaheuristic ([`crate::metaheuristic`]) within its own
 //! budget; past
 //! [`Milp::meta_window`] tasks, or for a single task, the list rule (the
-//! list plan, each task in turn where it would finish first). Every
-//! decision records its mode, size, time and whether it fell back.
+//! list plan, each task in turn where it would finish first); and the list
+//! plan too when no other processor could finish any of the window's tasks
+//! before the list plan ends the window ([`WindowCosts::nothing_to_move`]:
+//! a GPU beside CPU workers a hundred times slower), since no search can
+//! gain more than it costs there. Every decision records its mode, size,
+//! time and whether it fell back.
 
 use crate::metaheuristic::{improve, placements};
 use crate::policy::{Decision, Mode, PlacementRequest, Policy, ProcessorLoad};
