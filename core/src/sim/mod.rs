@@ -2,23 +2,21 @@
 //! [`Policy`] implementations as the runtime, to compare policies on graphs
 //! and machines one does not have.
 //!
-//! Model: a task becomes ready when its predecessors have finished and
-//! joins the ready list (highest upward rank first). As in the runtime's
-//! scheduler, it is placed when a processor the policy picks for it has
-//! room: less than [`Platform::queue_horizon`] seconds of work queued
-//! (1 ms); until then it waits, so a critical task that becomes ready late
-//! goes before the bulk that was ready earlier. The inputs its
-//! memory lacks are copied in, each from the space holding it whose link
-//! delivers it first (plus a latency), one copy at a time per link (a
-//! source and destination pair: a GPU's PCIe and its NVLink are separate),
-//! as soon as the task is placed: copies overlap earlier tasks' compute, as
-//! the runtime's prefetching does. The task runs when both its processor
-//! and its copies are done, for its flops at the processor's speed; a task
-//! whose inputs are all in place waits for no link (but for an input an
-//! earlier copy is still bringing, and a copy from a replica still on its
-//! way starts when it is there).
-//! Outputs are valid only where they were written. Spaces with a capacity
-//! evict their least recently used items to make room ([`memory`]).
+//! Model (docs/simulator.md has it in full): a task becomes ready when its
+//! predecessors have finished and joins the ready list (highest upward rank
+//! first). It is placed when a processor the policy picks for it has room:
+//! a fast processor always by default ([`Platform::queue_horizon`]), one
+//! under half the fastest's speed while it holds less than 1 ms of work.
+//! The inputs its memory lacks are then copied in at once, each from the
+//! space holding it whose links deliver it first, one copy at a time per
+//! link ([`crate::arrival::LinkModel`]: a pair link within a node, each
+//! node's network interface between nodes), overlapping earlier tasks'
+//! compute as the runtime's prefetching does; a replica still on its way
+//! sends once it has arrived. Each processor runs the highest-ranked of
+//! its queued tasks whose inputs are all there, for its flops at the
+//! processor's speed. Outputs are valid only where they were written.
+//! Spaces with a capacity evict their least recently used items to make
+//! room ([`memory`]).
 //!
 //! The lower bound ignores transfers: the larger of the critical path with
 //! every task on its fastest processor and the total work over the
