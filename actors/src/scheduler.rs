@@ -181,6 +181,7 @@ impl ProcessorSlot {
             // Copies into a device share its one copy stream at
             // `copy_bandwidth`, whose queue is not tracked here yet.
             links: None,
+            room_seconds: f64::INFINITY,
         }
     }
 }

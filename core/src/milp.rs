@@ -335,6 +335,7 @@ mod tests {
                 copy_bandwidth: 0.0,
                 memory_bytes: None,
                 links: None,
+                room_seconds: f64::INFINITY,
             })
             .collect()
     }

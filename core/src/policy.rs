@@ -97,6 +97,12 @@ pub struct ProcessorLoad<'a> {
     /// way. `None`: each copy into this processor's memory at
     /// `copy_bandwidth`, one after another.
     pub links: Option<&'a LinkState<'a>>,
+    /// Seconds of work it takes now before it is full, where the caller
+    /// bounds it (a slow processor the simulator lets hold 1 ms): a
+    /// window gives it tasks only while the work it gave it is below
+    /// this, and sends the rest elsewhere. Infinite: assignments past its
+    /// room wait for it, as a single decision's do.
+    pub room_seconds: f64,
 }
 
 /// Which kind of decision placed tasks.
@@ -634,6 +640,7 @@ mod tests {
             copy_bandwidth: 0.0,
             memory_bytes: None,
             links: None,
+            room_seconds: f64::INFINITY,
         }
     }
 

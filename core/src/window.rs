@@ -73,6 +73,9 @@ pub struct WindowCosts<'a> {
     bandwidth: Vec<f64>,
     /// The links and their queues, where the caller knows them.
     links: Option<&'a LinkState<'a>>,
+    /// Per processor: the work a window may give it
+    /// ([`ProcessorLoad::room_seconds`]).
+    room: Vec<f64>,
     /// The bounded memory spaces: what each holds and the processors in it.
     bounded: Vec<(u64, Vec<usize>)>,
     /// Per processor: its memory space's index in `bounded`, if bounded.
@@ -231,6 +234,7 @@ impl<'a> WindowCosts<'a> {
             space: procs.iter().map(|p| p.desc.memory).collect(),
             bandwidth,
             links,
+            room: procs.iter().map(|p| p.room_seconds).collect(),
             bounded,
             bounded_of,
             missing: tasks
@@ -270,9 +274,17 @@ impl<'a> WindowCosts<'a> {
             space: (0..n).map(|p| MemorySpaceId(p as u32)).collect(),
             bandwidth: vec![1.0; n],
             links: None,
+            room: vec![f64::INFINITY; n],
             bounded: Vec::new(),
             bounded_of: vec![None; n],
         }
+    }
+
+    /// The same costs with each processor's room given
+    /// ([`ProcessorLoad::room_seconds`]), for callers of [`Self::from_costs`].
+    pub fn with_room(mut self, room: Vec<f64>) -> Self {
+        self.room = room;
+        self
     }
 
     pub fn tasks(&self) -> usize {
@@ -355,18 +367,25 @@ impl<'a> WindowCosts<'a> {
     }
 
     /// When task `t` would finish on processor `p` in `play`, without
-    /// changing it (`None`: it cannot run there).
+    /// changing it (`None`: it cannot run there, or the window already
+    /// gave `p` its room).
     fn trial(&self, play: &Play<'_>, t: usize, p: usize) -> Option<f64> {
         let exec = self.exec[t].get(p).copied().flatten()?;
+        if play.added[p] >= self.room[p] {
+            return None;
+        }
         let mut links = play.links.clone();
         let ready = self.arrive(t, p, &play.copied, &mut links, None);
         Some((self.ahead[t][p] + play.added[p]).max(ready) + exec)
     }
 
     /// Puts task `t` on processor `p` in `play`; returns when it finishes
-    /// (`None`: it cannot run there).
+    /// (`None`: it cannot run there, or `p` has no room left).
     fn place(&self, play: &mut Play<'_>, t: usize, p: usize) -> Option<f64> {
         let exec = self.exec[t].get(p).copied().flatten()?;
+        if play.added[p] >= self.room[p] {
+            return None;
+        }
         let mut new = Vec::new();
         let ready = self.arrive(t, p, &play.copied, &mut play.links, Some(&mut new));
         play.copied.extend(new);
@@ -539,6 +558,27 @@ mod tests {
     }
 
     #[test]
+    fn a_processor_gets_no_more_than_its_room_and_the_rest_goes_elsewhere() {
+        // Processor 1 finishes each task first (2 s against 3 s) but takes
+        // only 1 s more work now: one task there, the others on 0.
+        let w = costs(
+            vec![vec![Some(3.0), Some(2.0)]; 3],
+            vec![0.0, 0.0],
+            vec![0.0; 3],
+        )
+        .with_room(vec![f64::INFINITY, 1.0]);
+        assert_eq!(w.list_plan(), Some(vec![1, 0, 0]));
+        assert_eq!(w.score(&[1, 1, 0]), f64::INFINITY);
+        assert!(w.score(&[1, 0, 0]).is_finite());
+        let free = costs(
+            vec![vec![Some(3.0), Some(2.0)]; 3],
+            vec![0.0, 0.0],
+            vec![0.0; 3],
+        );
+        assert_eq!(free.list_plan(), Some(vec![1, 0, 1]));
+    }
+
+    #[test]
     fn impossible_placements_score_infinite_and_list_plans_avoid_them() {
         let w = costs(
             vec![vec![None, Some(2.0)], vec![Some(1.0), None]],
@@ -577,6 +617,7 @@ mod tests {
             copy_bandwidth: 1.0,
             memory_bytes: None,
             links: None,
+            room_seconds: f64::INFINITY,
         };
         let procs = [load(&a), load(&b)];
         let host = [MemorySpaceId(0)];

@@ -597,6 +597,11 @@ impl<'g> Engine<'g> {
                     copy_bandwidth: 0.0,
                     memory_bytes: self.platform.capacity[p.memory.0 as usize],
                     links: Some(&state),
+                    room_seconds: if self.horizon[i].is_finite() {
+                        (self.horizon[i] - queued).max(0.0)
+                    } else {
+                        f64::INFINITY
+                    },
                 }
             })
             .collect();
