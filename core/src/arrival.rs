@@ -116,19 +116,6 @@ pub struct LinkState<'a> {
     pub free: Vec<f64>,
 }
 
-impl LinkState<'_> {
-    /// Seconds from now until a copy from `src` to `dst` could start.
-    pub fn wait(&self, src: usize, dst: usize) -> f64 {
-        if src >= self.model.route.len() || dst >= self.model.route.len() {
-            return 0.0;
-        }
-        self.model
-            .route(src, dst)
-            .map(|r| self.free.get(r).copied().unwrap_or(0.0))
-            .fold(0.0, f64::max)
-    }
-}
-
 /// The links during one decision: the caller's [`LinkState`] (if any) and
 /// the copies the decision queued since, per resource.
 #[derive(Debug, Clone)]

@@ -105,6 +105,18 @@ pub struct ProcessorLoad<'a> {
     pub room_seconds: f64,
 }
 
+impl ProcessorLoad<'_> {
+    /// Bytes/s of copies into its memory: its `copy_bandwidth`, or
+    /// `default` where it gives none.
+    pub fn copy_rate(&self, default: f64) -> f64 {
+        if self.copy_bandwidth > 0.0 {
+            self.copy_bandwidth
+        } else {
+            default
+        }
+    }
+}
+
 /// Which kind of decision placed tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -274,11 +286,7 @@ fn finish_after(
     scratch: &mut Vec<(usize, f64)>,
     held: &Held,
 ) -> f64 {
-    let bandwidth = if load.copy_bandwidth > 0.0 {
-        load.copy_bandwidth
-    } else {
-        bandwidth
-    };
+    let bandwidth = load.copy_rate(bandwidth);
     let mut links = LinkClock::with_scratch(load.links, std::mem::take(scratch));
     let space = load.desc.memory;
     let ready = task
@@ -320,8 +328,7 @@ fn finish_bound(
                 .filter(|r| *r > 0.0)
                 .unwrap_or(bandwidth)
         }
-        None if load.copy_bandwidth > 0.0 => load.copy_bandwidth,
-        None => bandwidth,
+        None => load.copy_rate(bandwidth),
     };
     let ready = task
         .inputs
@@ -451,8 +458,7 @@ pub fn return_paths(
                             .and_then(|row| row.get(q.desc.memory.0 as usize))
                             .copied()
                             .unwrap_or(bandwidth),
-                        None if q.copy_bandwidth > 0.0 => q.copy_bandwidth,
-                        None => bandwidth,
+                        None => q.copy_rate(bandwidth),
                     };
                     (q.desc.memory, rate)
                 })
@@ -472,10 +478,7 @@ pub fn return_seconds(
     let Some((to, rate)) = path else {
         return 0.0;
     };
-    let wait = load
-        .links
-        .map_or(0.0, |l| l.wait(load.desc.memory.0 as usize, to.0 as usize));
-    wait + bytes as f64 / rate
+    LinkClock::new(load.links).wait(load.desc.memory, to) + bytes as f64 / rate
 }
 
 /// Bytes of `task`'s inputs with no valid copy in `space`.

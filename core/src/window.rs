@@ -116,13 +116,7 @@ impl<'a> WindowCosts<'a> {
             .collect();
         let bandwidth: Vec<f64> = procs
             .iter()
-            .map(|p| {
-                if p.copy_bandwidth > 0.0 {
-                    p.copy_bandwidth
-                } else {
-                    default_bandwidth
-                }
-            })
+            .map(|p| p.copy_rate(default_bandwidth))
             .collect();
         let links = procs.iter().find_map(|p| p.links);
         let mut by_dtype: Vec<(Option<crate::dtype::DType>, Vec<_>)> = Vec::new();

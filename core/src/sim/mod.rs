@@ -346,7 +346,8 @@ impl Ord for Event {
 /// they hold, and when the running one ends.
 #[derive(Default)]
 struct Worker {
-    queue: Vec<usize>,
+    /// Each queued task with its seconds of work here.
+    queue: Vec<(usize, f64)>,
     queued: f64,
     busy_until: f64,
     /// Whether a wake-up is pending (one is enough).
@@ -486,12 +487,11 @@ impl<'g> Engine<'g> {
     /// before `t` (its queue runs in priority order).
     fn ahead_of(&self, p: usize, t: usize, now: f64) -> f64 {
         let w = &self.workers[p];
-        let desc = &self.platform.processors[p];
         let queued: f64 = w
             .queue
             .iter()
-            .filter(|u| self.before(**u, t))
-            .filter_map(|u| exec_seconds(self.g, *u, desc))
+            .filter(|(u, _)| self.before(*u, t))
+            .map(|(_, exec)| exec)
             .sum();
         queued + (w.busy_until - now).max(0.0)
     }
@@ -671,7 +671,7 @@ impl<'g> Engine<'g> {
             self.memory.invalidate_others(*d, desc.memory);
         }
         let w = &mut self.workers[p];
-        w.queue.push(t);
+        w.queue.push((t, exec));
         w.queued += exec;
         self.wake(p, copied.max(now));
         Ok(())
@@ -701,11 +701,11 @@ impl<'g> Engine<'g> {
         }
         let mut best: Option<usize> = None;
         let mut first_arrival = f64::INFINITY;
-        for (i, t) in self.workers[p].queue.iter().enumerate() {
+        for (i, (t, _)) in self.workers[p].queue.iter().enumerate() {
             let at = self.inputs_at[*t];
             if at > now {
                 first_arrival = first_arrival.min(at);
-            } else if best.is_none_or(|b| self.before(*t, self.workers[p].queue[b])) {
+            } else if best.is_none_or(|b| self.before(*t, self.workers[p].queue[b].0)) {
                 best = Some(i);
             }
         }
@@ -715,9 +715,8 @@ impl<'g> Engine<'g> {
             }
             return;
         };
-        let t = self.workers[p].queue.swap_remove(i);
+        let (t, exec) = self.workers[p].queue.swap_remove(i);
         let desc = &self.platform.processors[p];
-        let exec = exec_seconds(self.g, t, desc).unwrap_or(0.0);
         let end = now + exec;
         let w = &mut self.workers[p];
         w.queued = (w.queued - exec).max(0.0);
