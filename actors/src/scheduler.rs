@@ -696,7 +696,11 @@ impl Scheduler {
             self.policy
                 .set_window_budget(Duration::from_secs_f64(budget.clamp(0.0, 1.0)));
             self.policy.set_backlog(self.ready_len);
-            let plan = self.policy.place_batch(&requests, &loads);
+            // No plan better than the list rule's: `dispatch_each` places
+            // them one by one.
+            let Some(plan) = self.policy.place_batch(&requests, &loads) else {
+                return;
+            };
             ids.iter()
                 .zip(&requests)
                 .zip(plan)

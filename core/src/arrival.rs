@@ -21,19 +21,32 @@ use crate::processor::MemorySpaceId;
 /// "No second resource" in a route.
 const NONE: u32 = u32::MAX;
 
+/// A pair of spaces in [`LinkModel`]'s table.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    route: [u32; 2],
+    per_byte: f64,
+}
+
 /// The links of a machine: which resources a copy between two memory
 /// spaces holds, and how fast it goes.
 #[derive(Debug, Clone)]
 pub struct LinkModel {
-    /// `route[src][dst]`: the one or two resources a copy holds (the
-    /// second [`NONE`] where there is one).
-    route: Vec<Vec<[u32; 2]>>,
+    /// Per pair of spaces (`src * spaces + dst`, one flat table since
+    /// every estimate looks pairs up): the one or two resources a copy
+    /// holds (the second [`NONE`] where there is one), and seconds per
+    /// byte.
+    pairs: Vec<Pair>,
+    spaces: usize,
     /// `bandwidth[src][dst]`, bytes/s.
     pub bandwidth: Vec<Vec<f64>>,
     /// Seconds added to every copy.
     pub latency: f64,
-    /// How many resources there are.
+    /// How many resources there are: the pair links, then each node's
+    /// network interface out, then each node's in.
     pub resources: usize,
+    pair_links: usize,
+    nodes: usize,
     /// The node of each space.
     pub node: Vec<usize>,
     /// Per space, the fastest rate into it from any other, and from any
@@ -69,10 +82,23 @@ impl LinkModel {
                 }
             }
         }
+        let pairs = route
+            .iter()
+            .zip(&bandwidth)
+            .flat_map(|(routes, rates)| {
+                routes.iter().zip(rates).map(|(route, rate)| Pair {
+                    route: *route,
+                    per_byte: 1.0 / rate,
+                })
+            })
+            .collect();
         LinkModel {
-            route,
+            pairs,
+            spaces,
             latency,
             resources: next as usize + 2 * nodes,
+            pair_links: next as usize,
+            nodes,
             node: node.to_vec(),
             fastest_in: (0..spaces)
                 .map(|dst| {
@@ -94,17 +120,28 @@ impl LinkModel {
         }
     }
 
+    /// The resource of node `node`'s network interface out.
+    pub fn nic_out(&self, node: usize) -> usize {
+        self.pair_links + node
+    }
+
+    /// The resource of node `node`'s network interface in.
+    pub fn nic_in(&self, node: usize) -> usize {
+        self.pair_links + self.nodes + node
+    }
+
     /// The resources a copy from `src` to `dst` holds.
     pub fn route(&self, src: usize, dst: usize) -> impl Iterator<Item = usize> + '_ {
-        self.route[src][dst]
-            .iter()
-            .filter(|r| **r != NONE)
-            .map(|r| *r as usize)
+        self.pairs[src * self.spaces + dst]
+            .route
+            .into_iter()
+            .filter(|r| *r != NONE)
+            .map(|r| r as usize)
     }
 
     /// Seconds a copy of `bytes` from `src` to `dst` holds its links.
     pub fn seconds(&self, src: usize, dst: usize, bytes: f64) -> f64 {
-        self.latency + bytes / self.bandwidth[src][dst]
+        self.latency + bytes * self.pairs[src * self.spaces + dst].per_byte
     }
 }
 
@@ -114,6 +151,19 @@ impl LinkModel {
 pub struct LinkState<'a> {
     pub model: &'a LinkModel,
     pub free: Vec<f64>,
+}
+
+impl LinkState<'_> {
+    /// When a copy of `bytes` from `src` to `dst` would arrive, seconds
+    /// from now, were it the only one queued now.
+    pub fn arrival(&self, src: usize, dst: usize, bytes: f64) -> f64 {
+        let start = self
+            .model
+            .route(src, dst)
+            .map(|r| self.free.get(r).copied().unwrap_or(0.0))
+            .fold(0.0, f64::max);
+        start + self.model.seconds(src, dst, bytes)
+    }
 }
 
 /// The links during one decision: the caller's [`LinkState`] (if any) and
@@ -221,17 +271,19 @@ impl<'a> LinkClock<'a> {
             if src >= spaces || dst >= spaces {
                 continue;
             }
-            let seconds = model.seconds(src, dst, bytes);
+            let pair = model.pairs[src * spaces + dst];
+            let seconds = model.latency + bytes * pair.per_byte;
             // No queue makes a copy faster than its link alone: past the
             // best so far, the holder needs no queue lookup (replicas
             // spread over a cluster make this the common case).
             if best.is_some_and(|(_, b)| held + seconds >= b) {
                 continue;
             }
-            let start = model
-                .route(src, dst)
-                .map(|r| self.free(r))
-                .fold(held, f64::max);
+            let [first, second] = pair.route;
+            let mut start = held.max(self.free(first as usize));
+            if second != NONE {
+                start = start.max(self.free(second as usize));
+            }
             let at = start + seconds;
             if best.is_none_or(|(_, b)| at < b) {
                 best = Some((src, at));
@@ -300,6 +352,10 @@ mod tests {
         assert_eq!(m.route(0, 3).collect::<Vec<_>>(), vec![4, 7]);
         assert_eq!(m.route(1, 2).collect::<Vec<_>>(), vec![4, 7]);
         assert_eq!(m.route(2, 1).collect::<Vec<_>>(), vec![5, 6]);
+        assert_eq!(
+            (m.nic_out(0), m.nic_out(1), m.nic_in(0), m.nic_in(1)),
+            (4, 5, 6, 7)
+        );
     }
 
     #[test]

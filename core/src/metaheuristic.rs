@@ -6,8 +6,9 @@
 //! processors that can run it, so every point of the search space is a
 //! feasible plan and the search never wastes time on impossible ones. The
 //! fitness is [`WindowCosts::score`], the same the MILP minimises. The
-//! first population holds the list plan, so the answer is never worse
-//! than it; the search stops at its time budget.
+//! first population holds the list plan, and a plan replaces the list
+//! rule only where it beats it clearly ([`WindowCosts::beats`]); the
+//! search stops at its time budget, which counts from the window's start.
 
 use crate::policy::{Decision, EarliestFinish, Mode, PlacementRequest, Policy, ProcessorLoad};
 use crate::window::WindowCosts;
@@ -72,12 +73,19 @@ impl ObjFunc for Problem<'_> {
     }
 }
 
-/// Searches for a plan better than `start` within `budget`. `seed` makes
-/// the search repeatable.
-pub fn improve(costs: &WindowCosts, start: &[usize], budget: Duration, seed: u64) -> Vec<usize> {
+/// Searches for a plan better than `start` within `budget`: the plan, or
+/// `None` where it found none clearly better ([`WindowCosts::beats`]). `seed` makes the search
+/// repeatable.
+pub fn improve(
+    costs: &WindowCosts,
+    start: &[usize],
+    budget: Duration,
+    seed: u64,
+) -> Option<Vec<usize>> {
+    let clock = Instant::now();
     let problem = Problem::new(costs);
     if problem.allowed.iter().any(Vec::is_empty) || start.is_empty() {
-        return start.to_vec();
+        return None;
     }
     let population = 24usize;
     // The start plan, then random plans from a small generator of our own
@@ -94,20 +102,19 @@ pub fn improve(costs: &WindowCosts, start: &[usize], budget: Duration, seed: u64
         pool.push((0..start.len()).map(|_| uniform()).collect());
     }
     let pool_y: Vec<f64> = pool.iter().map(|xs| problem.fitness(xs)).collect();
-    let clock = Instant::now();
+    // A generation scores as many plans as the first pool did: stop when
+    // another (with room for a slow one) would end past the budget, not
+    // once it has.
+    let generation = 2 * clock.elapsed();
     let solver = Solver::build(De::default(), problem)
         .seed(seed)
         .pop_num(population)
         .init_pool(Pool::Ready { pool, pool_y })
-        .task(|ctx| ctx.gen >= 400 || clock.elapsed() >= budget)
+        .task(|ctx| ctx.gen >= 400 || clock.elapsed() + generation >= budget)
         .solve();
     let best = solver.func().decode(solver.as_best_xs());
-    // Only a strictly better plan replaces the list plan.
-    if costs.score(&best) < costs.score(start) {
-        best
-    } else {
-        start.to_vec()
-    }
+    // Only a clearly better plan replaces the list rule.
+    costs.beats(&best, start).then_some(best)
 }
 
 /// Ready windows placed by differential evolution from the list plan;
@@ -158,12 +165,10 @@ impl Policy for Metaheuristic {
         &mut self,
         tasks: &[PlacementRequest<'_>],
         procs: &[ProcessorLoad<'_>],
-    ) -> Vec<Option<usize>> {
+    ) -> Option<Vec<Option<usize>>> {
         let clock = Instant::now();
         let costs = WindowCosts::new(tasks, procs, self.list.bandwidth);
-        let Some(start) = costs.list_plan() else {
-            return tasks.iter().map(|t| self.list.place(t, procs)).collect();
-        };
+        let start = costs.list_plan()?;
         let budget = self
             .next_budget
             .take()
@@ -175,17 +180,18 @@ impl Policy for Metaheuristic {
                 seconds: clock.elapsed().as_secs_f64(),
                 fell_back: false,
             });
-            return placements(&start, procs);
+            return None;
         }
         self.seed += 1;
-        let plan = improve(&costs, &start, budget, self.seed);
+        let left = budget.saturating_sub(clock.elapsed());
+        let plan = improve(&costs, &start, left, self.seed);
         self.decisions.push(Decision {
             mode: Mode::Metaheuristic,
             tasks: tasks.len(),
             seconds: clock.elapsed().as_secs_f64(),
             fell_back: false,
         });
-        placements(&plan, procs)
+        plan.map(|plan| placements(&plan, procs))
     }
 
     fn set_window_budget(&mut self, budget: Duration) {
@@ -214,7 +220,7 @@ mod tests {
             vec![0.0; 5],
         );
         let start = w.list_plan().unwrap();
-        let best = improve(&w, &start, Duration::from_secs(2), 7);
+        let best = improve(&w, &start, Duration::from_secs(2), 7).expect("a better plan");
         assert!(w.score(&start) >= 7.0);
         assert!(w.score(&best) < 6.1, "{best:?}: {}", w.score(&best));
         // A task only one processor can run stays there.
@@ -224,9 +230,10 @@ mod tests {
             vec![0.0; 2],
         );
         for seed in 0..20 {
-            let plan = improve(&pinned, &[1, 0], Duration::from_millis(5), seed);
-            assert_eq!(plan[0], 1);
-            assert!(pinned.score(&plan) <= pinned.score(&[1, 0]));
+            if let Some(plan) = improve(&pinned, &[1, 0], Duration::from_millis(5), seed) {
+                assert_eq!(plan[0], 1);
+                assert!(pinned.beats(&plan, &[1, 0]));
+            }
         }
     }
 }

@@ -16,8 +16,11 @@
 //! (`ready`: when they would arrive alone, the links' queues included).
 //! These are the two sides of a copy-then-compute pipeline; the score plays
 //! the plan out exactly (shared inputs copied once, each copy on its own
-//! source's link), and the MILP's plan is kept only if it scores better
-//! than the list plan. A small weight on the total time breaks ties.
+//! source's link), and the MILP's plan is kept only if it scores clearly
+//! better than the list plan ([`WindowCosts::beats`]); otherwise the
+//! policy has no plan and the caller places the window's tasks one by one
+//! with the list rule, exactly as HEFT would. A small weight on the total
+//! time breaks ties. The time limit covers building the model too.
 //! Memory capacity is a constraint: for each bounded memory space (a
 //! device's budget, a simulated GPU's capacity), the bytes of inputs the
 //! window's tasks there lack, `Σ missing[t][p]·x[t][p]`, must fit in it
@@ -31,12 +34,14 @@
 //! allows little), then the window size:
 //! up to [`Milp::milp_window`] tasks the MILP, unless more than
 //! [`Milp::max_backlog`] tasks are ready ([`Policy::set_backlog`]); past
-//! it, with that backlog, or when the solver fails or finds nothing in
-//! time, the metaheuristic ([`crate::metaheuristic`]) within its own
-//! budget; past
-//! [`Milp::meta_window`] tasks, or for a single task, the list rule (the
-//! list plan, each task in turn where it would finish first); and the list
-//! plan too when no other processor could finish any of the window's tasks
+//! it, or with that backlog, the metaheuristic ([`crate::metaheuristic`])
+//! within its own budget. The metaheuristic runs first in MILP mode too:
+//! its plan is the solver's warm start and, should the solver fail or not
+//! answer by the window's deadline (it runs on a thread of its own, so a
+//! late solve never holds the caller), the fallback; past
+//! [`Milp::meta_window`] tasks, or for a single task, the list rule (each
+//! task in turn where it would finish first); and the list rule too when
+//! no other processor could finish any of the window's tasks
 //! before the list plan ends the window ([`WindowCosts::nothing_to_move`]:
 //! a GPU beside CPU workers a hundred times slower), since no search can
 //! gain more than it costs there. Every decision records its mode, size,
@@ -54,6 +59,13 @@ use std::time::{Duration, Instant};
 /// Least time worth giving the solver (HiGHS needs about this much to
 /// set up and improve on a warm start).
 const MIN_SOLVER_BUDGET: Duration = Duration::from_millis(2);
+/// How much less than the window's time HiGHS is asked for: it stops
+/// past its limit, by 3 – 5 ms on 64 × 4 windows here (`tessera bench
+/// windows`: with 8 ms, every window's solve answered in time).
+const SOLVER_OVERRUN: Duration = Duration::from_millis(8);
+/// What a window does after the solver answers (or not): keep the better
+/// plan, score it, hand it back.
+const WRAP_UP: Duration = Duration::from_micros(500);
 /// Least time worth giving the metaheuristic.
 pub(crate) const MIN_META_BUDGET: Duration = Duration::from_micros(50);
 
@@ -80,6 +92,8 @@ pub struct Milp {
     list: Box<dyn Policy>,
     decisions: Vec<Decision>,
     seed: u64,
+    /// A solve that ran past its window's deadline, still finishing.
+    running: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Milp {
@@ -95,11 +109,18 @@ impl Milp {
             list,
             decisions: Vec::new(),
             seed: 0,
+            running: None,
         }
     }
 
-    /// The MILP's plan, or `None` if the solver has none.
-    fn solve(&self, w: &WindowCosts, warm: &[usize], limit: Duration) -> Option<Vec<usize>> {
+    /// The MILP's plan, or `None` if the solver has none by `deadline`
+    /// (building the model counts against it).
+    fn solve(&mut self, w: &WindowCosts, warm: &[usize], deadline: Instant) -> Option<Vec<usize>> {
+        // A solve that outran its window is still finishing: no second
+        // one beside it (the caller falls back).
+        if self.running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return None;
+        }
         let mut vars = variables!();
         let end = vars.add(variable().min(0.0));
         let x: Vec<Vec<Option<Variable>>> = w
@@ -117,19 +138,43 @@ impl Milp {
             .flat_map(|(xs, cs)| xs.iter().zip(cs))
             .filter_map(|(v, c)| Some((*c)? * v.as_ref()?.into_expression()))
             .sum();
+        // Per (task, processor): the window's work on the processor up to
+        // and including the task, and its copies there likewise, as
+        // continuous variables. Each constraint then holds a few terms
+        // rather than the window's whole prefix (a 64-task window had
+        // 16,000 nonzeros and HiGHS ran 2 – 5 times past its time limit).
+        let sums: Vec<Vec<Option<(Variable, Variable)>>> = x
+            .iter()
+            .map(|xs| {
+                xs.iter()
+                    .map(|v| {
+                        v.map(|_| (vars.add(variable().min(0.0)), vars.add(variable().min(0.0))))
+                    })
+                    .collect()
+            })
+            .collect();
         let mut initial: Vec<(Variable, f64)> = Vec::new();
+        let mut so_far = vec![(0.0f64, 0.0f64); w.processors()];
         for (t, xs) in x.iter().enumerate() {
             for (p, v) in xs.iter().enumerate() {
-                if let Some(v) = v {
-                    initial.push((*v, if warm[t] == p { 1.0 } else { 0.0 }));
+                let (Some(v), Some((work, copies))) = (v, sums[t][p]) else {
+                    continue;
+                };
+                let on = warm[t] == p;
+                if on {
+                    let exec = w.cost[t][p].unwrap_or(0.0) - w.copy[t][p];
+                    so_far[p].0 += exec;
+                    so_far[p].1 += w.copy[t][p];
                 }
+                initial.push((*v, if on { 1.0 } else { 0.0 }));
+                initial.push((work, so_far[p].0));
+                initial.push((copies, so_far[p].1));
             }
         }
         initial.push((end, linear_end(w, warm)));
         let mut model = vars
             .minimise(end + 1e-3 * total)
             .using(highs)
-            .set_time_limit(limit.as_secs_f64())
             .set_threads(1)
             .with_initial_solution(initial);
         for xs in &x {
@@ -140,28 +185,33 @@ impl Milp {
         // and its own (compute), and after its inputs arrive behind the
         // copies of the window's tasks before it there (links).
         for p in 0..w.processors() {
-            // The window's work on `p` so far (the queue ahead of each
+            // The running sums before the task (the queue ahead of each
             // task is its own: processors may run queues by priority).
-            let mut compute = Expression::from(0.0);
-            let mut links = Expression::from(0.0);
+            let mut before: Option<(Variable, Variable)> = None;
             let (mut most_compute, mut most_links) = (0.0f64, 0.0f64);
             for t in 0..w.tasks() {
-                let (Some(c), Some(v)) = (w.cost[t][p], x[t][p]) else {
+                let (Some(c), Some(v), Some((work, copies))) = (w.cost[t][p], x[t][p], sums[t][p])
+                else {
                     continue;
                 };
+                let (work_before, copies_before) = match before {
+                    Some((a, b)) => (a.into_expression(), b.into_expression()),
+                    None => (Expression::from(0.0), Expression::from(0.0)),
+                };
                 let exec = c - w.copy[t][p];
-                compute += exec * v;
+                model = model.with(constraint!(work == work_before + exec * v));
+                model = model.with(constraint!(
+                    copies == copies_before.clone() + w.copy[t][p] * v
+                ));
                 most_compute += exec;
                 let after = w.ahead[t][p] + w.tail[t] + w.back[t][p];
                 let big_m = most_compute + after;
-                model = model.with(constraint!(
-                    compute.clone() + after <= end + big_m - big_m * v
-                ));
+                model = model.with(constraint!(work + after <= end + big_m - big_m * v));
                 let own = w.ready[t][p] + exec + after;
                 let big_m = most_links + own;
-                model = model.with(constraint!(links.clone() + own <= end + big_m - big_m * v));
-                links += w.copy[t][p] * v;
+                model = model.with(constraint!(copies_before + own <= end + big_m - big_m * v));
                 most_links += w.copy[t][p];
+                before = Some((work, copies));
             }
         }
         // Memory capacity: the new data the window sends a bounded space
@@ -176,16 +226,51 @@ impl Milp {
                 .sum();
             model = model.with(constraint!(sent <= room as f64));
         }
-        let solution = model.solve().ok()?;
-        x.iter()
-            .map(|xs| {
-                xs.iter()
-                    .enumerate()
-                    .filter_map(|(p, v)| v.map(|v| (p, solution.value(v))))
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .map(|(p, _)| p)
+        // HiGHS stops past its limit (it finishes what it is doing and
+        // hands back the incumbent): ask for less, and solve on a thread
+        // of its own that the window waits for only until its deadline.
+        // One that runs past it finishes on its own, its answer unused;
+        // the window has the fallback's plan, on time.
+        let left = deadline
+            .checked_duration_since(Instant::now())?
+            .checked_sub(SOLVER_OVERRUN)?;
+        // HiGHS's feasibility jump heuristic ignores the time limit at
+        // this size (a 10 ms limit took 16 – 26 ms with it, 13 – 15
+        // without, for no worse plans).
+        let model = model
+            .set_time_limit(left.as_secs_f64())
+            .set_option("mip_heuristic_run_feasibility_jump", false);
+        let (send, answer) = std::sync::mpsc::channel();
+        let solver = std::thread::Builder::new()
+            .name("tessera-milp".into())
+            .spawn(move || {
+                let plan = model.solve().ok().map(|solution| {
+                    x.iter()
+                        .map(|xs| {
+                            xs.iter()
+                                .enumerate()
+                                .filter_map(|(p, v)| v.map(|v| (p, solution.value(v))))
+                                .max_by(|a, b| a.1.total_cmp(&b.1))
+                                .map(|(p, _)| p)
+                        })
+                        .collect::<Option<Vec<usize>>>()
+                });
+                let _ = send.send(plan.flatten());
             })
-            .collect()
+            .ok()?;
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(WRAP_UP);
+        match answer.recv_timeout(wait) {
+            Ok(plan) => {
+                let _ = solver.join();
+                plan
+            }
+            Err(_) => {
+                self.running = Some(solver);
+                None
+            }
+        }
     }
 
     fn record(&mut self, mode: Mode, tasks: usize, clock: Instant, fell_back: bool) {
@@ -236,22 +321,26 @@ impl Policy for Milp {
         &mut self,
         tasks: &[PlacementRequest<'_>],
         procs: &[ProcessorLoad<'_>],
-    ) -> Vec<Option<usize>> {
+    ) -> Option<Vec<Option<usize>>> {
         let clock = Instant::now();
         let w = WindowCosts::new(tasks, procs, DEFAULT_BANDWIDTH);
-        let Some(start) = w.list_plan() else {
-            // A task no processor can run: the list rule says which.
-            let picks = self.list.place_batch(tasks, procs);
-            self.record(Mode::List, tasks.len(), clock, false);
-            return picks;
+        // No list plan (a task no processor can run), a window of one or
+        // past the metaheuristic's size, or one no search could improve:
+        // the list rule places the tasks one by one.
+        let start = match w.list_plan() {
+            Some(start) if (2..=self.meta_window).contains(&tasks.len()) => start,
+            Some(_) => {
+                self.record(Mode::List, tasks.len(), clock, tasks.len() > 1);
+                return None;
+            }
+            None => {
+                self.record(Mode::List, tasks.len(), clock, false);
+                return None;
+            }
         };
-        if !(2..=self.meta_window).contains(&tasks.len()) {
-            self.record(Mode::List, tasks.len(), clock, tasks.len() > 1);
-            return placements(&start, procs);
-        }
         if w.nothing_to_move(&start) {
             self.record(Mode::List, tasks.len(), clock, false);
-            return placements(&start, procs);
+            return None;
         }
         // Load decides the mode too: a budget below the solver's smallest
         // useful time goes to the metaheuristic, below its own to the list.
@@ -262,31 +351,40 @@ impl Policy for Milp {
         };
         if meta_time < MIN_META_BUDGET {
             self.record(Mode::List, tasks.len(), clock, false);
-            return placements(&start, procs);
+            return None;
         }
         self.seed += 1;
         let busy = self.backlog > self.max_backlog;
-        if tasks.len() <= self.milp_window && solver_time >= MIN_SOLVER_BUDGET && !busy {
-            if let Some(plan) = self.solve(&w, &start, solver_time) {
-                // The solver breaks ties on total work, the score on the
-                // sum of finishes: keep whichever plan scores better, and
-                // on a tie the list plan (the score is an estimate; a plan
-                // no better by it is no reason to leave HEFT's choice).
-                let best = if w.score(&plan) < w.score(&start) {
-                    plan
-                } else {
-                    start
-                };
-                self.record(Mode::Milp, tasks.len(), clock, false);
-                return placements(&best, procs);
+        let use_solver =
+            tasks.len() <= self.milp_window && solver_time >= MIN_SOLVER_BUDGET && !busy;
+        // The metaheuristic first, within its budget: alone, its plan
+        // decides; before the solver, it is the solver's warm start and
+        // the fallback should the solver fail. (On random 64 × 4 windows,
+        // `tessera bench windows`, two milliseconds of it improved more
+        // windows than HiGHS did in fifteen from the list plan.)
+        let left = meta_time.saturating_sub(clock.elapsed());
+        let searched = improve(&w, &start, left, self.seed);
+        let (plan, mode, fell_back) = if use_solver {
+            let warm = searched.as_deref().unwrap_or(&start);
+            match self.solve(&w, warm, clock + solver_time) {
+                Some(solved) => {
+                    let best = match searched {
+                        Some(s) if w.score(&s) <= w.score(&solved) => s,
+                        _ => solved,
+                    };
+                    (Some(best), Mode::Milp, false)
+                }
+                None => (searched, Mode::Metaheuristic, true),
             }
-            let plan = improve(&w, &start, meta_time, self.seed);
-            self.record(Mode::Metaheuristic, tasks.len(), clock, true);
-            return placements(&plan, procs);
-        }
-        let plan = improve(&w, &start, meta_time, self.seed);
-        self.record(Mode::Metaheuristic, tasks.len(), clock, false);
-        placements(&plan, procs)
+        } else {
+            (searched, Mode::Metaheuristic, false)
+        };
+        // Only a plan the score finds clearly better than the list plan
+        // replaces the list rule ([`WindowCosts::beats`]; the solver
+        // breaks ties on total work, the score on the sum of finishes).
+        let plan = plan.filter(|plan| w.beats(plan, &start));
+        self.record(mode, tasks.len(), clock, fell_back);
+        plan.map(|plan| placements(&plan, procs))
     }
 
     fn set_window_budget(&mut self, budget: Duration) {
@@ -340,6 +438,22 @@ mod tests {
             .collect()
     }
 
+    /// What `milp` places: its plan, or where it has none better, the
+    /// list plan (the list rule's placements on these idle loads).
+    fn placed(
+        milp: &mut Milp,
+        tasks: &[PlacementRequest<'_>],
+        loads: &[ProcessorLoad<'_>],
+        bandwidth: f64,
+    ) -> Vec<Option<usize>> {
+        milp.place_batch(tasks, loads).unwrap_or_else(|| {
+            let list = WindowCosts::new(tasks, loads, bandwidth)
+                .list_plan()
+                .unwrap();
+            placements(&list, loads)
+        })
+    }
+
     #[test]
     fn the_milp_balances_a_window_better_than_greedy_and_records_its_mode() {
         // Two equal processors; tasks of 3, 3, 2, 2, 2 units: greedy in
@@ -361,12 +475,16 @@ mod tests {
                 })
                 .fold(0.0, f64::max)
         };
+        // Past its windows the policy leaves them to the list rule, whose
+        // plan ends at 7.
         let mut greedy = Milp::new(Box::new(EarliestFinish::new(10e9)));
         greedy.meta_window = 0;
-        let g = greedy.place_batch(&tasks, &loads);
+        assert_eq!(greedy.place_batch(&tasks, &loads), None);
+        let list = WindowCosts::new(&tasks, &loads, 10e9).list_plan().unwrap();
+        let g: Vec<Option<usize>> = list.into_iter().map(Some).collect();
         let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
         milp.time_limit = Duration::from_secs(5);
-        let m = milp.place_batch(&tasks, &loads);
+        let m = milp.place_batch(&tasks, &loads).expect("a better plan");
         assert_eq!(makespan(&g), 7.0);
         assert_eq!(makespan(&m), 6.0, "{m:?}");
         let d = milp.take_decisions();
@@ -395,15 +513,21 @@ mod tests {
         let tasks = [task(1.0, 10.0), task(1.0, 0.0), task(1.0, 0.0)];
         let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
         milp.time_limit = Duration::from_secs(5);
-        let plan = milp.place_batch(&tasks, &loads);
+        let plan = placed(&mut milp, &tasks, &loads, 10e9);
         assert_eq!(plan[0], Some(0), "{plan:?}");
         let w = WindowCosts::new(&tasks, &loads, 10e9);
         let chosen: Vec<usize> = plan.iter().flatten().copied().collect();
         assert!(w.score(&chosen) <= w.score(&w.list_plan().unwrap()) + 1e-9);
         // Past the MILP's window the metaheuristic decides, not as a fallback.
         milp.milp_window = 2;
-        let again = milp.place_batch(&tasks, &loads);
-        assert!(again.iter().all(Option::is_some));
+        // (It may find no better plan than the list's: then it has none.)
+        if let Some(again) = milp.place_batch(&tasks, &loads) {
+            assert!(again.iter().all(Option::is_some));
+            assert!(
+                w.score(&again.iter().flatten().copied().collect::<Vec<_>>())
+                    < w.score(&w.list_plan().unwrap())
+            );
+        }
         let d = milp.take_decisions();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].mode, Mode::Milp);
@@ -418,8 +542,33 @@ mod tests {
         let mut busy = loads.clone();
         busy[0].has_room = false;
         milp.milp_window = 64;
-        let waits = milp.place_batch(&tasks, &busy);
+        let waits = placed(&mut milp, &tasks, &busy, 10e9);
         assert_eq!(waits[0], None);
+    }
+
+    #[test]
+    fn a_solver_without_time_falls_back_to_the_metaheuristics_plan() {
+        // The balancing window of the first test, with less time than the
+        // solver is asked to leave for its overrun: the solver is not
+        // started, the metaheuristic's plan (found first) stands, and the
+        // decision says it fell back.
+        let procs_desc = [proc(0, 1.0), proc(1, 1.0)];
+        let loads = idle(&procs_desc);
+        let tasks: Vec<PlacementRequest<'_>> = [3.0, 3.0, 2.0, 2.0, 2.0]
+            .iter()
+            .map(|g| PlacementRequest::new(OpName::Gemm, Some(DType::F64), g * 1e9, &[]))
+            .collect();
+        let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
+        milp.time_limit = SOLVER_OVERRUN;
+        milp.meta_budget = Duration::from_millis(500);
+        let plan = milp
+            .place_batch(&tasks, &loads)
+            .expect("the metaheuristic's plan");
+        let w = WindowCosts::new(&tasks, &loads, 10e9);
+        let chosen: Vec<usize> = plan.iter().flatten().copied().collect();
+        assert!(w.beats(&chosen, &w.list_plan().unwrap()), "{plan:?}");
+        let d = milp.take_decisions();
+        assert_eq!((d[0].mode, d[0].fell_back), (Mode::Metaheuristic, true));
     }
 
     #[test]
@@ -455,12 +604,12 @@ mod tests {
         let mut loads = idle(&descs);
         let mut milp = Milp::new(Box::new(EarliestFinish::new(100e9)));
         milp.time_limit = Duration::from_secs(5);
-        let free = milp.place_batch(&tasks, &loads);
+        let free = placed(&mut milp, &tasks, &loads, 100e9);
         assert_eq!((on(&free, 1), on(&free, 2)), (3, 1), "{free:?}");
         for l in &mut loads[1..] {
             l.memory_bytes = Some(2_500_000_000);
         }
-        let bounded = milp.place_batch(&tasks, &loads);
+        let bounded = placed(&mut milp, &tasks, &loads, 100e9);
         assert_eq!((on(&bounded, 1), on(&bounded, 2)), (2, 2), "{bounded:?}");
         let modes: Vec<Mode> = milp.take_decisions().iter().map(|d| d.mode).collect();
         assert_eq!(modes, [Mode::Milp, Mode::Milp]);

@@ -10,6 +10,7 @@ mod runfile;
 mod selftest;
 mod sim;
 mod stream;
+mod windows;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use tessera::{DType, Runtime, RuntimeError};
@@ -176,6 +177,25 @@ enum BenchCommand {
     /// Tiled Cholesky with everything observable on (metrics endpoint,
     /// run file, trace) against the same with it off, alternating.
     Observe(CholeskyBenchArgs),
+    /// The window policies (MILP with its fallback, the metaheuristic) on
+    /// random windows: decision time against their budgets, and what
+    /// their plans gain over the list plan.
+    Windows(WindowsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WindowsArgs {
+    /// How many windows.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub windows: u64,
+    /// Tasks per window.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..=512))]
+    pub tasks: u64,
+    /// Seed of the random windows.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -487,6 +507,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Report(args) => runfile::report(&args),
         Command::Bench(BenchCommand::Sim(args)) => sim::suite(&args),
         Command::Bench(BenchCommand::Observe(args)) => bench::observe(&args),
+        Command::Bench(BenchCommand::Windows(args)) => windows::run(&args),
         Command::Run(RunCommand::Cholesky(args)) => cholesky::run(&args),
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(&args),
         Command::Bench(BenchCommand::Cholesky(args)) => bench::cholesky(&args),

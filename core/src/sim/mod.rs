@@ -522,14 +522,15 @@ impl<'g> Engine<'g> {
     }
 
     /// Asks `policy` where the tasks of `batch` go at `now` (one task: its
-    /// list rule; more: a window).
+    /// list rule; more: a window, `None` where the policy has no plan
+    /// better than placing them one by one).
     fn decide(
         &self,
         batch: &[usize],
         now: f64,
         policy: &mut dyn Policy,
         decision: &mut f64,
-    ) -> Vec<Option<usize>> {
+    ) -> Option<Vec<Option<usize>>> {
         let spaces = self.holders(batch);
         let inputs: Vec<Vec<(u64, &[MemorySpaceId])>> = batch
             .iter()
@@ -608,7 +609,7 @@ impl<'g> Engine<'g> {
         let clock = Instant::now();
         policy.set_backlog(self.ready.len());
         let picks = if requests.len() == 1 {
-            vec![policy.place(&requests[0], &loads)]
+            Some(vec![policy.place(&requests[0], &loads)])
         } else {
             policy.place_batch(&requests, &loads)
         };
@@ -781,7 +782,11 @@ impl<'g> Engine<'g> {
                 if batch.len() < 2 || !(0..procs).any(|p| self.has_room(p, now)) {
                     break;
                 }
-                let picks = self.decide(&batch, now, policy, decision);
+                // No plan better than the list rule's: it places them,
+                // one by one, below.
+                let Some(picks) = self.decide(&batch, now, policy, decision) else {
+                    break;
+                };
                 let mut went = Vec::new();
                 for (t, pick) in batch.iter().zip(picks) {
                     match pick.filter(|p| self.has_room(*p, now)) {
@@ -807,7 +812,9 @@ impl<'g> Engine<'g> {
                 i += 1;
                 continue;
             }
-            let pick = self.decide(&[t], now, policy, decision)[0];
+            let pick = self
+                .decide(&[t], now, policy, decision)
+                .and_then(|picks| picks[0]);
             match pick.filter(|p| self.has_room(*p, now)) {
                 Some(p) => {
                     self.place(t, p, now)?;
@@ -923,6 +930,23 @@ mod tests {
         }
         // Eager gives the slow CPU as much as a GPU; HEFT does not.
         assert!(heft.makespan < eager.makespan, "{heft:?} vs {eager:?}");
+    }
+
+    #[test]
+    fn a_window_policy_without_a_better_plan_schedules_exactly_as_heft() {
+        // Windows the MILP policy does not plan (here: none, past its
+        // size) go to the list rule one task at a time, each decision
+        // seeing the last: the same schedule as HEFT's, to the bit.
+        let g = graph::cholesky(10, 1024);
+        let p = platform::builtin("node-1cpu-2gpu").unwrap();
+        let heft = simulate(&g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank).unwrap();
+        let mut milp = crate::milp::Milp::new(Box::new(EarliestFinish::new(25e9)));
+        milp.meta_window = 1;
+        let r = simulate(&g, &p, &mut milp, ReadyOrder::Rank).unwrap();
+        assert_eq!(r.makespan, heft.makespan);
+        assert_eq!(r.bytes_moved, heft.bytes_moved);
+        assert!(r.modes["list"].windows > 0, "{:?}", r.modes);
+        assert_eq!(r.modes.len(), 1, "{:?}", r.modes);
     }
 
     #[test]
