@@ -161,6 +161,10 @@ impl Policy for Metaheuristic {
         true
     }
 
+    fn waits_for(&self) -> Option<usize> {
+        self.list.waits_for()
+    }
+
     fn place_batch(
         &mut self,
         tasks: &[PlacementRequest<'_>],

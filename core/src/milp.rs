@@ -317,6 +317,10 @@ impl Policy for Milp {
         true
     }
 
+    fn waits_for(&self) -> Option<usize> {
+        self.list.waits_for()
+    }
+
     fn place_batch(
         &mut self,
         tasks: &[PlacementRequest<'_>],

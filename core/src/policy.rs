@@ -182,6 +182,14 @@ pub trait Policy: Send {
         None
     }
 
+    /// The processor (index into the last call's `procs`) the last
+    /// [`Policy::place`] that answered `None` wanted but found full, if it
+    /// knows: the caller need not ask about that task again before that
+    /// processor has room.
+    fn waits_for(&self) -> Option<usize> {
+        None
+    }
+
     /// How long the next window may take to place: the caller's measure
     /// of load (a runtime whose tasks are short cannot afford a long
     /// solve). Window policies pick their mode by it; others ignore it.
@@ -347,11 +355,27 @@ fn finish_bound(
     let nic_in = l.free.get(l.model.nic_in(node)).copied().unwrap_or(0.0);
     let mut ready = 0.0f64;
     let mut through_nic: Option<f64> = None;
+    // Inputs one other node alone holds leave through its interface one
+    // after another: per such node, when its interface is free and the
+    // time of their crossings (a task reads a few inputs: a short list).
+    let mut through_out: [(usize, f64); 4] = [(usize::MAX, 0.0); 4];
     for (i, bytes) in missing {
         let crossing = l.model.latency + bytes / remote_rate;
         let remote = held.out_free(i).max(nic_in) + crossing;
         let at = if !held.on_node(i, node) {
             through_nic = Some(through_nic.unwrap_or(nic_in) + crossing);
+            if let Some(src) = held.sole(i) {
+                let slot = through_out
+                    .iter()
+                    .position(|(n, _)| *n == src || *n == usize::MAX);
+                if let Some(k) = slot {
+                    if through_out[k].0 == usize::MAX {
+                        through_out[k] = (src, held.out_free(i));
+                    }
+                    through_out[k].1 += crossing;
+                    ready = ready.max(through_out[k].1);
+                }
+            }
             remote
         } else {
             // Held on this node: each local holder's own pair link, or
@@ -389,6 +413,9 @@ struct Held {
     /// Per input: seconds until the first holding node's network
     /// interface out is free (empty: unknown, taken as now).
     out_free: Vec<f64>,
+    /// Per input: the one node holding it, if only one does (its copies
+    /// to other nodes then all leave through that node's interface).
+    sole: Vec<Option<usize>>,
     /// The holders grouped by node: input `i`'s on node `n` are
     /// `by_node[starts[i * nodes + n]..starts[i * nodes + n + 1]]`.
     by_node: Vec<u32>,
@@ -405,6 +432,7 @@ impl Held {
         self.table.clear();
         self.on_nodes.clear();
         self.out_free.clear();
+        self.sole.clear();
         self.by_node.clear();
         self.starts.clear();
         if let Some(l) = links {
@@ -413,6 +441,8 @@ impl Held {
                 let row = self.on_nodes.len();
                 self.on_nodes.resize(row + self.nodes, false);
                 let mut out = f64::INFINITY;
+                let mut sole: Option<usize> = None;
+                let mut nodes_holding = 0usize;
                 // Count per node, then place (a counting sort).
                 self.starts.resize(row + self.nodes + 1, 0);
                 for h in *holders {
@@ -422,10 +452,13 @@ impl Held {
                             self.on_nodes[row + n] = true;
                             let free = l.free.get(l.model.nic_out(*n)).copied().unwrap_or(0.0);
                             out = out.min(free);
+                            nodes_holding += 1;
+                            sole = Some(*n);
                         }
                     }
                 }
                 self.out_free.push(if out.is_finite() { out } else { 0.0 });
+                self.sole.push(sole.filter(|_| nodes_holding == 1));
                 let base = self.by_node.len();
                 self.starts[row] = base;
                 for n in 0..self.nodes {
@@ -459,6 +492,11 @@ impl Held {
                 }
             }
         }
+    }
+
+    /// The only node holding input `i`, if one alone does.
+    fn sole(&self, i: usize) -> Option<usize> {
+        self.sole.get(i).copied().flatten()
     }
 
     /// Seconds until a node holding input `i` can send it (0 when unknown).
@@ -590,6 +628,8 @@ pub struct EarliestFinish {
     returns: Option<(usize, Option<DType>, ReturnPaths)>,
     /// Where the task's inputs are, as tables.
     held: Held,
+    /// The processor the last decision chose (full or not).
+    wanted: Option<usize>,
 }
 
 impl EarliestFinish {
@@ -600,6 +640,7 @@ impl EarliestFinish {
             order: Vec::new(),
             returns: None,
             held: Held::default(),
+            wanted: None,
         }
     }
 }
@@ -691,7 +732,12 @@ impl Policy for EarliestFinish {
             }
         }
         self.held = held;
+        self.wanted = best.map(|b| b.index);
         best.and_then(|b| procs[b.index].has_room.then_some(b.index))
+    }
+
+    fn waits_for(&self) -> Option<usize> {
+        self.wanted
     }
 }
 

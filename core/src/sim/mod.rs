@@ -373,12 +373,14 @@ struct Engine<'g> {
     /// Seconds of work each processor takes ahead.
     horizon: Vec<f64>,
     /// Which processors had room at the last dispatch, and how many times
-    /// one that was full has had room again since the start: a task that
-    /// waited for a full processor is asked about again only then.
+    /// each, and any, that was full has had room again since the start: a
+    /// task that waited for a full processor is asked about again only
+    /// when that one (or, not knowing which, any) has room again.
     had_room: Vec<bool>,
+    room_epochs: Vec<usize>,
     room_epoch: usize,
-    /// Per task, the room epoch when it was last told to wait.
-    waited_at: Vec<Option<usize>>,
+    /// Per task, what it was last told to wait for.
+    waited_at: Vec<Option<Wait>>,
     /// Tasks and busy seconds per processor.
     ran: Vec<(usize, f64)>,
     links: Links,
@@ -423,6 +425,7 @@ impl<'g> Engine<'g> {
             inputs_at: vec![0.0; n],
             workers: (0..procs).map(|_| Worker::default()).collect(),
             had_room: vec![true; procs],
+            room_epochs: vec![0; procs],
             room_epoch: 0,
             waited_at: vec![None; n],
             horizon: {
@@ -764,6 +767,7 @@ impl<'g> Engine<'g> {
             let room = self.has_room(p, now);
             if room && !self.had_room[p] {
                 self.room_epoch += 1;
+                self.room_epochs[p] += 1;
             }
             self.had_room[p] = room;
         }
@@ -771,12 +775,11 @@ impl<'g> Engine<'g> {
             loop {
                 // The highest-priority tasks not waiting for a processor
                 // that has had no room since.
-                let epoch = Some(self.room_epoch);
                 let batch: Vec<usize> = self
                     .ready
                     .iter()
                     .copied()
-                    .filter(|t| self.waited_at[*t] != epoch)
+                    .filter(|t| !self.still_waits(*t, now))
                     .take(WINDOW)
                     .collect();
                 if batch.len() < 2 || !(0..procs).any(|p| self.has_room(p, now)) {
@@ -794,7 +797,7 @@ impl<'g> Engine<'g> {
                             self.place(*t, p, now)?;
                             went.push(*t);
                         }
-                        None => self.waited_at[*t] = epoch,
+                        None => self.waited_at[*t] = Some(self.wait(pick)),
                     }
                 }
                 if went.is_empty() {
@@ -808,7 +811,7 @@ impl<'g> Engine<'g> {
         while i < self.ready.len() && (0..procs).any(|p| self.has_room(p, now)) {
             let t = self.ready[i];
             // It waited for a processor that has not had room since.
-            if self.waited_at[t] == Some(self.room_epoch) {
+            if self.still_waits(t, now) {
                 i += 1;
                 continue;
             }
@@ -821,7 +824,7 @@ impl<'g> Engine<'g> {
                     self.ready.remove(i);
                 }
                 None => {
-                    self.waited_at[t] = Some(self.room_epoch);
+                    self.waited_at[t] = Some(self.wait(pick.or(policy.waits_for())));
                     i += 1;
                     waiting += 1;
                     if waiting >= LOOKAHEAD {
@@ -831,6 +834,35 @@ impl<'g> Engine<'g> {
             }
         }
         Ok(())
+    }
+}
+
+/// What a ready task waits for: processor `p` to have room again after
+/// its `n`th time (the policy said which it wanted), or any full
+/// processor after the `n`th time one had room again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Wait {
+    For(usize, usize),
+    Any(usize),
+}
+
+impl Engine<'_> {
+    /// The wait of a task that wanted processor `wanted` (if known).
+    fn wait(&self, wanted: Option<usize>) -> Wait {
+        match wanted {
+            Some(p) if p < self.room_epochs.len() => Wait::For(p, self.room_epochs[p]),
+            _ => Wait::Any(self.room_epoch),
+        }
+    }
+
+    /// Whether task `t` waits for a processor that has not had room since
+    /// (or, once had, is full again: another waiting task took it).
+    fn still_waits(&self, t: usize, now: f64) -> bool {
+        match self.waited_at[t] {
+            Some(Wait::For(p, n)) => self.room_epochs[p] == n || !self.has_room(p, now),
+            Some(Wait::Any(n)) => self.room_epoch == n,
+            None => false,
+        }
     }
 }
 
@@ -947,6 +979,44 @@ mod tests {
         assert_eq!(r.bytes_moved, heft.bytes_moved);
         assert!(r.modes["list"].windows > 0, "{:?}", r.modes);
         assert_eq!(r.modes.len(), 1, "{:?}", r.modes);
+    }
+
+    #[test]
+    fn a_task_waiting_for_a_full_processor_is_asked_again_only_when_it_has_room() {
+        // A policy that wants the CPU beside two GPUs for every task; the
+        // CPU takes 1 ms of work at a time. Each task is asked when it is
+        // ready and once more when the CPU has room for it: not every
+        // time the CPU frees up while others wait ahead of it.
+        struct Stubborn {
+            asked: usize,
+        }
+        impl Policy for Stubborn {
+            fn name(&self) -> &'static str {
+                "stubborn"
+            }
+            fn place(
+                &mut self,
+                _task: &PlacementRequest<'_>,
+                procs: &[ProcessorLoad<'_>],
+            ) -> Option<usize> {
+                self.asked += 1;
+                procs[0].has_room.then_some(0)
+            }
+            fn waits_for(&self) -> Option<usize> {
+                Some(0)
+            }
+        }
+        let g = graph::cholesky(8, 1024);
+        let p = platform::builtin("node-1cpu-2gpu").unwrap();
+        let mut policy = Stubborn { asked: 0 };
+        let r = simulate(&g, &p, &mut policy, ReadyOrder::Rank).unwrap();
+        assert_eq!(r.processors[0].tasks, g.tasks.len());
+        assert!(
+            policy.asked <= 2 * g.tasks.len(),
+            "{} decisions for {} tasks",
+            policy.asked,
+            g.tasks.len()
+        );
     }
 
     #[test]
