@@ -458,16 +458,22 @@ mod tests {
         })
     }
 
+    /// Five independent tasks of 3, 3, 2, 2 and 2 GFLOP: on two equal
+    /// processors the list rule ends at 7 units, the best plan at 6.
+    fn balancing_window() -> Vec<PlacementRequest<'static>> {
+        [3.0, 3.0, 2.0, 2.0, 2.0]
+            .iter()
+            .map(|g| PlacementRequest::new(OpName::Gemm, Some(DType::F64), g * 1e9, &[]))
+            .collect()
+    }
+
     #[test]
     fn the_milp_balances_a_window_better_than_greedy_and_records_its_mode() {
         // Two equal processors; tasks of 3, 3, 2, 2, 2 units: greedy in
         // this order gives 3+2+2 = 7 on one side; the optimum is 6 (3+3 | 2+2+2).
         let procs_desc = [proc(0, 1.0), proc(1, 1.0)];
         let loads = idle(&procs_desc);
-        let tasks: Vec<PlacementRequest<'_>> = [3.0, 3.0, 2.0, 2.0, 2.0]
-            .iter()
-            .map(|g| PlacementRequest::new(OpName::Gemm, Some(DType::F64), g * 1e9, &[]))
-            .collect();
+        let tasks = balancing_window();
         let makespan = |plan: &[Option<usize>]| {
             (0..2)
                 .map(|p| {
@@ -558,10 +564,7 @@ mod tests {
         // decision says it fell back.
         let procs_desc = [proc(0, 1.0), proc(1, 1.0)];
         let loads = idle(&procs_desc);
-        let tasks: Vec<PlacementRequest<'_>> = [3.0, 3.0, 2.0, 2.0, 2.0]
-            .iter()
-            .map(|g| PlacementRequest::new(OpName::Gemm, Some(DType::F64), g * 1e9, &[]))
-            .collect();
+        let tasks = balancing_window();
         let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
         milp.time_limit = SOLVER_OVERRUN;
         milp.meta_budget = Duration::from_millis(500);

@@ -665,18 +665,17 @@ impl Policy for EarliestFinish {
             .as_ref()
             .map(|(_, _, r)| r.as_slice())
             .unwrap_or(&[]);
-        // Processors rank by (finish, bytes to cross the network, index):
-        // the earliest finish; on a tie, the processor that pulls fewer
-        // bytes over the network (it stays free for others), then the
-        // first processor. Ties are common on a cluster of idle GPUs, and
-        // breaking them towards the shorter queue, as this did before,
-        // spread the work over every node: on the simulated 16 × 4 GPU
-        // cluster, Cholesky moved 86 GB instead of 48 and took 1.2 times
-        // longer; the order of processors packs work where its data went
-        // before, and on one node it does as well as the shorter queue. A
-        // cheap lower bound of each one's rank orders the pricing: the
-        // lowest first, then only those whose bound still beats the best
-        // rank (on a cluster a handful of 80); the choice is the one
+        // Processors rank by [`Rank`]: the earliest finish; on a tie, the
+        // processor that pulls fewer bytes over the network (the network
+        // stays free for others), then the first node, then the shorter
+        // queue, then the first processor. Ties are common on a cluster
+        // of idle GPUs, and breaking them towards the shorter queue first,
+        // as this did before, spread the work over every node: on the
+        // simulated 16 × 4 GPU cluster, cholesky:30 moved 86 GB instead of
+        // 70 and took 1.16 times longer; on one node the rule is the old
+        // one. A cheap lower bound of each one's rank orders the pricing:
+        // the lowest first, then only those whose bound still beats the
+        // best rank (on a cluster a handful of 80); the choice is the one
         // pricing every processor would make.
         self.order.clear();
         let spaces = procs
