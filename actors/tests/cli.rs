@@ -144,3 +144,49 @@ fn bench_cholesky_reports_a_ratio_against_faer() {
     let theirs = v["baseline_gflops"].as_f64().unwrap();
     assert!((ratio - ours / theirs).abs() < 1e-9);
 }
+
+#[test]
+fn bench_windows_times_both_window_policies_against_their_budgets() {
+    let out = tessera(&[
+        "bench",
+        "windows",
+        "--windows",
+        "6",
+        "--tasks",
+        "12",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    let policies = v["policies"].as_array().unwrap();
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["milp", "metaheuristic"]);
+    for p in policies {
+        assert_eq!(p["windows"], 6);
+        let within = p["within_budget"].as_u64().unwrap();
+        assert!(within <= 6);
+        // Every window is decided by some mode, and a plan is kept only
+        // when it gains at least the 5% margin.
+        let modes: u64 = p["modes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(modes, 6);
+        if p["plans"].as_u64().unwrap() > 0 {
+            assert!(p["mean_gain"].as_f64().unwrap() >= 0.05, "{p}");
+        }
+        assert!(p["p50_ms"].as_f64().unwrap() <= p["max_ms"].as_f64().unwrap());
+    }
+    // A window of one task is no window.
+    let out = tessera(&["bench", "windows", "--tasks", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
