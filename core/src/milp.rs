@@ -50,6 +50,7 @@
 use crate::metaheuristic::{improve, placements};
 use crate::policy::{Decision, Mode, PlacementRequest, Policy, ProcessorLoad};
 use crate::window::WindowCosts;
+use good_lp::solvers::highs::HighsProblem;
 use good_lp::{
     constraint, highs, variable, variables, Expression, IntoAffineExpression, Solution,
     SolverModel, Variable, WithInitialSolution,
@@ -121,111 +122,17 @@ impl Milp {
         if self.running.as_ref().is_some_and(|h| !h.is_finished()) {
             return None;
         }
-        let mut vars = variables!();
-        let end = vars.add(variable().min(0.0));
-        let x: Vec<Vec<Option<Variable>>> = w
-            .cost
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|c| c.map(|_| vars.add(variable().binary())))
-                    .collect()
-            })
-            .collect();
-        let total: Expression = x
-            .iter()
-            .zip(&w.cost)
-            .flat_map(|(xs, cs)| xs.iter().zip(cs))
-            .filter_map(|(v, c)| Some((*c)? * v.as_ref()?.into_expression()))
-            .sum();
-        // Per (task, processor): the window's work on the processor up to
-        // and including the task, and its copies there likewise, as
-        // continuous variables. Each constraint then holds a few terms
-        // rather than the window's whole prefix (a 64-task window had
-        // 16,000 nonzeros and HiGHS ran 2 – 5 times past its time limit).
-        let sums: Vec<Vec<Option<(Variable, Variable)>>> = x
-            .iter()
-            .map(|xs| {
-                xs.iter()
-                    .map(|v| {
-                        v.map(|_| (vars.add(variable().min(0.0)), vars.add(variable().min(0.0))))
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut initial: Vec<(Variable, f64)> = Vec::new();
-        let mut so_far = vec![(0.0f64, 0.0f64); w.processors()];
-        for (t, xs) in x.iter().enumerate() {
-            for (p, v) in xs.iter().enumerate() {
-                let (Some(v), Some((work, copies))) = (v, sums[t][p]) else {
-                    continue;
-                };
-                let on = warm[t] == p;
-                if on {
-                    let exec = w.cost[t][p].unwrap_or(0.0) - w.copy[t][p];
-                    so_far[p].0 += exec;
-                    so_far[p].1 += w.copy[t][p];
-                }
-                initial.push((*v, if on { 1.0 } else { 0.0 }));
-                initial.push((work, so_far[p].0));
-                initial.push((copies, so_far[p].1));
-            }
-        }
-        initial.push((end, linear_end(w, warm)));
-        let mut model = vars
-            .minimise(end + 1e-3 * total)
-            .using(highs)
-            .set_threads(1)
-            .with_initial_solution(initial);
-        for xs in &x {
-            let one: Expression = xs.iter().flatten().map(|v| v.into_expression()).sum();
-            model = model.with(constraint!(one == 1));
-        }
-        // A task finishes after the work queued before it on its processor
-        // and its own (compute), and after its inputs arrive behind the
-        // copies of the window's tasks before it there (links).
-        for p in 0..w.processors() {
-            // The running sums before the task (the queue ahead of each
-            // task is its own: processors may run queues by priority).
-            let mut before: Option<(Variable, Variable)> = None;
-            let (mut most_compute, mut most_links) = (0.0f64, 0.0f64);
-            for t in 0..w.tasks() {
-                let (Some(c), Some(v), Some((work, copies))) = (w.cost[t][p], x[t][p], sums[t][p])
-                else {
-                    continue;
-                };
-                let (work_before, copies_before) = match before {
-                    Some((a, b)) => (a.into_expression(), b.into_expression()),
-                    None => (Expression::from(0.0), Expression::from(0.0)),
-                };
-                let exec = c - w.copy[t][p];
-                model = model.with(constraint!(work == work_before + exec * v));
-                model = model.with(constraint!(
-                    copies == copies_before.clone() + w.copy[t][p] * v
-                ));
-                most_compute += exec;
-                let after = w.ahead[t][p] + w.tail[t] + w.back[t][p];
-                let big_m = most_compute + after;
-                model = model.with(constraint!(work + after <= end + big_m - big_m * v));
-                let own = w.ready[t][p] + exec + after;
-                let big_m = most_links + own;
-                model = model.with(constraint!(copies_before + own <= end + big_m - big_m * v));
-                most_links += w.copy[t][p];
-                before = Some((work, copies));
-            }
-        }
-        // Memory capacity: the new data the window sends a bounded space
-        // must fit in it.
-        for (room, ps) in w.bounded_spaces() {
-            let room = *room;
-            let sent: Expression = (0..w.tasks())
-                .flat_map(|t| ps.iter().map(move |p| (t, *p)))
-                .filter_map(|(t, p)| {
-                    Some(w.missing_bytes(t, p) as f64 * x[t][p]?.into_expression())
-                })
-                .sum();
-            model = model.with(constraint!(sent <= room as f64));
-        }
+        let (model, x) = model(w, warm);
+        self.run(model, x, deadline)
+    }
+
+    /// Runs `model` until `deadline`; `x` reads its plan.
+    fn run(
+        &mut self,
+        model: HighsProblem,
+        x: Vec<Vec<Option<Variable>>>,
+        deadline: Instant,
+    ) -> Option<Vec<usize>> {
         // HiGHS stops past its limit (it finishes what it is doing and
         // hands back the incumbent): ask for less, and solve on a thread
         // of its own that the window waits for only until its deadline.
@@ -281,6 +188,113 @@ impl Milp {
             fell_back,
         });
     }
+}
+
+/// The window's MILP, warm-started with `warm`, and its assignment
+/// variables (`x[t][p]`: task `t` on processor `p`).
+fn model(w: &WindowCosts, warm: &[usize]) -> (HighsProblem, Vec<Vec<Option<Variable>>>) {
+    let mut vars = variables!();
+    let end = vars.add(variable().min(0.0));
+    let x: Vec<Vec<Option<Variable>>> = w
+        .cost
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|c| c.map(|_| vars.add(variable().binary())))
+                .collect()
+        })
+        .collect();
+    let total: Expression = x
+        .iter()
+        .zip(&w.cost)
+        .flat_map(|(xs, cs)| xs.iter().zip(cs))
+        .filter_map(|(v, c)| Some((*c)? * v.as_ref()?.into_expression()))
+        .sum();
+    // Per (task, processor): the window's work on the processor up to
+    // and including the task, and its copies there likewise, as
+    // continuous variables. Each constraint then holds a few terms
+    // rather than the window's whole prefix (a 64-task window had
+    // 16,000 nonzeros and HiGHS ran 2 – 5 times past its time limit).
+    let sums: Vec<Vec<Option<(Variable, Variable)>>> = x
+        .iter()
+        .map(|xs| {
+            xs.iter()
+                .map(|v| v.map(|_| (vars.add(variable().min(0.0)), vars.add(variable().min(0.0)))))
+                .collect()
+        })
+        .collect();
+    let mut initial: Vec<(Variable, f64)> = Vec::new();
+    let mut so_far = vec![(0.0f64, 0.0f64); w.processors()];
+    for (t, xs) in x.iter().enumerate() {
+        for (p, v) in xs.iter().enumerate() {
+            let (Some(v), Some((work, copies))) = (v, sums[t][p]) else {
+                continue;
+            };
+            let on = warm[t] == p;
+            if on {
+                let exec = w.cost[t][p].unwrap_or(0.0) - w.copy[t][p];
+                so_far[p].0 += exec;
+                so_far[p].1 += w.copy[t][p];
+            }
+            initial.push((*v, if on { 1.0 } else { 0.0 }));
+            initial.push((work, so_far[p].0));
+            initial.push((copies, so_far[p].1));
+        }
+    }
+    initial.push((end, linear_end(w, warm)));
+    let mut model = vars
+        .minimise(end + 1e-3 * total)
+        .using(highs)
+        .set_threads(1)
+        .with_initial_solution(initial);
+    for xs in &x {
+        let one: Expression = xs.iter().flatten().map(|v| v.into_expression()).sum();
+        model = model.with(constraint!(one == 1));
+    }
+    // A task finishes after the work queued before it on its processor
+    // and its own (compute), and after its inputs arrive behind the
+    // copies of the window's tasks before it there (links).
+    for p in 0..w.processors() {
+        // The running sums before the task (the queue ahead of each
+        // task is its own: processors may run queues by priority).
+        let mut before: Option<(Variable, Variable)> = None;
+        let (mut most_compute, mut most_links) = (0.0f64, 0.0f64);
+        for t in 0..w.tasks() {
+            let (Some(c), Some(v), Some((work, copies))) = (w.cost[t][p], x[t][p], sums[t][p])
+            else {
+                continue;
+            };
+            let (work_before, copies_before) = match before {
+                Some((a, b)) => (a.into_expression(), b.into_expression()),
+                None => (Expression::from(0.0), Expression::from(0.0)),
+            };
+            let exec = c - w.copy[t][p];
+            model = model.with(constraint!(work == work_before + exec * v));
+            model = model.with(constraint!(
+                copies == copies_before.clone() + w.copy[t][p] * v
+            ));
+            most_compute += exec;
+            let after = w.ahead[t][p] + w.tail[t] + w.back[t][p];
+            let big_m = most_compute + after;
+            model = model.with(constraint!(work + after <= end + big_m - big_m * v));
+            let own = w.ready[t][p] + exec + after;
+            let big_m = most_links + own;
+            model = model.with(constraint!(copies_before + own <= end + big_m - big_m * v));
+            most_links += w.copy[t][p];
+            before = Some((work, copies));
+        }
+    }
+    // Memory capacity: the new data the window sends a bounded space
+    // must fit in it.
+    for (room, ps) in w.bounded_spaces() {
+        let room = *room;
+        let sent: Expression = (0..w.tasks())
+            .flat_map(|t| ps.iter().map(move |p| (t, *p)))
+            .filter_map(|(t, p)| Some(w.missing_bytes(t, p) as f64 * x[t][p]?.into_expression()))
+            .sum();
+        model = model.with(constraint!(sent <= room as f64));
+    }
+    (model, x)
 }
 
 /// The MILP's objective for `plan` (its critical end, before the tie
