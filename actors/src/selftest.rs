@@ -36,15 +36,8 @@ impl OpCheck {
 
 /// Deterministic values in [-1, 1): a self-test must fail the same way twice.
 pub(crate) fn values(seed: u64, len: usize) -> Vec<f64> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
+    let mut random = tessera_core::seeded::Seeded::new(seed);
+    (0..len).map(|_| 2.0 * random.unit() - 1.0).collect()
 }
 
 pub(crate) fn data(dtype: DType, v: &[f64]) -> TileData {

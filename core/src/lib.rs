@@ -18,6 +18,7 @@
 //!   window policies in [`milp`] (HiGHS) and [`metaheuristic`]
 //!   (differential evolution), both scoring plans by [`window`];
 //! - [`verify`]: factorisations checked by reconstruction;
+//! - [`seeded`]: the one small seeded generator for repeatable data;
 //! - [`sim`]: a discrete-event simulator driven by the same policies.
 //!
 //! Vocabulary for StarPU and Dagger.jl users: an *op* is a codelet, a *tile* is
@@ -53,6 +54,7 @@ pub mod op;
 pub mod perfmodel;
 pub mod policy;
 pub mod processor;
+pub mod seeded;
 pub mod sim;
 pub mod tile;
 pub mod verify;

@@ -11,6 +11,7 @@
 //! search stops at its time budget, which counts from the window's start.
 
 use crate::policy::{Decision, EarliestFinish, Mode, PlacementRequest, Policy, ProcessorLoad};
+use crate::seeded::Seeded;
 use crate::window::WindowCosts;
 use metaheuristics_nature::{Bounded, De, ObjFunc, Pool, Solver};
 use std::time::{Duration, Instant};
@@ -88,18 +89,11 @@ pub fn improve(
         return None;
     }
     let population = 24usize;
-    // The start plan, then random plans from a small generator of our own
-    // (seeded alike).
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    // The start plan, then random plans (seeded alike).
+    let mut random = Seeded::new(seed);
     let mut pool = vec![problem.encode(start)];
     while pool.len() < population {
-        pool.push((0..start.len()).map(|_| uniform()).collect());
+        pool.push((0..start.len()).map(|_| random.unit()).collect());
     }
     let pool_y: Vec<f64> = pool.iter().map(|xs| problem.fitness(xs)).collect();
     // A generation scores as many plans as the first pool did: stop when

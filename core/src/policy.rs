@@ -869,13 +869,8 @@ mod tests {
         let platform = crate::sim::platform::nodes(4, 3);
         let model = platform.link_model();
         let spaces = platform.bandwidth.len() as u64;
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut random = crate::seeded::Seeded::from_state(0x2545_f491_4f6c_dd1d);
+        let mut next = move |n: u64| random.below(n);
         let mut eft = EarliestFinish::new(10e9);
         for round in 0..400 {
             let free: Vec<f64> = (0..model.resources)

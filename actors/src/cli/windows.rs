@@ -21,6 +21,7 @@ use tessera_core::milp::Milp;
 use tessera_core::op::OpName;
 use tessera_core::policy::{Decision, EarliestFinish, PlacementRequest, Policy, ProcessorLoad};
 use tessera_core::processor::MemorySpaceId;
+use tessera_core::seeded::Seeded;
 use tessera_core::sim::platform;
 use tessera_core::window::WindowCosts;
 
@@ -36,23 +37,12 @@ struct Window {
     free: Vec<f64>,
 }
 
-/// A small generator of our own, seeded (xorshift).
-struct Draw(u64);
-
-impl Draw {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-
-    fn unit(&mut self) -> f64 {
-        self.below(1 << 20) as f64 / (1u64 << 20) as f64
-    }
+/// A value in `[0, 1)` in steps of 2⁻²⁰.
+fn unit(draw: &mut Seeded) -> f64 {
+    draw.below(1 << 20) as f64 / (1u64 << 20) as f64
 }
 
-fn window(draw: &mut Draw, tasks: usize, spaces: u64, procs: usize, resources: usize) -> Window {
+fn window(draw: &mut Seeded, tasks: usize, spaces: u64, procs: usize, resources: usize) -> Window {
     let n = 1024.0f64;
     let kinds = [
         (OpName::Gemm, 2.0 * n * n * n, 3),
@@ -64,7 +54,7 @@ fn window(draw: &mut Draw, tasks: usize, spaces: u64, procs: usize, resources: u
         .map(|_| {
             let (op, flops, reads) = kinds[draw.below(4) as usize];
             // Work behind the task: up to 2 ms, the critical few more.
-            let tail = draw.unit() * if draw.below(8) == 0 { 10e-3 } else { 2e-3 };
+            let tail = unit(draw) * if draw.below(8) == 0 { 10e-3 } else { 2e-3 };
             let inputs = (0..reads)
                 .map(|_| vec![MemorySpaceId(draw.below(spaces) as u32)])
                 .collect();
@@ -74,9 +64,9 @@ fn window(draw: &mut Draw, tasks: usize, spaces: u64, procs: usize, resources: u
     Window {
         tasks,
         queued: (0..procs)
-            .map(|_| (draw.unit() * 1e-3, draw.below(4) as usize))
+            .map(|_| (unit(draw) * 1e-3, draw.below(4) as usize))
             .collect(),
-        free: (0..resources).map(|_| draw.unit() * 1e-3).collect(),
+        free: (0..resources).map(|_| unit(draw) * 1e-3).collect(),
     }
 }
 
@@ -124,7 +114,7 @@ pub fn run(args: &WindowsArgs) -> CliResult {
     let model = platform.link_model();
     let spaces = platform.bandwidth.len() as u64;
     let procs = platform.processors.len();
-    let mut draw = Draw(args.seed.max(1));
+    let mut draw = Seeded::from_state(args.seed);
     let mut milp = Milp::new(Box::new(EarliestFinish::new(25e9)));
     let mut meta = Metaheuristic::new(25e9);
     let (milp_budget, meta_budget) = (milp.time_limit, meta.budget);

@@ -277,13 +277,8 @@ pub fn layered(tasks: usize, nb: usize, seed: u64) -> SimGraph {
     let n = nb as f64;
     let bytes = (nb * nb * 8) as u64;
     let width = 50usize;
-    let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = crate::seeded::Seeded::new(seed);
+    let mut next = move || rng.next_u64();
     let mut b = Builder::new(format!("layered:{tasks}"), DType::F64);
     for t in 0..tasks {
         let layer = t / width;
