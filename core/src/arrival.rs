@@ -139,6 +139,12 @@ impl LinkModel {
             .map(|r| r as usize)
     }
 
+    /// When the links a copy from `src` to `dst` holds are all free, given
+    /// when each resource is (`free`).
+    pub fn free_at(&self, src: usize, dst: usize, free: impl Fn(usize) -> f64) -> f64 {
+        self.route(src, dst).map(free).fold(0.0, f64::max)
+    }
+
     /// Seconds a copy of `bytes` from `src` to `dst` holds its links.
     pub fn seconds(&self, src: usize, dst: usize, bytes: f64) -> f64 {
         self.latency + bytes * self.pairs[src * self.spaces + dst].per_byte
@@ -159,9 +165,7 @@ impl LinkState<'_> {
     pub fn arrival(&self, src: usize, dst: usize, bytes: f64) -> f64 {
         let start = self
             .model
-            .route(src, dst)
-            .map(|r| self.free.get(r).copied().unwrap_or(0.0))
-            .fold(0.0, f64::max);
+            .free_at(src, dst, |r| self.free.get(r).copied().unwrap_or(0.0));
         start + self.model.seconds(src, dst, bytes)
     }
 }
@@ -224,11 +228,7 @@ impl<'a> LinkClock<'a> {
         if src >= spaces || dst >= spaces {
             return 0.0;
         }
-        state
-            .model
-            .route(src, dst)
-            .map(|r| self.free(r))
-            .fold(0.0, f64::max)
+        state.model.free_at(src, dst, |r| self.free(r))
     }
 
     /// Queues a copy of `bytes` held in `holders` into `dst` on the links

@@ -408,9 +408,7 @@ struct Held {
     /// input (empty: scan the holder list).
     table: Vec<bool>,
     spaces: usize,
-    /// Input `i`, node `n` at `i * nodes + n`: whether a space there holds
-    /// it (empty: unknown, taken as yes).
-    on_nodes: Vec<bool>,
+    /// How many nodes the link state has.
     nodes: usize,
     /// Per input: seconds until the first holding node's network
     /// interface out is free (empty: unknown, taken as now).
@@ -419,7 +417,8 @@ struct Held {
     /// to other nodes then all leave through that node's interface).
     sole: Vec<Option<usize>>,
     /// The holders grouped by node: input `i`'s on node `n` are
-    /// `by_node[starts[i * nodes + n]..starts[i * nodes + n + 1]]`.
+    /// `by_node[starts[i * nodes + n]..starts[i * nodes + n + 1]]`
+    /// (`starts` empty: no link state, nodes unknown).
     by_node: Vec<u32>,
     starts: Vec<usize>,
     cursor: Vec<usize>,
@@ -432,16 +431,14 @@ impl Held {
     /// Fills the tables for `task`.
     fn fill(&mut self, task: &PlacementRequest<'_>, spaces: usize, links: Option<&LinkState<'_>>) {
         self.table.clear();
-        self.on_nodes.clear();
         self.out_free.clear();
         self.sole.clear();
         self.by_node.clear();
         self.starts.clear();
         if let Some(l) = links {
             self.nodes = l.model.node.iter().max().map_or(1, |n| n + 1);
-            for (_, holders) in task.inputs {
-                let row = self.on_nodes.len();
-                self.on_nodes.resize(row + self.nodes, false);
+            for (k, (_, holders)) in task.inputs.iter().enumerate() {
+                let row = k * self.nodes;
                 let mut out = f64::INFINITY;
                 let mut sole: Option<usize> = None;
                 let mut nodes_holding = 0usize;
@@ -450,8 +447,8 @@ impl Held {
                 for h in *holders {
                     if let Some(n) = l.model.node.get(h.0 as usize) {
                         self.starts[row + n + 1] += 1;
-                        if !self.on_nodes[row + n] {
-                            self.on_nodes[row + n] = true;
+                        // The node's first holder of this input.
+                        if self.starts[row + n + 1] == 1 {
                             let free = l.free.get(l.model.nic_out(*n)).copied().unwrap_or(0.0);
                             out = out.min(free);
                             nodes_holding += 1;
@@ -517,13 +514,11 @@ impl Held {
 
     /// Whether a space on `node` holds input `i` (yes when unknown).
     fn on_node(&self, i: usize, node: usize) -> bool {
-        if node >= self.nodes {
-            return true;
+        let row = i * self.nodes + node;
+        match (self.starts.get(row), self.starts.get(row + 1)) {
+            (Some(a), Some(b)) if node < self.nodes => a != b,
+            _ => true,
         }
-        self.on_nodes
-            .get(i * self.nodes + node)
-            .copied()
-            .unwrap_or(true)
     }
 
     /// Whether `space` holds input `i` (whose holders are `holders`).

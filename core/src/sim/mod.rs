@@ -133,10 +133,7 @@ impl Links {
 
     /// When the links from `src` to `dst` are next free.
     fn free_at(&self, src: usize, dst: usize) -> f64 {
-        self.model
-            .route(src, dst)
-            .map(|r| self.free[r])
-            .fold(0.0, f64::max)
+        self.model.free_at(src, dst, |r| self.free[r])
     }
 
     /// When a copy from `src` to `dst` queued at `from` would arrive.
