@@ -302,11 +302,8 @@ fn finish_after(
     let bandwidth = load.copy_rate(bandwidth);
     let mut links = LinkClock::with_scratch(load.links, std::mem::take(scratch));
     let space = load.desc.memory;
-    let ready = task
-        .inputs
-        .iter()
-        .enumerate()
-        .filter(|(i, (_, holders))| !held.holds(*i, holders, space))
+    let ready = held
+        .missing(task, space)
         .map(|(_, (bytes, holders))| links.copy(*bytes, holders, space, bandwidth))
         .fold(0.0, f64::max);
     *scratch = links.into_scratch();
@@ -331,11 +328,8 @@ fn finish_bound(
     held: &Held,
 ) -> f64 {
     let space = load.desc.memory;
-    let missing = task
-        .inputs
-        .iter()
-        .enumerate()
-        .filter(|(i, (_, holders))| !held.holds(*i, holders, space))
+    let missing = held
+        .missing(task, space)
         .map(|(i, (bytes, _))| (i, *bytes as f64));
     let Some(l) = load.links else {
         let rate = load.copy_rate(bandwidth);
@@ -519,6 +513,18 @@ impl Held {
             (Some(a), Some(b)) if node < self.nodes => a != b,
             _ => true,
         }
+    }
+
+    /// `task`'s inputs `space` lacks, with their indices.
+    fn missing<'t>(
+        &'t self,
+        task: &'t PlacementRequest<'_>,
+        space: MemorySpaceId,
+    ) -> impl Iterator<Item = (usize, &'t (u64, &'t [MemorySpaceId]))> + 't {
+        task.inputs
+            .iter()
+            .enumerate()
+            .filter(move |(i, (_, holders))| !self.holds(*i, holders, space))
     }
 
     /// Whether `space` holds input `i` (whose holders are `holders`).
