@@ -120,6 +120,11 @@ impl LinkModel {
         }
     }
 
+    /// How many nodes the spaces are on.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
     /// The resource of node `node`'s network interface out.
     pub fn nic_out(&self, node: usize) -> usize {
         self.pair_links + node

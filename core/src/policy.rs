@@ -11,7 +11,7 @@
 //! and picks the earliest. This is the HEFT / StarPU `dmda` rule for one
 //! decision.
 
-use crate::arrival::{LinkClock, LinkState};
+use crate::arrival::{LinkClock, LinkModel, LinkState};
 use crate::dtype::DType;
 use crate::op::OpName;
 use crate::perfmodel::PerfModel;
@@ -614,11 +614,127 @@ pub fn missing_bytes(task: &PlacementRequest<'_>, space: MemorySpaceId) -> u64 {
         .sum()
 }
 
+/// Weight of [`away_seconds`] (see there).
+pub const AWAY_WEIGHT: f64 = 1.0;
+/// How many times its work a task's output may take to cross the network
+/// before [`away_seconds`] charges for leaving its data's node.
+const AWAY_FREE_RATIO: f64 = 2.0;
+/// Most that the ratio of an output's crossing to the task's work counts
+/// for in [`away_seconds`], so a task with next to no work still has a
+/// finite price.
+const AWAY_RATIO_CAP: f64 = 64.0;
+
+/// Finds the node holding most of a task's input bytes (the first such
+/// node on a tie): its data's node, where its successors will most likely
+/// find their data too. Keeps its per-node tables between tasks.
+#[derive(Debug, Default, Clone)]
+pub struct DataNode {
+    bytes: Vec<u64>,
+    /// Per node, the last input counted there (each input counts once
+    /// per node, however many of its spaces hold it).
+    counted: Vec<usize>,
+}
+
+impl DataNode {
+    /// `task`'s data node on a machine of `model`'s nodes; `None` with
+    /// one node or no inputs.
+    pub fn of(&mut self, task: &PlacementRequest<'_>, model: &LinkModel) -> Option<usize> {
+        let nodes = model.nodes();
+        if nodes < 2 {
+            return None;
+        }
+        self.bytes.clear();
+        self.bytes.resize(nodes, 0);
+        self.counted.clear();
+        self.counted.resize(nodes, usize::MAX);
+        for (i, (bytes, holders)) in task.inputs.iter().enumerate() {
+            for h in *holders {
+                let Some(n) = model.node.get(h.0 as usize).copied() else {
+                    continue;
+                };
+                if self.counted[n] != i {
+                    self.counted[n] = i;
+                    self.bytes[n] += bytes;
+                }
+            }
+        }
+        let most = self.bytes.iter().copied().max().unwrap_or(0);
+        (most > 0)
+            .then(|| self.bytes.iter().position(|b| *b == most))
+            .flatten()
+    }
+}
+
+/// Seconds charged to running `task` on `load`'s processor when that is
+/// on another node than `home`, its data's node ([`DataNode`]): the
+/// crossing its output makes back to where its successors will look for
+/// it, times `weight` ([`AWAY_WEIGHT`] by default) and by how much that
+/// crossing exceeds twice the task's `work` (its time on the fastest
+/// processor that runs it, the same for every processor: a slow one must
+/// not get it cheaper for being slow); 0 on its data's node, without link
+/// state, or where the crossing takes under twice the work.
+///
+/// Earliest finish alone sees only the task's own copies. On a cluster
+/// whose network is slow beside its GPUs, a task sent away from its data
+/// because the GPUs there are busy finishes a little sooner, but its
+/// output then crosses back, and every crossing holds two nodes' network
+/// interfaces that other tasks' copies wait for. The ratio of crossing
+/// to work makes the price large where the network is the bottleneck and
+/// nothing where it is not. On the simulated 16 × 4 GPU cluster (12.5
+/// GB/s between nodes, 1024 tiles) it shortened the suite's cluster cases
+/// by 20 – 37%; with a 50 GB/s network, by 3 – 24%; with 200 GB/s, they
+/// moved between -4% and +0.3% (BENCHMARKS.md, session 8). Charging twice
+/// the price, or from a ratio of 0, gained a little more on the slow
+/// network and lost up to 9% on the fast one; a fixed multiple of the
+/// crossing lost up to 5 times there.
+pub fn away_seconds(
+    task: &PlacementRequest<'_>,
+    load: &ProcessorLoad<'_>,
+    home: Option<usize>,
+    work: f64,
+    weight: f64,
+) -> f64 {
+    match away_rate(load, home) {
+        Some(rate) if task.output_bytes > 0 && weight > 0.0 => {
+            away_price(task.output_bytes, rate, load, work, weight)
+        }
+        _ => 0.0,
+    }
+}
+
+/// The rate at which an output would cross back from `load`'s memory,
+/// if that is on another node than `home`.
+fn away_rate(load: &ProcessorLoad<'_>, home: Option<usize>) -> Option<f64> {
+    let (home, l) = (home?, load.links?);
+    let space = load.desc.memory.0 as usize;
+    if l.model.node.get(space).is_none_or(|n| *n == home) {
+        return None;
+    }
+    l.model
+        .fastest_remote_in
+        .get(space)
+        .copied()
+        .filter(|r| *r > 0.0)
+}
+
+/// [`away_seconds`] of `bytes` of outputs crossing at `rate`, for a task
+/// whose work takes `work` seconds at best.
+fn away_price(bytes: u64, rate: f64, load: &ProcessorLoad<'_>, work: f64, weight: f64) -> f64 {
+    let latency = load.links.map_or(0.0, |l| l.model.latency);
+    let crossing = latency + bytes as f64 / rate;
+    let ratio = if work > 0.0 {
+        (crossing / work - AWAY_FREE_RATIO).clamp(0.0, AWAY_RATIO_CAP)
+    } else {
+        AWAY_RATIO_CAP
+    };
+    weight * crossing * ratio
+}
+
 /// Each processor's [`return_paths`] entry.
 type ReturnPaths = Vec<Option<(MemorySpaceId, f64)>>;
 
 /// Data-aware earliest finish time (HEFT / dmda class).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct EarliestFinish {
     /// Bytes/s assumed for copying a missing input.
     pub bandwidth: f64,
@@ -633,6 +749,11 @@ pub struct EarliestFinish {
     held: Held,
     /// The processor the last decision chose (full or not).
     wanted: Option<usize>,
+    /// Finds each task's data node.
+    data_node: DataNode,
+    /// Weight of the price of running a task away from its data's node
+    /// ([`away_seconds`]; [`AWAY_WEIGHT`] by default, 0: none).
+    pub away_weight: f64,
 }
 
 impl EarliestFinish {
@@ -644,7 +765,15 @@ impl EarliestFinish {
             returns: None,
             held: Held::default(),
             wanted: None,
+            data_node: DataNode::default(),
+            away_weight: AWAY_WEIGHT,
         }
+    }
+}
+
+impl Default for EarliestFinish {
+    fn default() -> Self {
+        EarliestFinish::new(0.0)
     }
 }
 
@@ -676,10 +805,13 @@ impl Policy for EarliestFinish {
         // as this did before, spread the work over every node: on the
         // simulated 16 × 4 GPU cluster, cholesky:30 moved 86 GB instead of
         // 70 and took 1.16 times longer; on one node the rule is the old
-        // one. A cheap lower bound of each one's rank orders the pricing:
-        // the lowest first, then only those whose bound still beats the
-        // best rank (on a cluster a handful of 80); the choice is the one
-        // pricing every processor would make.
+        // one. Lower bounds of each one's rank order the pricing: the
+        // lowest first; then, of those whose bound (queue and work, no
+        // copies) still beats its rank, a tighter bound counting the
+        // copies; then only those whose tighter bound beats the best rank
+        // so far (on the simulated cluster 1.3 a decision of 80, 3 µs a
+        // task where one bound alone priced 21 and took 5 – 6 µs). The
+        // choice is the one pricing every processor would make.
         self.order.clear();
         let spaces = procs
             .iter()
@@ -687,18 +819,50 @@ impl Policy for EarliestFinish {
             .max()
             .unwrap_or(0);
         let mut held = std::mem::take(&mut self.held);
-        held.fill(task, spaces, procs.iter().find_map(|p| p.links));
+        let links = procs.iter().find_map(|p| p.links);
+        held.fill(task, spaces, links);
+        let home = links
+            .filter(|_| self.away_weight > 0.0 && task.output_bytes > 0)
+            .and_then(|l| self.data_node.of(task, l.model));
+        // The price of leaving the data's node weighs the crossing against
+        // the task's work where it runs fastest ([`away_seconds`]), so it
+        // depends only on the network rate (the same for a cluster's
+        // spaces): the last two are kept.
+        let work = match home {
+            Some(_) => procs
+                .iter()
+                .filter(|p| p.desc.supports(task.op, task.dtype))
+                .map(|p| exec_seconds(task, p.desc))
+                .fold(f64::INFINITY, f64::min),
+            None => 0.0,
+        };
+        let mut prices = [(f64::NAN, 0.0); 2];
         for (i, p) in procs.iter().enumerate() {
             if !p.desc.supports(task.op, task.dtype) {
                 continue;
             }
             let exec = exec_seconds(task, p.desc);
-            let back = return_seconds(paths.get(i).copied().flatten(), task.output_bytes, p);
+            let away = match away_rate(p, home) {
+                None => 0.0,
+                Some(rate) => match prices.iter().find(|(r, _)| *r == rate) {
+                    Some((_, price)) => *price,
+                    None => {
+                        let price = away_price(task.output_bytes, rate, p, work, self.away_weight);
+                        prices.swap(0, 1);
+                        prices[0] = (rate, price);
+                        price
+                    }
+                },
+            };
+            let back = return_seconds(paths.get(i).copied().flatten(), task.output_bytes, p) + away;
             let queue = queued_ahead(task, p, i);
+            // Its bound at first leaves out the copies (and, below the
+            // finish, counts no bytes from other nodes): most processors
+            // are ruled out by it, the rest are bounded tighter below.
             self.order.push(Candidate {
                 rank: Rank {
-                    finish: finish_bound(task, p, self.bandwidth, exec, queue, &held) + back,
-                    remote: remote_bytes(task, p, &held),
+                    finish: queue + exec + back,
+                    remote: 0,
                     node: node_of(p),
                     queued: p.queued_tasks,
                     index: i,
@@ -713,6 +877,7 @@ impl Policy for EarliestFinish {
             let finish = finish_after(task, load, self.bandwidth, c.exec, c.queue, scratch, &held);
             Rank {
                 finish: finish + c.back,
+                remote: remote_bytes(task, load, &held),
                 ..c.rank
             }
         };
@@ -721,6 +886,13 @@ impl Policy for EarliestFinish {
             let rank = price(first, &mut self.scratch);
             self.order
                 .retain(|c| c.rank.index != rank.index && c.rank.order(&rank).is_lt());
+            for c in &mut self.order {
+                let load = &procs[c.rank.index];
+                c.rank.finish =
+                    finish_bound(task, load, self.bandwidth, c.exec, c.queue, &held) + c.back;
+                c.rank.remote = remote_bytes(task, load, &held);
+            }
+            self.order.retain(|c| c.rank.order(&rank).is_lt());
             best = Some(rank);
         }
         self.order.sort_unstable_by(|a, b| a.rank.order(&b.rank));
@@ -748,7 +920,8 @@ impl Policy for EarliestFinish {
 #[derive(Debug, Clone, Copy)]
 struct Rank {
     /// When the task would finish there (its outputs back, from a slow
-    /// processor).
+    /// processor; the price of running away from its data's node,
+    /// [`away_seconds`]).
     finish: f64,
     /// Bytes it would pull across the network.
     remote: u64,
@@ -865,8 +1038,8 @@ mod tests {
         // inputs held in random places (some on many spaces, as replicas
         // spread over a cluster), queues from a few values so that ties
         // happen: the pruned search must pick exactly the processor a
-        // full scan of (finish + return, bytes from other nodes, index)
-        // picks.
+        // full scan of (finish + return + the price of leaving the data's
+        // node, bytes from other nodes, index) picks.
         let platform = crate::sim::platform::nodes(4, 3);
         let model = platform.link_model();
         let spaces = platform.bandwidth.len() as u64;
@@ -912,10 +1085,17 @@ mod tests {
                 })
                 .collect();
             let paths = return_paths(&loads, task.dtype, 10e9);
+            let home = DataNode::default().of(&task, &model);
+            let work = loads
+                .iter()
+                .filter(|l| l.desc.supports(task.op, task.dtype))
+                .map(|l| exec_seconds(&task, l.desc))
+                .fold(f64::INFINITY, f64::min);
             let full_scan = (0..loads.len())
                 .map(|p| {
                     let finish = finish_seconds(&task, &loads, p, 10e9)
-                        + return_seconds(paths[p], task.output_bytes, &loads[p]);
+                        + return_seconds(paths[p], task.output_bytes, &loads[p])
+                        + away_seconds(&task, &loads[p], home, work, AWAY_WEIGHT);
                     let node = platform.node[loads[p].desc.memory.0 as usize];
                     let remote: u64 = inputs
                         .iter()
@@ -1138,6 +1318,86 @@ mod tests {
             return_paths(&loads, task.dtype, 1e9),
             vec![Some((MemorySpaceId(1), 1e9)), None]
         );
+    }
+
+    #[test]
+    fn leaves_its_data_node_only_when_the_wait_there_outweighs_the_network() {
+        // Two nodes of a CPU and a GPU; both inputs (8 MiB each) on node
+        // 0's GPU; the task's work is 43 µs on a GPU, its inputs take
+        // 1.3 ms to cross to node 1 and its output 0.7 ms back.
+        let platform = crate::sim::platform::nodes(2, 1);
+        let model = platform.link_model();
+        let links = LinkState {
+            model: &model,
+            free: vec![0.0; model.resources],
+        };
+        let on_gpu0 = [MemorySpaceId(1)];
+        let inputs = [(8u64 << 20, &on_gpu0[..]), (8u64 << 20, &on_gpu0[..])];
+        let task = PlacementRequest {
+            output_bytes: 8 << 20,
+            ..PlacementRequest::new(
+                OpName::Gemm,
+                Some(DType::F64),
+                2.0 * 1024f64.powi(3),
+                &inputs,
+            )
+        };
+        let node = |p: usize| platform.node[platform.processors[p].memory.0 as usize];
+        let loads = |queued: f64| -> Vec<ProcessorLoad<'_>> {
+            platform
+                .processors
+                .iter()
+                .map(|desc| ProcessorLoad {
+                    links: Some(&links),
+                    ..load(
+                        desc,
+                        if node(desc.id.0 as usize) == 0 {
+                            queued
+                        } else {
+                            0.0
+                        },
+                        0,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(DataNode::default().of(&task, &model), Some(0));
+        // Node 0 busy for 2 ms: node 1's GPU finishes first, yet the task
+        // stays, since its output must cross back and the crossings are
+        // 15 times its work.
+        let busy = loads(2e-3);
+        assert!(finish_seconds(&task, &busy, 3, 1e9) < finish_seconds(&task, &busy, 1, 1e9));
+        let mut eft = EarliestFinish::new(1e9);
+        assert_eq!(eft.place(&task, &busy).map(node), Some(0));
+        let mut no_price = EarliestFinish {
+            away_weight: 0.0,
+            ..EarliestFinish::new(1e9)
+        };
+        assert_eq!(no_price.place(&task, &busy).map(node), Some(1));
+        // Busy for 50 ms: waiting costs more than the network; it goes.
+        assert_eq!(eft.place(&task, &loads(50e-3)).map(node), Some(1));
+        // The price: none on the data's node or on one node; the same on
+        // a slow processor as on a fast one (the task's work is its best
+        // time); less, the more work the task does for its crossing, and
+        // none once the crossing takes under twice the work.
+        let idle = loads(0.0);
+        let (home, work) = (Some(0), exec_seconds(&task, &platform.processors[3]));
+        assert_eq!(away_seconds(&task, &idle[1], home, work, AWAY_WEIGHT), 0.0);
+        let price = away_seconds(&task, &idle[3], home, work, AWAY_WEIGHT);
+        let crossing = model.latency + (8u64 << 20) as f64 / 12.5e9;
+        let expected = AWAY_WEIGHT * crossing * (crossing / work - 2.0);
+        assert!((price - expected).abs() < 1e-12 && price > 5e-3, "{price}");
+        assert_eq!(
+            away_seconds(&task, &idle[2], home, work, AWAY_WEIGHT),
+            price
+        );
+        assert!(away_seconds(&task, &idle[3], home, 3.0 * work, AWAY_WEIGHT) < price / 4.0);
+        assert_eq!(
+            away_seconds(&task, &idle[3], home, 10.0 * work, AWAY_WEIGHT),
+            0.0
+        );
+        let one = crate::sim::platform::nodes(1, 2);
+        assert_eq!(DataNode::default().of(&task, &one.link_model()), None);
     }
 
     #[test]
