@@ -824,37 +824,14 @@ impl Policy for EarliestFinish {
         let home = links
             .filter(|_| self.away_weight > 0.0 && task.output_bytes > 0)
             .and_then(|l| self.data_node.of(task, l.model));
-        // The price of leaving the data's node weighs the crossing against
-        // the task's work where it runs fastest ([`away_seconds`]), so it
-        // depends only on the network rate (the same for a cluster's
-        // spaces): the last two are kept.
-        let work = match home {
-            Some(_) => procs
-                .iter()
-                .filter(|p| p.desc.supports(task.op, task.dtype))
-                .map(|p| exec_seconds(task, p.desc))
-                .fold(f64::INFINITY, f64::min),
-            None => 0.0,
-        };
-        let mut prices = [(f64::NAN, 0.0); 2];
+        let mut work = f64::INFINITY;
         for (i, p) in procs.iter().enumerate() {
             if !p.desc.supports(task.op, task.dtype) {
                 continue;
             }
             let exec = exec_seconds(task, p.desc);
-            let away = match away_rate(p, home) {
-                None => 0.0,
-                Some(rate) => match prices.iter().find(|(r, _)| *r == rate) {
-                    Some((_, price)) => *price,
-                    None => {
-                        let price = away_price(task.output_bytes, rate, p, work, self.away_weight);
-                        prices.swap(0, 1);
-                        prices[0] = (rate, price);
-                        price
-                    }
-                },
-            };
-            let back = return_seconds(paths.get(i).copied().flatten(), task.output_bytes, p) + away;
+            work = work.min(exec);
+            let back = return_seconds(paths.get(i).copied().flatten(), task.output_bytes, p);
             let queue = queued_ahead(task, p, i);
             // Its bound at first leaves out the copies (and, below the
             // finish, counts no bytes from other nodes): most processors
@@ -871,6 +848,30 @@ impl Policy for EarliestFinish {
                 back,
                 queue,
             });
+        }
+        // The price of leaving the data's node weighs the crossing against
+        // the task's work where it runs fastest ([`away_seconds`]), so it
+        // depends only on the network rate (the same for a cluster's
+        // spaces): the last two are kept.
+        if home.is_some() {
+            let mut prices = [(f64::NAN, 0.0); 2];
+            for c in &mut self.order {
+                let p = &procs[c.rank.index];
+                let Some(rate) = away_rate(p, home) else {
+                    continue;
+                };
+                let away = match prices.iter().find(|(r, _)| *r == rate) {
+                    Some((_, price)) => *price,
+                    None => {
+                        let price = away_price(task.output_bytes, rate, p, work, self.away_weight);
+                        prices.swap(0, 1);
+                        prices[0] = (rate, price);
+                        price
+                    }
+                };
+                c.back += away;
+                c.rank.finish += away;
+            }
         }
         let price = |c: &Candidate, scratch: &mut Vec<(usize, f64)>| {
             let load = &procs[c.rank.index];
