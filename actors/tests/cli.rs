@@ -191,3 +191,42 @@ fn bench_windows_times_both_window_policies_against_their_budgets() {
     let out = tessera(&["bench", "windows", "--tasks", "1"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn sim_reports_makespan_bound_and_the_network_of_a_cluster() {
+    let out = tessera(&[
+        "sim",
+        "--graph",
+        "cholesky:8",
+        "--platform",
+        "cluster-16x4",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    let makespan = v["makespan"].as_f64().unwrap();
+    assert!(makespan >= v["lower_bound"].as_f64().unwrap());
+    assert!(v["decision_us_per_task"].as_f64().unwrap() > 0.0);
+    // Each node's interfaces: what leaves one node enters another.
+    let net = v["network"].as_array().unwrap();
+    assert_eq!(net.len(), 16);
+    let sum = |k: &str| -> f64 { net.iter().map(|n| n[k].as_f64().unwrap()).sum() };
+    assert!(sum("bytes_in") > 0.0);
+    assert!((sum("bytes_in") - sum("bytes_out")).abs() < 1.0);
+    assert!(net
+        .iter()
+        .all(|n| n["busy_in_seconds"].as_f64().unwrap() <= makespan));
+    // The table says which interface was busiest; one node has none.
+    let text = tessera(&["sim", "--graph", "cholesky:8", "--platform", "cluster-16x4"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("between nodes; busiest interface node"),
+        "{text}"
+    );
+    let one = tessera(&["sim", "--graph", "cholesky:8", "--json"]);
+    assert_eq!(stdout_json(&one)["network"].as_array().unwrap().len(), 0);
+}

@@ -75,7 +75,7 @@ pub fn run(args: &SimArgs) -> CliResult {
                 "tasks": r.tasks, "makespan": r.makespan, "lower_bound": r.lower_bound,
                 "ratio": r.makespan / r.lower_bound, "decision_us_per_task": r.decision_us_per_task,
                 "bytes_moved": r.bytes_moved, "evictions": r.evictions, "modes": r.modes,
-                "links": r.links, "processors": r.processors,
+                "links": r.links, "network": r.network, "processors": r.processors,
             })
         );
     } else {
@@ -109,6 +109,26 @@ pub fn run(args: &SimArgs) -> CliResult {
                 l.bytes / 1e9,
                 l.busy_seconds,
                 100.0 * l.busy_seconds / r.makespan
+            );
+        }
+        let busiest = r
+            .network
+            .iter()
+            .max_by(|a, b| a.busiest_seconds().total_cmp(&b.busiest_seconds()));
+        if let Some(n) = busiest {
+            let across: f64 = r.network.iter().map(|n| n.bytes_out).sum();
+            let (dir, bytes, busy) = if n.busy_in_seconds >= n.busy_out_seconds {
+                ("in", n.bytes_in, n.busy_in_seconds)
+            } else {
+                ("out", n.bytes_out, n.busy_out_seconds)
+            };
+            println!(
+                "  network: {:.2} GB between nodes; busiest interface node {} {dir}: {:.2} GB, busy {:.4} s ({:.0}% of the makespan)",
+                across / 1e9,
+                n.node,
+                bytes / 1e9,
+                busy,
+                100.0 * busy / r.makespan
             );
         }
         for (mode, m) in &r.modes {

@@ -67,6 +67,9 @@ pub struct SimResult {
     pub modes: BTreeMap<&'static str, ModeStats>,
     /// The links that carried data, busiest first.
     pub links: Vec<LinkStats>,
+    /// Per node of a cluster, what its network interfaces carried (empty
+    /// on one node): where a cluster's makespan is the network's.
+    pub network: Vec<NodeNetwork>,
     /// What each processor ran.
     pub processors: Vec<ProcessorStats>,
 }
@@ -107,6 +110,56 @@ pub struct LinkStats {
     pub to: u32,
     pub bytes: f64,
     pub busy_seconds: f64,
+}
+
+/// What one node's network interfaces carried over a simulation: the sums
+/// of the copies between it and other nodes. A crossing holds both
+/// interfaces, one copy at a time each, so the busy times are each
+/// interface's own.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeNetwork {
+    pub node: usize,
+    pub bytes_in: f64,
+    pub bytes_out: f64,
+    pub busy_in_seconds: f64,
+    pub busy_out_seconds: f64,
+}
+
+impl NodeNetwork {
+    /// Each node's interfaces' totals from the links' (`node`: each
+    /// space's node); empty with one node.
+    pub fn of(links: &[LinkStats], node: &[usize]) -> Vec<NodeNetwork> {
+        let nodes = node.iter().max().map_or(1, |n| n + 1);
+        if nodes < 2 {
+            return Vec::new();
+        }
+        let mut net: Vec<NodeNetwork> = (0..nodes)
+            .map(|n| NodeNetwork {
+                node: n,
+                bytes_in: 0.0,
+                bytes_out: 0.0,
+                busy_in_seconds: 0.0,
+                busy_out_seconds: 0.0,
+            })
+            .collect();
+        for l in links {
+            let (Some(&a), Some(&b)) = (node.get(l.from as usize), node.get(l.to as usize)) else {
+                continue;
+            };
+            if a != b {
+                net[a].bytes_out += l.bytes;
+                net[a].busy_out_seconds += l.busy_seconds;
+                net[b].bytes_in += l.bytes;
+                net[b].busy_in_seconds += l.busy_seconds;
+            }
+        }
+        net
+    }
+
+    /// The busier of the two interfaces' busy times.
+    pub fn busiest_seconds(&self) -> f64 {
+        self.busy_in_seconds.max(self.busy_out_seconds)
+    }
 }
 
 /// Every link's queue: when each of the platform's link resources
@@ -919,6 +972,7 @@ pub fn simulate(
         entry.seconds += d.seconds;
         entry.fell_back += usize::from(d.fell_back);
     }
+    let links = sim.links.stats();
     Ok(SimResult {
         makespan: sim.makespan,
         lower_bound: lower_bound(g, platform),
@@ -928,7 +982,8 @@ pub fn simulate(
         evictions: sim.memory.evictions,
         bytes_written_back: sim.memory.written_back as f64,
         modes,
-        links: sim.links.stats(),
+        network: NodeNetwork::of(&links, &platform.node),
+        links,
         processors: platform
             .processors
             .iter()
@@ -956,6 +1011,8 @@ mod tests {
         for r in [&heft, &eager] {
             assert!(r.makespan >= r.lower_bound * (1.0 - 1e-9), "{r:?}");
             assert_eq!(r.tasks, g.tasks.len());
+            // One node: no network to report.
+            assert!(r.network.is_empty());
         }
         // Eager gives the slow CPU as much as a GPU; HEFT does not.
         assert!(heft.makespan < eager.makespan, "{heft:?} vs {eager:?}");
@@ -1225,11 +1282,20 @@ mod tests {
         // fewer bytes between nodes and ends sooner than without it.
         let p = platform::builtin("cluster-16x4").unwrap();
         let across = |r: &SimResult| -> f64 {
-            r.links
+            let by_link: f64 = r
+                .links
                 .iter()
                 .filter(|l| p.node[l.from as usize] != p.node[l.to as usize])
                 .map(|l| l.bytes)
-                .sum()
+                .sum();
+            // Every crossing leaves one interface and enters another, and
+            // no interface is busy longer than the run.
+            let out: f64 = r.network.iter().map(|n| n.bytes_out).sum();
+            let into: f64 = r.network.iter().map(|n| n.bytes_in).sum();
+            assert_eq!(r.network.len(), 16);
+            assert!(by_link > 0.0 && out == by_link && into == by_link);
+            assert!(r.network.iter().all(|n| n.busiest_seconds() <= r.makespan));
+            by_link
         };
         for g in [graph::cholesky(16, 1024), graph::layered(2000, 1024, 1)] {
             let priced =
