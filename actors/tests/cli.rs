@@ -15,6 +15,18 @@ fn stdout_json(out: &Output) -> serde_json::Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// `tessera args` run to success (its stderr shown if not), its stdout
+/// as JSON.
+fn json_of(args: &[&str]) -> serde_json::Value {
+    let out = tessera(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_json(&out)
+}
+
 #[test]
 fn run_cholesky_json_has_the_documented_fields_and_a_small_residual() {
     let out = tessera(&[
@@ -147,7 +159,7 @@ fn bench_cholesky_reports_a_ratio_against_faer() {
 
 #[test]
 fn bench_windows_times_both_window_policies_against_their_budgets() {
-    let out = tessera(&[
+    let v = json_of(&[
         "bench",
         "windows",
         "--windows",
@@ -156,12 +168,6 @@ fn bench_windows_times_both_window_policies_against_their_budgets() {
         "12",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = stdout_json(&out);
     let policies = v["policies"].as_array().unwrap();
     let names: Vec<&str> = policies
         .iter()
@@ -194,7 +200,7 @@ fn bench_windows_times_both_window_policies_against_their_budgets() {
 
 #[test]
 fn sim_reports_makespan_bound_and_the_network_of_a_cluster() {
-    let out = tessera(&[
+    let v = json_of(&[
         "sim",
         "--graph",
         "cholesky:8",
@@ -202,12 +208,6 @@ fn sim_reports_makespan_bound_and_the_network_of_a_cluster() {
         "cluster-16x4",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = stdout_json(&out);
     let makespan = v["makespan"].as_f64().unwrap();
     assert!(makespan >= v["lower_bound"].as_f64().unwrap());
     assert!(v["decision_us_per_task"].as_f64().unwrap() > 0.0);
@@ -227,6 +227,6 @@ fn sim_reports_makespan_bound_and_the_network_of_a_cluster() {
         text.contains("between nodes; busiest interface node"),
         "{text}"
     );
-    let one = tessera(&["sim", "--graph", "cholesky:8", "--json"]);
-    assert_eq!(stdout_json(&one)["network"].as_array().unwrap().len(), 0);
+    let one = json_of(&["sim", "--graph", "cholesky:8", "--json"]);
+    assert_eq!(one["network"].as_array().unwrap().len(), 0);
 }
