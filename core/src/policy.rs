@@ -11,7 +11,7 @@
 //! and picks the earliest. This is the HEFT / StarPU `dmda` rule for one
 //! decision.
 
-use crate::arrival::{LinkClock, LinkModel, LinkState};
+use crate::arrival::{LinkClock, LinkState};
 use crate::dtype::DType;
 use crate::op::OpName;
 use crate::perfmodel::PerfModel;
@@ -430,7 +430,7 @@ impl Held {
         self.by_node.clear();
         self.starts.clear();
         if let Some(l) = links {
-            self.nodes = l.model.node.iter().max().map_or(1, |n| n + 1);
+            self.nodes = l.model.nodes();
             for (k, (_, holders)) in task.inputs.iter().enumerate() {
                 let row = k * self.nodes;
                 let mut out = f64::INFINITY;
@@ -490,6 +490,28 @@ impl Held {
     /// The only node holding input `i`, if one alone does.
     fn sole(&self, i: usize) -> Option<usize> {
         self.sole.get(i).copied().flatten()
+    }
+
+    /// `task`'s data node: the node holding most of its input bytes (the
+    /// first on a tie); `None` with one node, no inputs or no link state.
+    fn data_node(&self, task: &PlacementRequest<'_>) -> Option<usize> {
+        if self.starts.is_empty() || self.nodes < 2 {
+            return None;
+        }
+        let mut best: (u64, Option<usize>) = (0, None);
+        for n in 0..self.nodes {
+            let bytes: u64 = task
+                .inputs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !self.on(*i, n).is_empty())
+                .map(|(_, (bytes, _))| bytes)
+                .sum();
+            if bytes > best.0 {
+                best = (bytes, Some(n));
+            }
+        }
+        best.1
     }
 
     /// Seconds until a node holding input `i` can send it (0 when unknown).
@@ -624,49 +646,10 @@ const AWAY_FREE_RATIO: f64 = 2.0;
 /// finite price.
 const AWAY_RATIO_CAP: f64 = 64.0;
 
-/// Finds the node holding most of a task's input bytes (the first such
-/// node on a tie): its data's node, where its successors will most likely
-/// find their data too. Keeps its per-node tables between tasks.
-#[derive(Debug, Default, Clone)]
-pub struct DataNode {
-    bytes: Vec<u64>,
-    /// Per node, the last input counted there (each input counts once
-    /// per node, however many of its spaces hold it).
-    counted: Vec<usize>,
-}
-
-impl DataNode {
-    /// `task`'s data node on a machine of `model`'s nodes; `None` with
-    /// one node or no inputs.
-    pub fn of(&mut self, task: &PlacementRequest<'_>, model: &LinkModel) -> Option<usize> {
-        let nodes = model.nodes();
-        if nodes < 2 {
-            return None;
-        }
-        self.bytes.clear();
-        self.bytes.resize(nodes, 0);
-        self.counted.clear();
-        self.counted.resize(nodes, usize::MAX);
-        for (i, (bytes, holders)) in task.inputs.iter().enumerate() {
-            for h in *holders {
-                let Some(n) = model.node.get(h.0 as usize).copied() else {
-                    continue;
-                };
-                if self.counted[n] != i {
-                    self.counted[n] = i;
-                    self.bytes[n] += bytes;
-                }
-            }
-        }
-        let most = self.bytes.iter().copied().max().unwrap_or(0);
-        (most > 0)
-            .then(|| self.bytes.iter().position(|b| *b == most))
-            .flatten()
-    }
-}
-
 /// Seconds charged to running `task` on `load`'s processor when that is
-/// on another node than `home`, its data's node ([`DataNode`]): the
+/// on another node than `home`, its data's node (the one holding most of
+/// its input bytes, the first on a tie: where its successors will most
+/// likely find their data too): the
 /// crossing its output makes back to where its successors will look for
 /// it, times `weight` ([`AWAY_WEIGHT`] by default) and by how much that
 /// crossing exceeds twice the task's `work` (its time on the fastest
@@ -749,8 +732,6 @@ pub struct EarliestFinish {
     held: Held,
     /// The processor the last decision chose (full or not).
     wanted: Option<usize>,
-    /// Finds each task's data node.
-    data_node: DataNode,
     /// Weight of the price of running a task away from its data's node
     /// ([`away_seconds`]; [`AWAY_WEIGHT`] by default, 0: none).
     pub away_weight: f64,
@@ -765,7 +746,6 @@ impl EarliestFinish {
             returns: None,
             held: Held::default(),
             wanted: None,
-            data_node: DataNode::default(),
             away_weight: AWAY_WEIGHT,
         }
     }
@@ -821,9 +801,9 @@ impl Policy for EarliestFinish {
         let mut held = std::mem::take(&mut self.held);
         let links = procs.iter().find_map(|p| p.links);
         held.fill(task, spaces, links);
-        let home = links
-            .filter(|_| self.away_weight > 0.0 && task.output_bytes > 0)
-            .and_then(|l| self.data_node.of(task, l.model));
+        let home = (self.away_weight > 0.0 && task.output_bytes > 0)
+            .then(|| held.data_node(task))
+            .flatten();
         let mut work = f64::INFINITY;
         for (i, p) in procs.iter().enumerate() {
             if !p.desc.supports(task.op, task.dtype) {
@@ -1007,6 +987,13 @@ mod tests {
     use super::*;
     use crate::processor::{ProcessorId, ProcessorKind};
 
+    /// `task`'s data node as HEFT finds it.
+    fn data_node(task: &PlacementRequest<'_>, links: &LinkState<'_>) -> Option<usize> {
+        let mut held = Held::default();
+        held.fill(task, links.model.bandwidth.len(), Some(links));
+        held.data_node(task)
+    }
+
     fn proc(id: u32, memory: u32, gflops: f64, ops: Vec<OpName>) -> ProcessorDesc {
         ProcessorDesc {
             id: ProcessorId(id),
@@ -1086,7 +1073,7 @@ mod tests {
                 })
                 .collect();
             let paths = return_paths(&loads, task.dtype, 10e9);
-            let home = DataNode::default().of(&task, &model);
+            let home = data_node(&task, &links);
             let work = loads
                 .iter()
                 .filter(|l| l.desc.supports(task.op, task.dtype))
@@ -1362,7 +1349,7 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(DataNode::default().of(&task, &model), Some(0));
+        assert_eq!(data_node(&task, &links), Some(0));
         // Node 0 busy for 2 ms: node 1's GPU finishes first, yet the task
         // stays, since its output must cross back and the crossings are
         // 15 times its work.
@@ -1397,8 +1384,12 @@ mod tests {
             away_seconds(&task, &idle[3], home, 10.0 * work, AWAY_WEIGHT),
             0.0
         );
-        let one = crate::sim::platform::nodes(1, 2);
-        assert_eq!(DataNode::default().of(&task, &one.link_model()), None);
+        let one = crate::sim::platform::nodes(1, 2).link_model();
+        let one_node = LinkState {
+            model: &one,
+            free: vec![0.0; one.resources],
+        };
+        assert_eq!(data_node(&task, &one_node), None);
     }
 
     #[test]

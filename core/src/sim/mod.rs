@@ -126,10 +126,10 @@ pub struct NodeNetwork {
 }
 
 impl NodeNetwork {
-    /// Each node's interfaces' totals from the links' (`node`: each
-    /// space's node); empty with one node.
-    pub fn of(links: &[LinkStats], node: &[usize]) -> Vec<NodeNetwork> {
-        let nodes = node.iter().max().map_or(1, |n| n + 1);
+    /// Each node of `platform`'s interfaces' totals from the links';
+    /// empty with one node.
+    pub fn of(links: &[LinkStats], platform: &Platform) -> Vec<NodeNetwork> {
+        let (nodes, node) = (platform.nodes(), &platform.node);
         if nodes < 2 {
             return Vec::new();
         }
@@ -982,7 +982,7 @@ pub fn simulate(
         evictions: sim.memory.evictions,
         bytes_written_back: sim.memory.written_back as f64,
         modes,
-        network: NodeNetwork::of(&links, &platform.node),
+        network: NodeNetwork::of(&links, platform),
         links,
         processors: platform
             .processors

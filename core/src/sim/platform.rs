@@ -45,8 +45,12 @@ impl Platform {
     /// as a distributed matrix is spread over a cluster's nodes before a
     /// factorisation (on one node, its host memory).
     pub fn start_space(&self, d: u32) -> MemorySpaceId {
-        let nodes = self.node.iter().max().map_or(1, |n| n + 1);
-        self.first_space(d as usize % nodes)
+        self.first_space(d as usize % self.nodes())
+    }
+
+    /// How many nodes the spaces are on.
+    pub fn nodes(&self) -> usize {
+        self.node.iter().max().map_or(1, |n| n + 1)
     }
 
     /// The platform's links as policies and the simulator see them.
