@@ -164,7 +164,15 @@ pub struct LinkState<'a> {
     pub free: Vec<f64>,
 }
 
-impl LinkState<'_> {
+impl<'a> LinkState<'a> {
+    /// `model`'s links with nothing queued.
+    pub fn idle(model: &'a LinkModel) -> Self {
+        LinkState {
+            model,
+            free: vec![0.0; model.resources],
+        }
+    }
+
     /// When a copy of `bytes` from `src` to `dst` would arrive, seconds
     /// from now, were it the only one queued now.
     pub fn arrival(&self, src: usize, dst: usize, bytes: f64) -> f64 {

@@ -1199,10 +1199,7 @@ mod tests {
         // finishes as soon on every idle GPU: node 0's, the shorter queue.
         let platform = crate::sim::platform::nodes(2, 2);
         let model = platform.link_model();
-        let links = LinkState {
-            model: &model,
-            free: vec![0.0; model.resources],
-        };
+        let links = LinkState::idle(&model);
         let loads = |seconds: f64, queued: [usize; 6]| -> Vec<ProcessorLoad<'_>> {
             platform
                 .processors
@@ -1315,10 +1312,7 @@ mod tests {
         // 1.3 ms to cross to node 1 and its output 0.7 ms back.
         let platform = crate::sim::platform::nodes(2, 1);
         let model = platform.link_model();
-        let links = LinkState {
-            model: &model,
-            free: vec![0.0; model.resources],
-        };
+        let links = LinkState::idle(&model);
         let on_gpu0 = [MemorySpaceId(1)];
         let inputs = [(8u64 << 20, &on_gpu0[..]), (8u64 << 20, &on_gpu0[..])];
         let task = PlacementRequest {
@@ -1385,11 +1379,7 @@ mod tests {
             0.0
         );
         let one = crate::sim::platform::nodes(1, 2).link_model();
-        let one_node = LinkState {
-            model: &one,
-            free: vec![0.0; one.resources],
-        };
-        assert_eq!(data_node(&task, &one_node), None);
+        assert_eq!(data_node(&task, &LinkState::idle(&one)), None);
     }
 
     #[test]
