@@ -4,7 +4,7 @@
 //! directory the user names and removed with everything in it when the
 //! runtime ends, so no user file is ever written or removed. A tile goes
 //! to disk as one file written in one call (large writes, no per-element
-//! I/O), with a CRC-32 checked when it is read back: a corrupted or
+//! I/O) under a temporary name renamed once complete, with a CRC-32 checked when it is read back: a corrupted or
 //! truncated spill file is an error naming the tile, never wrong data. A
 //! full disk is an error at once, not a retry loop.
 //!
@@ -126,10 +126,17 @@ impl SpillDir {
                 .map_err(|e| format!("spilling {tile} ({} bytes): {e}", bytes.len()))?;
             return Ok(self.account(PathBuf::from(key), bytes, started));
         }
-        let path = self.path.join(name);
-        let result = std::fs::File::create(&path).and_then(|mut f| f.write_all(bytes));
+        // Written under a temporary name and renamed when complete, so a
+        // `.bin` file in the directory is always whole: a reader of the
+        // directory (a test, a person looking, a crash mid-write) never
+        // sees half a tile under its final name.
+        let path = self.path.join(&name);
+        let part = self.path.join(format!("{name}.part"));
+        let result = std::fs::File::create(&part)
+            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|()| std::fs::rename(&part, &path));
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&part);
             // ENOSPC, EDQUOT, EFBIG: no room, whatever the cause.
             let hint = if matches!(e.raw_os_error(), Some(28 | 122 | 27)) {
                 " (the disk is full, or a quota or file-size limit was hit: free space or choose another --spill-dir)"
@@ -293,6 +300,13 @@ mod tests {
         let dir = SpillDir::create(&parent).unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         let f = dir.write(TileId(3), &data).unwrap();
+        // Only the final name is left: the temporary one was renamed.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(names, vec![f.path().to_path_buf()]);
+        assert!(f.path().to_string_lossy().ends_with(".bin"));
         let mut back = vec![0u8; data.len()];
         f.read_into(TileId(3), &mut back).unwrap();
         assert_eq!(back, data);

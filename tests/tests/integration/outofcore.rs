@@ -157,21 +157,28 @@ fn a_corrupted_spill_file_fails_the_task_not_the_runtime() {
         .collect();
     let usage = rt.host_usage();
     assert!(usage.on_disk >= 3 * 8192, "{usage:?}");
-    // The tiles spilled now have their files complete. Flip a byte in
-    // every spill file; one the background write-ahead has created but
-    // not yet written (seen empty under a loaded CI) belongs to a tile
-    // not in this list and is passed over.
+    // Flip a byte in every complete spill file (`.bin`); one the
+    // background write-ahead is still writing has a `.part` name and
+    // belongs to a tile not in this list.
     let spilled: Vec<_> = tiles.iter().filter(|t| t.is_spilled()).collect();
     assert!(!spilled.is_empty());
+    let mut flipped = 0;
     for entry in std::fs::read_dir(usage.spill_path.unwrap()).unwrap() {
         let path = entry.unwrap().path();
-        let mut raw = std::fs::read(&path).unwrap();
-        if raw.len() <= 100 {
+        if path.extension().and_then(|e| e.to_str()) != Some("bin") {
             continue;
         }
+        let mut raw = std::fs::read(&path).unwrap();
+        assert_eq!(raw.len(), 8192, "a .bin spill file is always whole");
+        flipped += 1;
         raw[100] ^= 0xff;
         std::fs::write(&path, raw).unwrap();
     }
+    assert!(
+        flipped >= spilled.len(),
+        "{flipped} files for {} tiles",
+        spilled.len()
+    );
     let err = rt.fetch(spilled[0]).unwrap_err().to_string();
     assert!(err.contains("corrupted"), "{err}");
     // The runtime runs on: a new tile computes.
