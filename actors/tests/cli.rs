@@ -230,3 +230,50 @@ fn sim_reports_makespan_bound_and_the_network_of_a_cluster() {
     let one = json_of(&["sim", "--graph", "cholesky:8", "--json"]);
     assert_eq!(one["network"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn sim_away_weight_trades_network_bytes_on_a_cluster_and_nothing_on_a_node() {
+    let between = |w: &str, platform: &str| {
+        let v = json_of(&[
+            "sim",
+            "--graph",
+            "cholesky:12",
+            "--platform",
+            platform,
+            &format!("--away-weight={w}"),
+            "--json",
+        ]);
+        assert_eq!(
+            v["away_weight"].as_f64().unwrap(),
+            w.parse::<f64>().unwrap()
+        );
+        let net = v["network"].as_array().unwrap();
+        let bytes: f64 = net.iter().map(|n| n["bytes_in"].as_f64().unwrap()).sum();
+        (bytes, v["makespan"].as_f64().unwrap())
+    };
+    // Without the price, work follows idle GPUs across the network; with
+    // it, more of it stays where its data is.
+    let (free, _) = between("0", "cluster-16x4");
+    let (priced, _) = between("1", "cluster-16x4");
+    let (dear, _) = between("4", "cluster-16x4");
+    assert!(priced < free && dear <= priced, "{free} {priced} {dear}");
+    // One node has no network to price: the same schedule.
+    assert_eq!(
+        between("0", "node-1cpu-2gpu").1,
+        between("4", "node-1cpu-2gpu").1
+    );
+    for bad in ["-1", "inf"] {
+        let out = tessera(&[
+            "sim",
+            "--graph",
+            "cholesky:4",
+            &format!("--away-weight={bad}"),
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("away weight") && err.contains("at least 0"),
+            "{err}"
+        );
+    }
+}

@@ -124,9 +124,14 @@ pub struct Metaheuristic {
 
 impl Metaheuristic {
     pub fn new(bandwidth: f64) -> Self {
+        Self::with_list(EarliestFinish::new(bandwidth))
+    }
+
+    /// Single tasks (and the plan each window starts from) by `list`.
+    pub fn with_list(list: EarliestFinish) -> Self {
         Metaheuristic {
             budget: Duration::from_millis(2),
-            list: EarliestFinish::new(bandwidth),
+            list,
             decisions: Vec::new(),
             seed: 1,
             next_budget: None,

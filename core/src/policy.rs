@@ -212,14 +212,35 @@ pub trait Policy: Send {
 /// windows with the metaheuristic as fallback) and `metaheuristic`.
 /// `bandwidth` is the copy rate assumed where a processor gives none.
 pub fn by_name(name: &str, bandwidth: f64) -> Result<Box<dyn Policy>, String> {
+    by_name_with(name, bandwidth, AWAY_WEIGHT)
+}
+
+/// [`by_name`], with `away_weight` as the weight of the price earliest
+/// finish charges for leaving a task's data node ([`away_seconds`]; 0:
+/// none), in `heft` and in the list rule the window policies place single
+/// tasks with. Only a cluster (spaces on several nodes) has a price to
+/// weigh: a network much faster than [`away_seconds`] assumes may want
+/// less of it, a slower one more.
+pub fn by_name_with(
+    name: &str,
+    bandwidth: f64,
+    away_weight: f64,
+) -> Result<Box<dyn Policy>, String> {
+    if !(away_weight.is_finite() && away_weight >= 0.0) {
+        return Err(format!(
+            "away weight {away_weight}: it must be a number at least 0"
+        ));
+    }
+    let list = || EarliestFinish {
+        away_weight,
+        ..EarliestFinish::new(bandwidth)
+    };
     match name {
-        "heft" | "eft" => Ok(Box::new(EarliestFinish::new(bandwidth))),
+        "heft" | "eft" => Ok(Box::new(list())),
         "eager" => Ok(Box::new(Eager)),
-        "milp" => Ok(Box::new(crate::milp::Milp::new(Box::new(
-            EarliestFinish::new(bandwidth),
-        )))),
-        "metaheuristic" => Ok(Box::new(crate::metaheuristic::Metaheuristic::new(
-            bandwidth,
+        "milp" => Ok(Box::new(crate::milp::Milp::new(Box::new(list())))),
+        "metaheuristic" => Ok(Box::new(crate::metaheuristic::Metaheuristic::with_list(
+            list(),
         ))),
         other => Err(format!(
             "unknown policy `{other}` (heft, eager, milp, metaheuristic)"

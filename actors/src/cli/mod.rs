@@ -120,6 +120,11 @@ pub struct SimArgs {
     /// metaheuristic.
     #[arg(long, default_value = "heft")]
     pub policy: String,
+    /// Weight of the price HEFT (and the list rule of milp and
+    /// metaheuristic) charges for running a task away from the node
+    /// holding most of its input: 0 turns it off; only clusters have one.
+    #[arg(long, default_value_t = tessera_core::policy::AWAY_WEIGHT)]
+    pub away_weight: f64,
     /// Also write the graph in our JSON format to this file.
     #[arg(long)]
     pub save_graph: Option<std::path::PathBuf>,

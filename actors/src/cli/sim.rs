@@ -2,20 +2,20 @@
 
 use super::{CliResult, SimArgs, SimSuiteArgs};
 use std::path::Path;
-use tessera_core::policy::{by_name, Policy};
+use tessera_core::policy::{by_name_with, Policy, AWAY_WEIGHT};
 use tessera_core::sim::graph::SimGraph;
 use tessera_core::sim::platform::Platform;
 use tessera_core::sim::{files, graph, platform, simulate, ReadyOrder, SimResult};
 
 /// A policy by name, with the order it places ready tasks in: eager
 /// takes them as they come, the others by upward rank.
-fn policy(name: &str) -> Result<(Box<dyn Policy>, ReadyOrder), String> {
+fn policy(name: &str, away_weight: f64) -> Result<(Box<dyn Policy>, ReadyOrder), String> {
     let order = if name == "eager" {
         ReadyOrder::Fifo
     } else {
         ReadyOrder::Rank
     };
-    Ok((by_name(name, 25e9)?, order))
+    Ok((by_name_with(name, 25e9, away_weight)?, order))
 }
 
 /// A graph file if `spec` names one, else a generator.
@@ -38,8 +38,13 @@ fn load_platform(spec: &str) -> Result<Platform, String> {
     }
 }
 
-fn run_one(g: &SimGraph, p: &Platform, policy_name: &str) -> Result<SimResult, String> {
-    let (mut pol, order) = policy(policy_name)?;
+fn run_one(
+    g: &SimGraph,
+    p: &Platform,
+    policy_name: &str,
+    away_weight: f64,
+) -> Result<SimResult, String> {
+    let (mut pol, order) = policy(policy_name, away_weight)?;
     simulate(g, p, pol.as_mut(), order)
 }
 
@@ -66,12 +71,13 @@ pub fn run(args: &SimArgs) -> CliResult {
             .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     }
     let p = load_platform(&args.platform)?;
-    let r = run_one(&g, &p, &args.policy)?;
+    let r = run_one(&g, &p, &args.policy, args.away_weight)?;
     if args.json {
         println!(
             "{}",
             serde_json::json!({
                 "graph": args.graph, "platform": args.platform, "policy": args.policy,
+                "away_weight": args.away_weight,
                 "tasks": r.tasks, "makespan": r.makespan, "lower_bound": r.lower_bound,
                 "ratio": r.makespan / r.lower_bound, "decision_us_per_task": r.decision_us_per_task,
                 "bytes_moved": r.bytes_moved, "evictions": r.evictions, "modes": r.modes,
@@ -80,10 +86,15 @@ pub fn run(args: &SimArgs) -> CliResult {
         );
     } else {
         println!(
-            "{} on {} with {}: {} tasks, makespan {:.4} s, lower bound {:.4} s (ratio {:.3}), {:.2} µs per decision, {:.1} GB moved",
+            "{} on {} with {}{}: {} tasks, makespan {:.4} s, lower bound {:.4} s (ratio {:.3}), {:.2} µs per decision, {:.1} GB moved",
             args.graph,
             args.platform,
             args.policy,
+            if args.away_weight == AWAY_WEIGHT {
+                String::new()
+            } else {
+                format!(" (away weight {})", args.away_weight)
+            },
             r.tasks,
             r.makespan,
             r.lower_bound,
@@ -171,7 +182,7 @@ pub fn suite(args: &SimSuiteArgs) -> CliResult {
         for p in PLATFORMS {
             let platform = platform::builtin(p)?;
             for pol in POLICIES {
-                let r = run_one(&graph, &platform, pol)?;
+                let r = run_one(&graph, &platform, pol, AWAY_WEIGHT)?;
                 if !args.json {
                     println!(
                         "{:<14} {:<15} {:<7} {:>7} {:>11.4} {:>11.4} {:>7.3} {:>9.2}",
