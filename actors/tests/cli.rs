@@ -277,3 +277,21 @@ fn sim_away_weight_trades_network_bytes_on_a_cluster_and_nothing_on_a_node() {
         );
     }
 }
+
+#[test]
+fn a_printing_command_ends_quietly_when_its_reader_goes() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["sim", "--graph", "cholesky:6"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tessera");
+    // The reader is gone before the first line is printed (`| head -0`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{err}");
+}

@@ -501,6 +501,22 @@ pub(crate) fn build(
     Ok(rt)
 }
 
+impl Cli {
+    /// Whether the command only computes and prints (no runtime, no
+    /// sockets, no files it must finish): a closed pipe may then end it
+    /// quietly, as it does `grep` or `sort` (`tessera sim ... | head -1`
+    /// panicked with a backtrace).
+    pub fn prints_only(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Sim(_)
+                | Command::Query(_)
+                | Command::Bench(BenchCommand::Sim(_))
+                | Command::Bench(BenchCommand::Windows(_))
+        )
+    }
+}
+
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Info(args) => info::run(&args),
