@@ -2,14 +2,83 @@
 //! and eviction when a task needs room.
 //!
 //! A task placed in a space needs all its items there. When they do not
-//! fit, the least recently used items of that space that the task does not
-//! need are evicted: a copy valid elsewhere is dropped; the last valid copy
-//! is written back to the home space first (the runtime's device eviction
-//! does the same). A task whose own items exceed the space is an error.
-//! The home space, where data starts, is not bounded.
+//! fit, items of that space the task does not need are evicted in the
+//! runtime's order (`actors/src/eviction.rs`): the one whose next use
+//! comes last in submission order first (none known: first of all), then
+//! the least recently used, then the larger id. A copy valid elsewhere is
+//! dropped; the last valid copy is written back to the home space first
+//! (the runtime's device eviction does the same). A task whose own items
+//! exceed the space is an error. The home space, where data starts, is
+//! not bounded.
+//!
+//! The least recently used item alone is the worst choice for a
+//! right-looking factorisation, which sweeps its trailing matrix every
+//! step: on GPUs of 2 GB, lu:24 took 0.29 s that way and takes 0.22 s so
+//! (docs/simulator.md).
 
+use super::graph::SimGraph;
 use crate::processor::MemorySpaceId;
+use std::cmp::Ordering;
 use std::collections::HashMap;
+
+/// Which task next uses each item: the first unfinished one, in
+/// submission order, that reads or writes it (the runtime keeps the same
+/// per tile: `Tile::add_use` at submission, `end_use` when a task ends).
+pub(crate) struct NextUse {
+    /// Per item, the tasks using it in submission order, and how many of
+    /// them, from the front, have finished.
+    uses: HashMap<u32, (Vec<usize>, usize)>,
+    done: Vec<bool>,
+}
+
+impl NextUse {
+    pub fn new(g: &SimGraph) -> Self {
+        let mut uses: HashMap<u32, (Vec<usize>, usize)> = HashMap::new();
+        for (t, task) in g.tasks.iter().enumerate() {
+            for (d, _) in task.reads.iter().chain(&task.writes) {
+                let list = &mut uses.entry(*d).or_default().0;
+                if list.last() != Some(&t) {
+                    list.push(t);
+                }
+            }
+        }
+        NextUse {
+            uses,
+            done: vec![false; g.tasks.len()],
+        }
+    }
+
+    /// The first unfinished task using `d`, if any.
+    pub fn of(&self, d: u32) -> Option<usize> {
+        let (list, first) = self.uses.get(&d)?;
+        list.get(*first).copied()
+    }
+
+    /// Task `t`, which used `items`, has finished.
+    pub fn finished(&mut self, t: usize, items: impl Iterator<Item = u32>) {
+        if let Some(done) = self.done.get_mut(t) {
+            *done = true;
+        }
+        for d in items {
+            if let Some((list, first)) = self.uses.get_mut(&d) {
+                while list.get(*first).is_some_and(|u| self.done[*u]) {
+                    *first += 1;
+                }
+            }
+        }
+    }
+
+    /// Which of two items (with their last uses) goes first: the one used
+    /// next later (unused: first), then the one used less recently, then
+    /// the larger id.
+    fn evict_before(&self, a: (u32, f64), b: (u32, f64)) -> Ordering {
+        let next = |d| self.of(d).unwrap_or(usize::MAX);
+        next(a.0)
+            .cmp(&next(b.0))
+            .then(b.1.total_cmp(&a.1))
+            .then(a.0.cmp(&b.0))
+    }
+}
 
 /// What each space holds.
 pub(crate) struct Residency {
@@ -41,6 +110,7 @@ impl Residency {
         now: f64,
         valid: &mut HashMap<u32, Vec<MemorySpaceId>>,
         home: MemorySpaceId,
+        next: &NextUse,
     ) -> Result<u64, String> {
         let s = space.0 as usize;
         let Some(cap) = self.capacity.get(s).copied().flatten() else {
@@ -65,7 +135,7 @@ impl Residency {
             let victim = self.items[s]
                 .iter()
                 .filter(|(d, _)| !needed.iter().any(|(n, _)| n == *d))
-                .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+                .max_by(|a, b| next.evict_before((*a.0, a.1 .1), (*b.0, b.1 .1)))
                 .map(|(d, (b, _))| (*d, *b));
             let Some((d, bytes)) = victim else {
                 return Err(format!("space {s} cannot make room for a task"));
@@ -98,5 +168,69 @@ impl Residency {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DType;
+    use crate::op::OpName;
+    use crate::sim::graph::Builder;
+
+    /// Tasks 0 – 3 read items 1, 2, 3 and 4 in turn; task 4 reads item 2
+    /// again and task 5 item 1.
+    fn uses() -> SimGraph {
+        let mut b = Builder::new("uses".into(), DType::F64);
+        for d in [1, 2, 3, 4, 2, 1] {
+            b.access_task(OpName::Gemm, 1.0, vec![(d, 10)], Vec::new(), Vec::new());
+        }
+        b.graph
+    }
+
+    #[test]
+    fn the_item_used_next_last_goes_first_then_the_least_recently_used() {
+        let g = uses();
+        let mut next = NextUse::new(&g);
+        assert_eq!(
+            (next.of(1), next.of(2), next.of(9)),
+            (Some(0), Some(1), None)
+        );
+        // Tasks end out of order: an item's next use is its first
+        // unfinished task.
+        next.finished(1, [2].into_iter());
+        assert_eq!(next.of(2), Some(4));
+        next.finished(0, [1].into_iter());
+        assert_eq!(next.of(1), Some(5));
+        let (gpu, home) = (MemorySpaceId(1), MemorySpaceId(0));
+        let mut mem = Residency::new(&[None, Some(30)]);
+        let mut valid = HashMap::new();
+        // Items 1 (next: task 5), 2 (next: task 4) and 9 (no use left),
+        // 9 the most recent; 1 and 9 were written there (their only copy).
+        for (d, at) in [(1, 0.0), (2, 1.0), (9, 2.0)] {
+            mem.admit(gpu, &[(d, 10)], at, &mut valid, home, &next)
+                .unwrap();
+            valid.insert(d, if d == 2 { vec![home, gpu] } else { vec![gpu] });
+        }
+        // Room for item 3: item 9 goes though just used (nothing needs
+        // it), then item 1 (its use comes after item 2's).
+        mem.admit(gpu, &[(3, 10)], 3.0, &mut valid, home, &next)
+            .unwrap();
+        assert!(!mem.items[1].contains_key(&9));
+        mem.admit(gpu, &[(4, 10)], 4.0, &mut valid, home, &next)
+            .unwrap();
+        assert!(!mem.items[1].contains_key(&1) && mem.items[1].contains_key(&2));
+        // Each evicted item was the last copy: written back home.
+        assert_eq!((mem.evictions, mem.written_back), (2, 20));
+        assert_eq!(valid[&1], vec![home]);
+        // Two items with no use left: the less recently used goes.
+        let mut mem = Residency::new(&[None, Some(20)]);
+        for (d, at) in [(8, 5.0), (9, 1.0)] {
+            mem.admit(gpu, &[(d, 10)], at, &mut valid, home, &next)
+                .unwrap();
+        }
+        mem.admit(gpu, &[(3, 10)], 6.0, &mut valid, home, &next)
+            .unwrap();
+        assert!(mem.items[1].contains_key(&8) && !mem.items[1].contains_key(&9));
     }
 }
