@@ -295,3 +295,19 @@ fn a_printing_command_ends_quietly_when_its_reader_goes() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{err}");
 }
+
+#[test]
+fn a_run_with_bounded_gpu_memory_evicts_and_ends_the_same_every_time() {
+    let platform = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/sim/node-1cpu-2gpu-2gb.json"
+    );
+    let run = || json_of(&["sim", "--graph", "lu:24", "--platform", platform, "--json"]);
+    let first = run();
+    assert!(first["evictions"].as_u64().unwrap() > 0, "{first}");
+    for _ in 0..2 {
+        let again = run();
+        assert_eq!(again["makespan"], first["makespan"]);
+        assert_eq!(again["evictions"], first["evictions"]);
+    }
+}
