@@ -302,9 +302,21 @@ fn a_run_with_bounded_gpu_memory_evicts_and_ends_the_same_every_time() {
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/sim/node-1cpu-2gpu-2gb.json"
     );
-    let run = || json_of(&["sim", "--graph", "lu:24", "--platform", platform, "--json"]);
+    let run = || {
+        json_of(&[
+            "sim",
+            "--graph",
+            "lu:12",
+            "--tile",
+            "2048",
+            "--platform",
+            platform,
+            "--json",
+        ])
+    };
     let first = run();
     assert!(first["evictions"].as_u64().unwrap() > 0, "{first}");
+    assert!(first["refetched"].as_u64().unwrap() > 0, "{first}");
     for _ in 0..2 {
         let again = run();
         assert_eq!(again["makespan"], first["makespan"]);

@@ -80,7 +80,9 @@ pub fn run(args: &SimArgs) -> CliResult {
                 "away_weight": args.away_weight,
                 "tasks": r.tasks, "makespan": r.makespan, "lower_bound": r.lower_bound,
                 "ratio": r.makespan / r.lower_bound, "decision_us_per_task": r.decision_us_per_task,
-                "bytes_moved": r.bytes_moved, "evictions": r.evictions, "modes": r.modes,
+                "bytes_moved": r.bytes_moved, "evictions": r.evictions,
+                "bytes_written_back": r.bytes_written_back, "refetched": r.refetched,
+                "modes": r.modes,
                 "links": r.links, "network": r.network, "processors": r.processors,
             })
         );
@@ -140,6 +142,14 @@ pub fn run(args: &SimArgs) -> CliResult {
                 bytes / 1e9,
                 busy,
                 100.0 * busy / r.makespan
+            );
+        }
+        if r.evictions > 0 {
+            println!(
+                "  memory: {} evictions, {:.2} GB written back; {} tasks had inputs copied in at launch (not prefetched for want of room, or evicted since)",
+                r.evictions,
+                r.bytes_written_back / 1e9,
+                r.refetched
             );
         }
         for (mode, m) in &r.modes {

@@ -1,8 +1,11 @@
 //! Memory capacities in the simulator: which data items each space holds,
 //! and eviction when a task needs room.
 //!
-//! A task placed in a space needs all its items there. When they do not
-//! fit, items of that space the task does not need are evicted in the
+//! A task placed in a space has its inputs copied there as far as the
+//! space has free room ([`Residency::admit_free`]: the runtime's
+//! prefetches never evict). When it launches it needs all its items
+//! there, pinned ([`Residency::pin`]); when they do not fit, items of
+//! that space the task does not need, and not pinned, are evicted in the
 //! runtime's order (`actors/src/eviction.rs`): the one whose next use
 //! comes last in submission order first (none known: first of all), then
 //! the least recently used, then the larger id. A copy valid elsewhere is
@@ -86,6 +89,8 @@ pub(crate) struct Residency {
     used: Vec<u64>,
     /// Per space: item -> (bytes, last use).
     items: Vec<HashMap<u32, (u64, f64)>>,
+    /// Per space: items no eviction may take, with how many pins each.
+    pinned: Vec<HashMap<u32, usize>>,
     pub evictions: usize,
     pub written_back: u64,
 }
@@ -96,6 +101,7 @@ impl Residency {
             capacity: capacity.to_vec(),
             used: vec![0; capacity.len()],
             items: vec![HashMap::new(); capacity.len()],
+            pinned: vec![HashMap::new(); capacity.len()],
             evictions: 0,
             written_back: 0,
         }
@@ -135,6 +141,7 @@ impl Residency {
             let victim = self.items[s]
                 .iter()
                 .filter(|(d, _)| !needed.iter().any(|(n, _)| n == *d))
+                .filter(|(d, _)| !self.pinned[s].contains_key(d))
                 .max_by(|a, b| next.evict_before((*a.0, a.1 .1), (*b.0, b.1 .1)))
                 .map(|(d, (b, _))| (*d, *b));
             let Some((d, bytes)) = victim else {
@@ -157,6 +164,79 @@ impl Residency {
         }
         self.written_back += written;
         Ok(written)
+    }
+
+    /// Takes into `space` what fits of `items` without evicting anything
+    /// (a prefetch: the runtime's never evicts), and marks those already
+    /// there used at `now`: whether `space` holds each item now.
+    pub fn admit_free(
+        &mut self,
+        space: MemorySpaceId,
+        items: &[(u32, u64)],
+        now: f64,
+    ) -> Vec<bool> {
+        let s = space.0 as usize;
+        let Some(cap) = self.capacity.get(s).copied().flatten() else {
+            return vec![true; items.len()];
+        };
+        items
+            .iter()
+            .map(|(d, b)| {
+                if let Some(entry) = self.items[s].get_mut(d) {
+                    entry.1 = now;
+                    true
+                } else if self.used[s] + b <= cap {
+                    self.items[s].insert(*d, (*b, now));
+                    self.used[s] += b;
+                    true
+                } else {
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// Whether `space` can make room for all of `needed` now: they and
+    /// the items other fetches have pinned fit in it.
+    pub fn can_make_room(&self, space: MemorySpaceId, needed: &[(u32, u64)]) -> bool {
+        let s = space.0 as usize;
+        let Some(cap) = self.capacity.get(s).copied().flatten() else {
+            return true;
+        };
+        let own: u64 = needed.iter().map(|(_, b)| *b).sum();
+        let pinned: u64 = self.pinned[s]
+            .keys()
+            .filter(|d| !needed.iter().any(|(n, _)| n == *d))
+            .filter_map(|d| self.items[s].get(d).map(|(b, _)| *b))
+            .sum();
+        own + pinned <= cap
+    }
+
+    /// Pins `items` in `space` (`on`) or lifts one pin of each.
+    pub fn pin(&mut self, space: MemorySpaceId, items: &[(u32, u64)], on: bool) {
+        let Some(pins) = self.pinned.get_mut(space.0 as usize) else {
+            return;
+        };
+        for (d, _) in items {
+            if on {
+                *pins.entry(*d).or_default() += 1;
+            } else if let Some(n) = pins.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    pins.remove(d);
+                }
+            }
+        }
+    }
+
+    /// Whether `space` holds item `d` (an unbounded space is not
+    /// tracked: it holds whatever was copied there).
+    pub fn holds(&self, space: MemorySpaceId, d: u32) -> bool {
+        let s = space.0 as usize;
+        match self.capacity.get(s).copied().flatten() {
+            Some(_) => self.items[s].contains_key(&d),
+            None => true,
+        }
     }
 
     /// Drops every copy of `d` outside `space` (it was just written there).
@@ -232,5 +312,34 @@ mod tests {
         mem.admit(gpu, &[(3, 10)], 6.0, &mut valid, home, &next)
             .unwrap();
         assert!(mem.items[1].contains_key(&8) && !mem.items[1].contains_key(&9));
+    }
+
+    #[test]
+    fn a_prefetch_takes_only_free_room_and_a_pin_keeps_an_item() {
+        let g = uses();
+        let next = NextUse::new(&g);
+        let (gpu, home) = (MemorySpaceId(1), MemorySpaceId(0));
+        let mut mem = Residency::new(&[None, Some(25)]);
+        let mut valid = HashMap::new();
+        // Room for two items of 10: the third does not fit and nothing
+        // is evicted for it.
+        let fits = mem.admit_free(gpu, &[(1, 10), (2, 10), (3, 10)], 0.0);
+        assert_eq!(fits, vec![true, true, false]);
+        assert_eq!(mem.evictions, 0);
+        assert!(mem.holds(gpu, 1) && !mem.holds(gpu, 3));
+        // The home space is not tracked: it holds everything.
+        assert!(mem.holds(home, 3));
+        // Item 2 is used before item 1, so item 1 would go; pinned, it
+        // stays and item 2 goes instead.
+        mem.pin(gpu, &[(1, 10)], true);
+        mem.admit(gpu, &[(3, 10)], 1.0, &mut valid, home, &next)
+            .unwrap();
+        assert!(mem.holds(gpu, 1) && !mem.holds(gpu, 2));
+        // Unpinned, it is a victim again: with item 3 pinned, it goes.
+        mem.pin(gpu, &[(1, 10)], false);
+        mem.pin(gpu, &[(3, 10)], true);
+        mem.admit(gpu, &[(4, 10)], 2.0, &mut valid, home, &next)
+            .unwrap();
+        assert!(!mem.holds(gpu, 1) && mem.holds(gpu, 3));
     }
 }

@@ -15,8 +15,12 @@
 //! sends once it has arrived. Each processor runs the highest-ranked of
 //! its queued tasks whose inputs are all there, for its flops at the
 //! processor's speed. Outputs are valid only where they were written.
-//! Spaces with a capacity make room as the runtime's memories do: the
-//! item whose next use comes last goes first ([`memory`]).
+//! A space with a capacity takes a placed task's inputs only into its
+//! free room (the runtime's prefetches never evict); at launch, the task
+//! pins its items and the space makes room for the rest, the item whose
+//! next use comes last first ([`memory`]), while the processor runs
+//! other tasks whose inputs are there, up to [`LAUNCH_FETCHES`] such
+//! fetches at a time.
 //!
 //! The lower bound ignores transfers: the larger of the critical path with
 //! every task on its fastest processor and the total work over the
@@ -45,6 +49,11 @@ pub enum ReadyOrder {
     Rank,
 }
 
+/// Tasks a processor fetches inputs for at launch at once: the CUDA
+/// plugin's compute streams by default, each a thread of the runtime
+/// that copies its task's tiles in, then launches it.
+pub const LAUNCH_FETCHES: usize = 4;
+
 /// Most tasks placed together by a policy that wants windows.
 pub const WINDOW: usize = 64;
 
@@ -63,6 +72,9 @@ pub struct SimResult {
     /// Bytes written back to host memory by those evictions (in
     /// `bytes_moved` too).
     pub bytes_written_back: f64,
+    /// Tasks that waited at launch for inputs to be copied in: not
+    /// prefetched for want of free room, or evicted since.
+    pub refetched: usize,
     /// Window decisions per mode (empty for list policies).
     pub modes: BTreeMap<&'static str, ModeStats>,
     /// The links that carried data, busiest first.
@@ -402,6 +414,9 @@ struct Worker {
     busy_until: f64,
     /// Whether a wake-up is pending (one is enough).
     woken_at: Option<f64>,
+    /// Tasks whose evicted or never prefetched inputs are being copied
+    /// in for their launch (at most [`LAUNCH_FETCHES`]).
+    fetching: Vec<usize>,
 }
 
 /// A simulation under way.
@@ -440,6 +455,8 @@ struct Engine<'g> {
     next_use: memory::NextUse,
     makespan: f64,
     moved: f64,
+    /// Tasks that waited at launch for inputs to be copied in.
+    refetched: usize,
     done: usize,
 }
 
@@ -510,10 +527,20 @@ impl<'g> Engine<'g> {
                     .collect(),
                 arrives: HashMap::new(),
             },
-            memory: memory::Residency::new(&platform.capacity),
+            // Host memories are where evictions write back: never bounded.
+            memory: memory::Residency::new(
+                &(0..platform.capacity.len())
+                    .map(|s| {
+                        let space = MemorySpaceId(s as u32);
+                        let home = platform.host_of(space) == space;
+                        platform.capacity[s].filter(|_| !home)
+                    })
+                    .collect::<Vec<_>>(),
+            ),
             next_use: memory::NextUse::new(g),
             makespan: 0.0,
             moved: 0.0,
+            refetched: 0,
             done: 0,
         }
     }
@@ -673,11 +700,10 @@ impl<'g> Engine<'g> {
         picks
     }
 
-    /// Places task `t` on processor `p` at `now`: room in its memory, its
-    /// copies in (they start now, as the runtime prefetches a placed
-    /// task's inputs), and it joins the processor's queue.
+    /// Places task `t` on processor `p` at `now`: its copies in, as far
+    /// as its memory has room (they start now, as the runtime prefetches
+    /// a placed task's inputs), and it joins the processor's queue.
     fn place(&mut self, t: usize, p: usize, now: f64) -> Result<(), String> {
-        let task = &self.g.tasks[t];
         let desc = &self.platform.processors[p];
         let exec = exec_seconds(self.g, t, desc).ok_or_else(|| {
             format!(
@@ -685,10 +711,78 @@ impl<'g> Engine<'g> {
                 desc.name
             )
         })?;
-        // Room first: what eviction writes back goes to the host before
-        // the copies in start.
-        let mut needed = task.reads.clone();
-        needed.extend(task.writes.iter().filter(|w| !task.reads.contains(w)));
+        let copied = self.bring_inputs(t, p, now, false)?;
+        self.inputs_at[t] = copied;
+        let w = &mut self.workers[p];
+        w.queue.push((t, exec));
+        w.queued += exec;
+        self.wake(p, copied.max(now));
+        Ok(())
+    }
+
+    /// Copies task `t`'s inputs that processor `p`'s memory lacks into
+    /// it, none before `now`, and returns when they are all there. When
+    /// placed (`evict` false), only those that fit in its free room, as
+    /// the runtime prefetches: room is made at launch, where a bounded
+    /// memory evicts (`evict`) for the task's items, outputs included.
+    fn bring_inputs(&mut self, t: usize, p: usize, now: f64, evict: bool) -> Result<f64, String> {
+        let task = &self.g.tasks[t];
+        let desc = &self.platform.processors[p];
+        let room_at = if evict {
+            self.make_room(t, p, now)?
+        } else {
+            now
+        };
+        let reads: Vec<(u32, u64)> = if evict {
+            task.reads.clone()
+        } else {
+            let fits = self.memory.admit_free(desc.memory, &task.reads, now);
+            task.reads
+                .iter()
+                .zip(fits)
+                .filter(|(_, fits)| *fits)
+                .map(|(r, _)| *r)
+                .collect()
+        };
+        // Against where the data is now: an input an earlier task already
+        // copied here costs nothing again, but the task waits for it if it
+        // is still on its way.
+        let (copied, bytes) = copy_in(
+            &reads,
+            &mut self.replicas,
+            self.platform,
+            desc.memory,
+            room_at,
+            &mut self.links,
+        );
+        self.moved += bytes;
+        for (d, _) in &reads {
+            let v = self
+                .replicas
+                .valid
+                .entry(*d)
+                .or_insert_with(|| vec![self.platform.start_space(*d)]);
+            if !v.contains(&desc.memory) {
+                v.push(desc.memory);
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Every item task `t` reads or writes, once each.
+    fn items_of(&self, t: usize) -> Vec<(u32, u64)> {
+        let task = &self.g.tasks[t];
+        let mut items = task.reads.clone();
+        items.extend(task.writes.iter().filter(|w| !task.reads.contains(w)));
+        items
+    }
+
+    /// Makes room in processor `p`'s memory for all of task `t`'s items,
+    /// evicting others: when what that writes back home has gone (the
+    /// copies in start after it).
+    fn make_room(&mut self, t: usize, p: usize, now: f64) -> Result<f64, String> {
+        let desc = &self.platform.processors[p];
+        let needed = self.items_of(t);
         let host = self.platform.host_of(desc.memory);
         let written = self
             .memory
@@ -701,44 +795,12 @@ impl<'g> Engine<'g> {
                 &self.next_use,
             )
             .map_err(|e| format!("task {t} on {}: {e}", desc.name))?;
-        let mut room_at = now;
-        if written > 0 {
-            let (src, dst) = (desc.memory.0 as usize, host.0 as usize);
-            room_at = self.links.copy(src, dst, written as f64, now);
-            self.moved += written as f64;
+        if written == 0 {
+            return Ok(now);
         }
-        // Against where the data is now: an input an earlier task already
-        // copied here costs nothing again, but the task waits for it if it
-        // is still on its way.
-        let (copied, bytes) = copy_in(
-            &task.reads,
-            &mut self.replicas,
-            self.platform,
-            desc.memory,
-            room_at,
-            &mut self.links,
-        );
-        self.moved += bytes;
-        self.inputs_at[t] = copied;
-        for (d, _) in &task.reads {
-            let v = self
-                .replicas
-                .valid
-                .entry(*d)
-                .or_insert_with(|| vec![self.platform.start_space(*d)]);
-            if !v.contains(&desc.memory) {
-                v.push(desc.memory);
-            }
-        }
-        for (d, _) in &task.writes {
-            self.replicas.valid.insert(*d, vec![desc.memory]);
-            self.memory.invalidate_others(*d, desc.memory);
-        }
-        let w = &mut self.workers[p];
-        w.queue.push((t, exec));
-        w.queued += exec;
-        self.wake(p, copied.max(now));
-        Ok(())
+        let (src, dst) = (desc.memory.0 as usize, host.0 as usize);
+        self.moved += written as f64;
+        Ok(self.links.copy(src, dst, written as f64, now))
     }
 
     /// Has processor `p` look at its queue at `at` (if it is not already
@@ -759,28 +821,86 @@ impl<'g> Engine<'g> {
     /// its queue whose inputs have arrived, or waits for the first
     /// arrival (a worker runs whichever of its tasks can run, highest
     /// priority first, as StarPU's dmdas does).
-    fn run_next(&mut self, p: usize, now: f64) {
+    ///
+    /// In a bounded memory a task's inputs may not be there when it is
+    /// chosen (no free room when it was placed, or evicted since): they
+    /// are copied in and pinned first, as the runtime's launch pins and
+    /// fetches what its prefetch did not bring, for up to
+    /// [`LAUNCH_FETCHES`] tasks at once, and the processor looks for
+    /// another task meanwhile.
+    fn run_next(&mut self, p: usize, now: f64) -> Result<(), String> {
         if self.workers[p].busy_until > now {
-            return;
+            return Ok(());
         }
-        let mut best: Option<usize> = None;
-        let mut first_arrival = f64::INFINITY;
-        for (i, (t, _)) in self.workers[p].queue.iter().enumerate() {
-            let at = self.inputs_at[*t];
-            if at > now {
-                first_arrival = first_arrival.min(at);
-            } else if best.is_none_or(|b| self.before(*t, self.workers[p].queue[b].0)) {
-                best = Some(i);
+        let space = self.platform.processors[p].memory;
+        // Tasks passed over: their inputs are not all here and the
+        // processor is already fetching another's.
+        let mut passed: Vec<usize> = Vec::new();
+        let i = loop {
+            let mut best: Option<usize> = None;
+            let mut first_arrival = f64::INFINITY;
+            for (i, (t, _)) in self.workers[p].queue.iter().enumerate() {
+                let at = self.inputs_at[*t];
+                if at > now {
+                    first_arrival = first_arrival.min(at);
+                } else if passed.contains(t) {
+                    continue;
+                } else if best.is_none_or(|b| self.before(*t, self.workers[p].queue[b].0)) {
+                    best = Some(i);
+                }
             }
-        }
-        let Some(i) = best else {
-            if first_arrival.is_finite() {
-                self.wake(p, first_arrival);
+            let Some(i) = best else {
+                if first_arrival.is_finite() {
+                    self.wake(p, first_arrival);
+                }
+                return Ok(());
+            };
+            let t = self.workers[p].queue[i].0;
+            let lacks = self.g.tasks[t]
+                .reads
+                .iter()
+                .any(|(d, _)| !self.memory.holds(space, *d));
+            // Beside fetches under way, only a task whose items fit with
+            // theirs launches or fetches (with none under way, every one
+            // does: too large alone is an error).
+            let needed = self.items_of(t);
+            let busy = !self.workers[p].fetching.is_empty();
+            if busy && !self.memory.can_make_room(space, &needed) {
+                passed.push(t);
+                continue;
             }
-            return;
+            if !lacks {
+                break i;
+            }
+            if self.workers[p].fetching.len() >= LAUNCH_FETCHES {
+                passed.push(t);
+                continue;
+            }
+            // Its items pinned until it launches (the runtime pins a
+            // task's tiles as it launches it): once they are here it is
+            // chosen again.
+            self.refetched += 1;
+            self.workers[p].fetching.push(t);
+            self.memory.pin(space, &needed, true);
+            self.inputs_at[t] = self.bring_inputs(t, p, now, true)?;
         };
         let (t, exec) = self.workers[p].queue.swap_remove(i);
         let desc = &self.platform.processors[p];
+        if let Some(k) = self.workers[p].fetching.iter().position(|f| *f == t) {
+            self.workers[p].fetching.swap_remove(k);
+            self.memory.pin(space, &self.items_of(t), false);
+        }
+        debug_assert!(self.g.tasks[t]
+            .reads
+            .iter()
+            .all(|(d, _)| self.memory.holds(space, *d)));
+        // Launch: room for its outputs too, and they are valid only here
+        // from now on.
+        self.make_room(t, p, now)?;
+        for (d, _) in &self.g.tasks[t].writes {
+            self.replicas.valid.insert(*d, vec![desc.memory]);
+            self.memory.invalidate_others(*d, desc.memory);
+        }
         let end = now + exec;
         let w = &mut self.workers[p];
         w.queued = (w.queued - exec).max(0.0);
@@ -794,10 +914,11 @@ impl<'g> Engine<'g> {
             at: end,
             what: What::End(t, p),
         });
+        Ok(())
     }
 
     /// Task `t` ended on processor `p` at `now`.
-    fn end(&mut self, t: usize, p: usize, now: f64) {
+    fn end(&mut self, t: usize, p: usize, now: f64) -> Result<(), String> {
         self.makespan = self.makespan.max(now);
         self.done += 1;
         let task = &self.g.tasks[t];
@@ -810,7 +931,7 @@ impl<'g> Engine<'g> {
                 self.make_ready(s);
             }
         }
-        self.run_next(p, now);
+        self.run_next(p, now)
     }
 
     /// Places what can go at `now`: a window policy plans the
@@ -945,12 +1066,12 @@ pub fn simulate(
         // Everything due now first, then one round of placements.
         while let Some(e) = next {
             match e.what {
-                What::End(t, p) => sim.end(t, p, now),
+                What::End(t, p) => sim.end(t, p, now)?,
                 What::Wake(p) => {
                     if sim.workers[p].woken_at == Some(e.at) {
                         sim.workers[p].woken_at = None;
                     }
-                    sim.run_next(p, now);
+                    sim.run_next(p, now)?;
                 }
                 What::Ready(t) => sim.make_ready(t),
             }
@@ -994,6 +1115,7 @@ pub fn simulate(
         bytes_moved: sim.moved,
         evictions: sim.memory.evictions,
         bytes_written_back: sim.memory.written_back as f64,
+        refetched: sim.refetched,
         modes,
         network: NodeNetwork::of(&links, platform),
         links,
@@ -1112,6 +1234,11 @@ mod tests {
         let (a, b) = (run(&free).unwrap(), run(&tight).unwrap());
         assert_eq!(a.evictions, 0);
         assert!(b.evictions > 0 && b.bytes_written_back > 0.0, "{b:?}");
+        // Prefetches stop at a full memory: tasks then fetch at launch
+        // (and every task ran with its inputs in place: a debug
+        // assertion at each launch).
+        assert!(b.refetched > 0, "{b:?}");
+        assert_eq!(a.refetched, 0);
         assert!(b.bytes_moved > a.bytes_moved);
         assert!(b.makespan >= b.lower_bound);
         // Evictions break ties by item, not by a hash map's order: the
