@@ -833,8 +833,9 @@ impl<'g> Engine<'g> {
             return Ok(());
         }
         let space = self.platform.processors[p].memory;
-        // Tasks passed over: their inputs are not all here and the
-        // processor is already fetching another's.
+        // Tasks passed over this time: no room beside the fetches under
+        // way, or their inputs are not all here and as many fetches as
+        // allowed are under way.
         let mut passed: Vec<usize> = Vec::new();
         let i = loop {
             let mut best: Option<usize> = None;
@@ -863,9 +864,8 @@ impl<'g> Engine<'g> {
             // Beside fetches under way, only a task whose items fit with
             // theirs launches or fetches (with none under way, every one
             // does: too large alone is an error).
-            let needed = self.items_of(t);
             let busy = !self.workers[p].fetching.is_empty();
-            if busy && !self.memory.can_make_room(space, &needed) {
+            if busy && !self.memory.can_make_room(space, &self.items_of(t)) {
                 passed.push(t);
                 continue;
             }
@@ -876,6 +876,7 @@ impl<'g> Engine<'g> {
                 passed.push(t);
                 continue;
             }
+            let needed = self.items_of(t);
             // Its items pinned until it launches (the runtime pins a
             // task's tiles as it launches it): once they are here it is
             // chosen again.
