@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_core::graph::{Failure, Submitted, TaskGraph, TaskId, TaskStatus};
 use tessera_core::perfmodel::PerfModel;
-use tessera_core::policy::{PlacementRequest, Policy, ProcessorLoad};
+use tessera_core::policy::{can_run, PlacementRequest, Policy, ProcessorLoad};
 use tessera_core::processor::{MemorySpaceId, ProcessorDesc};
 use tessera_core::{Access, DType, Op, OpName, TileId};
 
@@ -616,10 +616,19 @@ impl Scheduler {
             ),
             _ => None,
         };
-        let loads: Vec<ProcessorLoad<'_>> = match &eligible {
+        let mut loads: Vec<ProcessorLoad<'_>> = match &eligible {
             Some(idx) => idx.iter().map(|i| self.slots[*i].load()).collect(),
             None => self.slots.iter().map(ProcessorSlot::load).collect(),
         };
+        // Policies pass over a device whose budget cannot hold the task's
+        // tiles. Where no processor can, it goes where it would have gone
+        // regardless, and fails there with the device's clear error rather
+        // than waiting in the ready list forever.
+        if !loads.iter().any(|l| can_run(&request, l)) {
+            for l in &mut loads {
+                l.memory_bytes = None;
+            }
+        }
         let Some(pick) = self.policy.place(&request, &loads) else {
             return Placement::Wait;
         };

@@ -273,6 +273,18 @@ pub fn estimate_parts(
     (copy, exec)
 }
 
+/// Whether `load`'s processor can run `task`: it has the op for the
+/// element type, and its memory, where bounded, holds the task's inputs
+/// at once (a device pins a task's tiles while it runs: a task larger
+/// than its budget fails there however long it waits, where a CPU beside
+/// it could run it).
+pub fn can_run(task: &PlacementRequest<'_>, load: &ProcessorLoad<'_>) -> bool {
+    load.desc.supports(task.op, task.dtype)
+        && load
+            .memory_bytes
+            .is_none_or(|cap| task.inputs.iter().map(|(b, _)| *b).sum::<u64>() <= cap)
+}
+
 /// Seconds of work of `task` on `proc`: the learned time where the model
 /// has one, else the op's flops at the processor's peak.
 pub fn exec_seconds(task: &PlacementRequest<'_>, proc: &ProcessorDesc) -> f64 {
@@ -827,7 +839,7 @@ impl Policy for EarliestFinish {
             .flatten();
         let mut work = f64::INFINITY;
         for (i, p) in procs.iter().enumerate() {
-            if !p.desc.supports(task.op, task.dtype) {
+            if !can_run(task, p) {
                 continue;
             }
             let exec = exec_seconds(task, p.desc);
@@ -993,7 +1005,7 @@ impl Policy for Eager {
         procs
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.has_room && p.desc.supports(task.op, task.dtype))
+            .filter(|(_, p)| p.has_room && can_run(task, p))
             .min_by(|(_, a), (_, b)| {
                 a.queued_seconds
                     .total_cmp(&b.queued_seconds)
@@ -1039,6 +1051,41 @@ mod tests {
             links: None,
             room_seconds: f64::INFINITY,
         }
+    }
+
+    #[test]
+    fn a_processor_whose_memory_cannot_hold_the_inputs_is_passed_over() {
+        // A fast device with a 2 MB budget and a slow CPU; a gemm reading
+        // three 1 MB tiles from host memory.
+        let ops = OpName::ALL.to_vec();
+        let (cpu, gpu) = (proc(0, 0, 100.0, ops.clone()), proc(1, 1, 10_000.0, ops));
+        let host = [MemorySpaceId(0)];
+        let inputs = [(1u64 << 20, &host[..]); 3];
+        let task = PlacementRequest::new(OpName::Gemm, Some(DType::F64), 1e9, &inputs);
+        let bounded = |cap: u64| {
+            let mut l = load(&gpu, 0.0, 0);
+            l.memory_bytes = Some(cap);
+            l
+        };
+        for policy in ["heft", "eager", "milp", "metaheuristic"] {
+            let mut pol = by_name(policy, 10e9).unwrap();
+            // The CPU is busy: every policy prefers the device it can use.
+            let roomy = [load(&cpu, 1.0, 1), bounded(4 << 20)];
+            let tight = [load(&cpu, 1.0, 1), bounded(2 << 20)];
+            assert_eq!(pol.place(&task, &roomy), Some(1), "{policy}");
+            assert_eq!(pol.place(&task, &tight), Some(0), "{policy}");
+            assert!(can_run(&task, &roomy[1]) && !can_run(&task, &tight[1]));
+            // Nothing else: nowhere to go.
+            assert_eq!(pol.place(&task, &tight[1..]), None, "{policy}");
+        }
+        // A window's costs leave it out there too.
+        let both = [task.clone(), task.clone()];
+        let tight = [load(&cpu, 0.0, 0), bounded(2 << 20)];
+        let costs = crate::window::WindowCosts::new(&both, &tight, 10e9);
+        assert!(costs
+            .cost
+            .iter()
+            .all(|row| row[0].is_some() && row[1].is_none()));
     }
 
     #[test]
@@ -1097,7 +1144,7 @@ mod tests {
             let home = data_node(&task, &links);
             let work = loads
                 .iter()
-                .filter(|l| l.desc.supports(task.op, task.dtype))
+                .filter(|l| can_run(&task, l))
                 .map(|l| exec_seconds(&task, l.desc))
                 .fold(f64::INFINITY, f64::min);
             let full_scan = (0..loads.len())

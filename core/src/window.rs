@@ -28,7 +28,8 @@
 
 use crate::arrival::{LinkClock, LinkState};
 use crate::policy::{
-    exec_seconds, missing_bytes, return_paths, return_seconds, PlacementRequest, ProcessorLoad,
+    can_run, exec_seconds, missing_bytes, return_paths, return_seconds, PlacementRequest,
+    ProcessorLoad,
 };
 use crate::processor::MemorySpaceId;
 
@@ -126,11 +127,7 @@ impl<'a> WindowCosts<'a> {
             .map(|t| {
                 procs
                     .iter()
-                    .map(|p| {
-                        p.desc
-                            .supports(t.op, t.dtype)
-                            .then(|| exec_seconds(t, p.desc))
-                    })
+                    .map(|p| can_run(t, p).then(|| exec_seconds(t, p.desc)))
                     .collect()
             })
             .collect();

@@ -1087,6 +1087,19 @@ pub fn simulate(
     }
     if let Some(t) = sim.ready.first() {
         let task = &g.tasks[*t];
+        let able: Vec<&crate::processor::ProcessorDesc> = platform
+            .processors
+            .iter()
+            .filter(|p| p.supports(task.op, g.dtype))
+            .collect();
+        if !able.is_empty() {
+            let bytes: u64 = task.reads.iter().map(|(_, b)| *b).sum();
+            return Err(format!(
+                "task {t} ({}) reads {bytes} bytes at once, more than the memory of any processor of {} that runs it holds",
+                task.op.as_str(),
+                platform.name
+            ));
+        }
         return Err(format!(
             "no processor of {} can run task {t} ({})",
             platform.name,
@@ -1136,6 +1149,7 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::op::OpName;
     use crate::policy::{Eager, EarliestFinish};
 
     #[test]
@@ -1248,14 +1262,23 @@ mod tests {
             let c = run(&tight).unwrap();
             assert_eq!((c.makespan, c.evictions), (b.makespan, b.evictions));
         }
-        // A gemm needs three tiles: two fit nowhere on a GPU, and the CPU
-        // cannot be avoided by a policy that wants the GPUs.
+        // A gemm reads three tiles: with room for two on a GPU, every
+        // gemm runs on the CPU, the rest on the GPUs.
         let mut tiny = free.clone();
         for s in 1..tiny.capacity.len() {
             tiny.capacity[s] = Some(2 * tile);
         }
-        let e = run(&tiny).unwrap_err();
-        assert!(e.contains("more than its capacity"), "{e}");
+        let c = run(&tiny).unwrap();
+        let gemms = g.tasks.iter().filter(|t| t.op == OpName::Gemm).count();
+        assert_eq!(c.processors[0].tasks, gemms, "{c:?}");
+        // Without a CPU, nothing holds a gemm: an error that says so.
+        let mut gpus = tiny.clone();
+        gpus.processors.remove(0);
+        let e = run(&gpus).unwrap_err();
+        assert!(
+            e.contains(&format!("reads {} bytes at once", 3 * tile)) && e.contains("gemm"),
+            "{e}"
+        );
     }
 
     #[test]
