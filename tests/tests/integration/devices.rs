@@ -646,3 +646,16 @@ fn copies_are_counted_per_link() {
     }
     assert_eq!((up, down), (3.0 * 2048.0, 2048.0));
 }
+
+#[test]
+fn cholesky_with_gemms_too_large_for_the_device_runs_them_on_the_cpu() {
+    // 20,000 bytes of device memory: a potrf (one 8 KiB tile) and a trsm
+    // (two) fit, a gemm (three) does not.
+    let rt = runtime("memory=20000,copy=3", 2);
+    let gen = SpdMatrix { n: 160, seed: 3 };
+    let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
+    cholesky(&rt, &a).unwrap();
+    let r = residual(&rt, &a, gen).unwrap();
+    assert!(r < 1e-14, "residual {r:e}");
+    assert_eq!(rt.progress().failed, 0);
+}
