@@ -138,7 +138,10 @@ impl DeviceMemory {
         let reserve = loop {
             let missing: Vec<TileId> = ids
                 .iter()
-                .filter(|id| !st.replicas.contains_key(id) && !st.reserved_for.contains_key(id))
+                .filter(|id| {
+                    (!st.replicas.contains_key(id) || st.evicting.contains(id))
+                        && !st.reserved_for.contains_key(id)
+                })
                 .copied()
                 .collect();
             let need: u64 = missing.iter().map(bytes_of).sum();
@@ -147,12 +150,15 @@ impl DeviceMemory {
             }
             match self.victim(&st, &ids, &skipped, &mut graveyard) {
                 Some((id, cell)) => {
-                    // Nobody else picks it while the lock is down.
+                    // Nobody else picks it while the lock is down, and a
+                    // task that pins it meanwhile reserves its room.
                     *st.pins.entry(id).or_insert(0) += 1;
+                    st.evicting.insert(id);
                     drop(st);
                     graveyard.clear();
                     let evicted = Tile(cell).evict_from(self);
                     st = self.lock();
+                    st.evicting.remove(&id);
                     unpin(&mut st, id);
                     match evicted {
                         Ok(true) => {
@@ -319,6 +325,10 @@ struct DeviceState {
     replicas: HashMap<TileId, Replica>,
     /// Tiles of running tasks (and victims being evicted), with counts.
     pins: HashMap<TileId, u32>,
+    /// Victims being evicted now (outside the lock): a task pinning one
+    /// of them counts it as missing and reserves its room, since the
+    /// eviction, chosen before the task came, goes ahead.
+    evicting: std::collections::HashSet<TileId>,
     /// Room reserved by running tasks for tiles not here yet.
     reserved: u64,
     reserved_for: HashMap<TileId, u64>,

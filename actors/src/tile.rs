@@ -294,8 +294,13 @@ impl Tile {
         }
         let r = c.buffers.remove(at);
         let bytes = c.bytes;
-        drop(c);
+        // Freed before the tile is let go: a task acquiring it here right
+        // after allocates a new replica, which a free landing after that
+        // would have dropped from the memory's table (its bytes counted,
+        // nothing left to evict: on a tight device, tasks then waited for
+        // room no one could free).
         mem.free(self.id(), r.buffer, bytes);
+        drop(c);
         Ok(true)
     }
 

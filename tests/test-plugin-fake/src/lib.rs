@@ -126,12 +126,15 @@ impl DevicePlugin for Fake {
         let copy_streams = option(options, "copy")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let compute_streams = option(options, "streams")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         let devices = (0..count)
             .map(|i| DeviceDesc {
                 name: format!("fake{i}"),
                 kind: 0,
                 memory_bytes: memory,
-                compute_streams: 1,
+                compute_streams,
                 copy_streams,
                 gflops_f32: 1000.0,
                 gflops_f64: 1000.0,
