@@ -196,9 +196,11 @@ impl DeviceMemory {
                     // They fit, but the room is held by replicas no one
                     // can evict now and no running task will release (a
                     // dropped tile's memory not freed yet, a copy under
-                    // way): that passes. Seen on the H200 with a 20 MiB
-                    // budget, where this reported a 16 MiB task as larger
-                    // than the budget.
+                    // way): that passes. The wait is bounded for a hold
+                    // that never ends: a replica lost from the table by a
+                    // race in `Tile::evict_from` (fixed) once held its
+                    // room for good, and this reported a 16 MiB task as
+                    // larger than a 20 MiB budget.
                     if held_since.elapsed() > ROOM_PATIENCE {
                         return Err(format!(
                             "{}: the task's tiles need {total} of the {} bytes of the budget, but {} bytes stayed held by replicas that could not be evicted for {:?}",
