@@ -292,6 +292,12 @@ impl DeviceMemory {
         })
     }
 
+    /// Whether a task pinned `tile` besides the one pin its evictor holds
+    /// ([`Tile::evict_from`] asks before it frees the buffer).
+    pub fn pinned_by_others(&self, tile: TileId) -> bool {
+        self.lock().pins.get(&tile).is_some_and(|n| *n > 1)
+    }
+
     /// Bytes of tile replicas allocated on the device.
     pub fn used(&self) -> u64 {
         self.lock().used

@@ -276,6 +276,13 @@ impl Tile {
         let Ok(mut c) = self.0.coherence.try_lock() else {
             return Ok(false);
         };
+        // A task pinned it after it was chosen, and may have taken its
+        // buffer already: it stays (under this lock, no task can take the
+        // buffer until it is gone, and one pinning it from now on
+        // reserves room for a new one).
+        if mem.pinned_by_others(self.id()) {
+            return Ok(false);
+        }
         let Some(at) = c.buffers.iter().position(|r| r.mem.space == mem.space) else {
             return Ok(true);
         };
