@@ -623,13 +623,16 @@ impl Scheduler {
         // Policies pass over a device whose budget cannot hold the task's
         // tiles. Where no processor can, it goes where it would have gone
         // regardless, and fails there with the device's clear error rather
-        // than waiting in the ready list forever.
-        if !loads.iter().any(|l| can_run(&request, l)) {
+        // than waiting in the ready list forever (checked only when the
+        // policy found no place: off the path of every placement).
+        let mut pick = self.policy.place(&request, &loads);
+        if pick.is_none() && !loads.iter().any(|l| can_run(&request, l)) {
             for l in &mut loads {
                 l.memory_bytes = None;
             }
+            pick = self.policy.place(&request, &loads);
         }
-        let Some(pick) = self.policy.place(&request, &loads) else {
+        let Some(pick) = pick else {
             return Placement::Wait;
         };
         let choice = eligible.as_ref().map_or(pick, |idx| idx[pick]);

@@ -119,7 +119,7 @@ impl Residency {
         next: &NextUse,
     ) -> Result<u64, String> {
         let s = space.0 as usize;
-        let Some(cap) = self.capacity.get(s).copied().flatten() else {
+        let Some(cap) = self.bound(s) else {
             return Ok(0);
         };
         if space == home {
@@ -158,9 +158,7 @@ impl Residency {
             }
         }
         for (d, b) in needed {
-            if self.items[s].insert(*d, (*b, now)).is_none() {
-                self.used[s] += b;
-            }
+            self.take(s, *d, *b, now);
         }
         self.written_back += written;
         Ok(written)
@@ -176,7 +174,7 @@ impl Residency {
         now: f64,
     ) -> Vec<bool> {
         let s = space.0 as usize;
-        let Some(cap) = self.capacity.get(s).copied().flatten() else {
+        let Some(cap) = self.bound(s) else {
             return vec![true; items.len()];
         };
         items
@@ -186,8 +184,7 @@ impl Residency {
                     entry.1 = now;
                     true
                 } else if self.used[s] + b <= cap {
-                    self.items[s].insert(*d, (*b, now));
-                    self.used[s] += b;
+                    self.take(s, *d, *b, now);
                     true
                 } else {
                     false
@@ -200,7 +197,7 @@ impl Residency {
     /// the items other fetches have pinned fit in it.
     pub fn can_make_room(&self, space: MemorySpaceId, needed: &[(u32, u64)]) -> bool {
         let s = space.0 as usize;
-        let Some(cap) = self.capacity.get(s).copied().flatten() else {
+        let Some(cap) = self.bound(s) else {
             return true;
         };
         let own: u64 = needed.iter().map(|(_, b)| *b).sum();
@@ -229,11 +226,23 @@ impl Residency {
         }
     }
 
+    /// Space `s`'s capacity, if it is bounded.
+    fn bound(&self, s: usize) -> Option<u64> {
+        self.capacity.get(s).copied().flatten()
+    }
+
+    /// Records item `d` (`bytes`) in space `s`, used at `now`.
+    fn take(&mut self, s: usize, d: u32, bytes: u64, now: f64) {
+        if self.items[s].insert(d, (bytes, now)).is_none() {
+            self.used[s] += bytes;
+        }
+    }
+
     /// Whether `space` holds item `d` (an unbounded space is not
     /// tracked: it holds whatever was copied there).
     pub fn holds(&self, space: MemorySpaceId, d: u32) -> bool {
         let s = space.0 as usize;
-        match self.capacity.get(s).copied().flatten() {
+        match self.bound(s) {
             Some(_) => self.items[s].contains_key(&d),
             None => true,
         }

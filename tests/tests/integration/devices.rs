@@ -647,15 +647,21 @@ fn copies_are_counted_per_link() {
     assert_eq!((up, down), (3.0 * 2048.0, 2048.0));
 }
 
+/// The residual of a Cholesky of a 160 × 160 SPD matrix in 32 × 32 f64
+/// tiles (8 KiB each) on `rt`.
+fn factorised_residual(rt: &Runtime) -> Result<f64, RuntimeError> {
+    let gen = SpdMatrix { n: 160, seed: 3 };
+    let a = TiledMatrix::generate(rt, "A", 160, 32, DType::F64, gen)?;
+    cholesky(rt, &a)?;
+    residual(rt, &a, gen)
+}
+
 #[test]
 fn cholesky_with_gemms_too_large_for_the_device_runs_them_on_the_cpu() {
     // 20,000 bytes of device memory: a potrf (one 8 KiB tile) and a trsm
     // (two) fit, a gemm (three) does not.
     let rt = runtime("memory=20000,copy=3", 2);
-    let gen = SpdMatrix { n: 160, seed: 3 };
-    let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
-    cholesky(&rt, &a).unwrap();
-    let r = residual(&rt, &a, gen).unwrap();
+    let r = factorised_residual(&rt).unwrap();
     assert!(r < 1e-14, "residual {r:e}");
     assert_eq!(rt.progress().failed, 0);
 }
@@ -669,10 +675,7 @@ fn a_tight_device_shared_by_four_streams_never_loses_a_pinned_tile() {
     // in 10 of this factorisation and its residual, before the fix.
     for _ in 0..6 {
         let rt = runtime("memory=34000,copy=3,streams=4", 3);
-        let gen = SpdMatrix { n: 160, seed: 3 };
-        let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
-        cholesky(&rt, &a).unwrap();
-        let r = residual(&rt, &a, gen).unwrap();
+        let r = factorised_residual(&rt).unwrap();
         assert!(r < 1e-14, "residual {r:e}");
     }
 }
@@ -683,10 +686,7 @@ fn tight_device_budgets_sweep() {
     for mem in [25_000, 30_000, 34_000, 41_000, 49_000, 57_000] {
         for _ in 0..5 {
             let rt = runtime(&format!("memory={mem},copy=3,streams=4"), 3);
-            let gen = SpdMatrix { n: 160, seed: 3 };
-            let a = TiledMatrix::generate(&rt, "A", 160, 32, DType::F64, gen).unwrap();
-            cholesky(&rt, &a).unwrap_or_else(|e| panic!("budget {mem}: {e}"));
-            let r = residual(&rt, &a, gen).unwrap_or_else(|e| panic!("budget {mem}: {e}"));
+            let r = factorised_residual(&rt).unwrap_or_else(|e| panic!("budget {mem}: {e}"));
             assert!(r < 1e-14, "budget {mem}: residual {r:e}");
         }
     }
