@@ -323,3 +323,67 @@ fn a_run_with_bounded_gpu_memory_evicts_and_ends_the_same_every_time() {
         assert_eq!(again["evictions"], first["evictions"]);
     }
 }
+
+/// The test plugin built beside this binary by `cargo test --workspace`
+/// (a dev-dependency of tessera-tests), if it was.
+fn fake_plugin() -> Option<std::path::PathBuf> {
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_tessera"));
+    let path = exe.parent()?.join("deps").join(format!(
+        "{}tessera_test_plugin_fake{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    path.is_file().then_some(path)
+}
+
+#[test]
+fn plugin_options_reach_the_plugin_and_a_malformed_one_is_refused() {
+    let out = tessera(&["info", "--plugin-options", "fake"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`fake` is not NAME:OPTIONS"), "{err}");
+    let Some(fake) = fake_plugin() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs `cargo test --workspace`, which builds the fake plugin"
+        );
+        eprintln!("SKIPPED: the fake plugin is built by `cargo test --workspace`");
+        return;
+    };
+    let fake = fake.to_string_lossy().to_string();
+    let run = |options: &str| {
+        tessera(&[
+            "run",
+            "cholesky",
+            "--n",
+            "160",
+            "--tile",
+            "32",
+            "--check",
+            "--json",
+            "--devices",
+            "fake",
+            "--plugin",
+            &fake,
+            "--plugin-options",
+            options,
+        ])
+    };
+    // The plugin starts with them: one told to fail its start fails it.
+    let out = run("fake:fail-init");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("injected init failure"), "{err}");
+    // Room for two 8 KiB tiles on the only device: a gemm (three) fails,
+    // saying so; with room for five the factorisation completes.
+    let out = run("fake:memory=16384");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("more than its budget of 16384"), "{err}");
+    let out = run("fake:memory=40960,copy=2,streams=2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout_json(&out)["residual"].as_f64().unwrap() < 1e-14);
+}

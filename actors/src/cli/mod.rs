@@ -280,6 +280,10 @@ pub struct CommonArgs {
     /// Load this plugin library too (repeatable).
     #[arg(long = "plugin")]
     pub plugins: Vec<std::path::PathBuf>,
+    /// Options a plugin starts with, as NAME:OPTIONS (repeatable), e.g.
+    /// `cuda:streams=2,copy=2` for two compute and two copy streams.
+    #[arg(long = "plugin-options", value_name = "NAME:OPTIONS", value_parser = parse_plugin_options)]
+    pub plugin_options: Vec<(String, String)>,
     /// Host memory budget for tile data, e.g. 4GiB (default: 3/4 of RAM).
     #[arg(long, value_parser = parse_size)]
     pub host_mem: Option<u64>,
@@ -309,6 +313,18 @@ pub struct CommonArgs {
     /// file for `tessera query`, `trace` and `report`.
     #[arg(long)]
     pub record: Option<std::path::PathBuf>,
+}
+
+/// `NAME:OPTIONS` of `--plugin-options`.
+fn parse_plugin_options(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, options)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), options.trim().to_string()))
+        }
+        _ => Err(format!(
+            "`{text}` is not NAME:OPTIONS (try cuda:streams=2,copy=2)"
+        )),
+    }
 }
 
 /// [`parse_size`], where 0 is allowed.
@@ -465,6 +481,9 @@ pub(crate) fn build(
     }
     for p in &common.plugins {
         b = b.plugin(p);
+    }
+    for (name, options) in &common.plugin_options {
+        b = b.plugin_options(name, options);
     }
     if let Some(bytes) = common.host_mem {
         b = b.host_memory(bytes);
