@@ -54,6 +54,10 @@ pub(crate) struct HostTier {
     metrics: Addr<Metrics>,
     /// Tiles dropped from RAM to make room, so far.
     evictions: std::sync::atomic::AtomicU64,
+    /// Bytes of the tiles some submitted, unfinished task uses (kept by
+    /// [`crate::tile::Tile::add_use`] and `end_use`; shared with the
+    /// scheduler, which orders ready tasks by it).
+    pub live: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Default)]
@@ -96,8 +100,15 @@ impl Drop for PinGuard {
 }
 
 impl HostTier {
-    pub fn new(budget: u64, spill: Option<Arc<SpillDir>>, metrics: Addr<Metrics>) -> Arc<Self> {
+    /// `live` counts the bytes of tiles unfinished tasks use.
+    pub fn new(
+        budget: u64,
+        spill: Option<Arc<SpillDir>>,
+        metrics: Addr<Metrics>,
+        live: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Arc<Self> {
         let tier = Arc::new(HostTier {
+            live,
             budget,
             stop: AtomicBool::new(false),
             spill,

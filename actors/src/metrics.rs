@@ -59,6 +59,9 @@ pub(crate) enum TaskEvent {
     Dispatch {
         seconds: f64,
     },
+    /// The data unfinished tasks use now exceeds the devices' memory
+    /// (`true`: ready tasks go in submission order) or no longer does.
+    MemoryBound(bool),
 }
 
 /// Events since the last batch, and the queues as they stand now.
@@ -100,6 +103,7 @@ struct Series {
     decision_tasks: IntCounterVec,
     decision_seconds: HistogramVec,
     fallbacks: IntCounterVec,
+    memory_bound: IntGauge,
 }
 
 /// Per-(op, processor) handles, so a hot event costs no label hashing in
@@ -263,7 +267,12 @@ impl Metrics {
                 ),
                 &["mode"],
             )?,
+            memory_bound: IntGauge::new(
+                "tessera_scheduler_memory_bound",
+                "1 while the tiles unfinished tasks use exceed the devices' memory (by a margin) and ready tasks go in submission order, to reuse tiles before evicting them; 0 while they go by priority.",
+            )?,
         };
+        registry.register(Box::new(series.memory_bound.clone()))?;
         registry.register(Box::new(series.decisions.clone()))?;
         registry.register(Box::new(series.dispatch_seconds.clone()))?;
         registry.register(Box::new(series.evictions.clone()))?;
@@ -352,6 +361,7 @@ impl Metrics {
                     .inc();
             }
             TaskEvent::Dispatch { seconds } => self.series.dispatch_seconds.observe(seconds),
+            TaskEvent::MemoryBound(on) => self.series.memory_bound.set(i64::from(on)),
             TaskEvent::Recorded(row) => {
                 if let Some(r) = &mut self.record {
                     r.rows.push(Row::Task(row));

@@ -385,7 +385,9 @@ impl RuntimeBuilder {
         let scheduled = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Progress::default());
         let kernels = Arc::new(KernelRegistry::default());
+        let live = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let started = start_actors(ActorSetup {
+            live: Arc::clone(&live),
             model,
             model_path: self.perf_model.clone(),
             policy,
@@ -399,7 +401,7 @@ impl RuntimeBuilder {
             kernels: Arc::clone(&kernels),
         })?;
         let lane = Arc::new(Lane::new(inbox_tx, scheduled, started.scheduler));
-        let host = HostTier::new(host_budget, spill, started.metrics.clone());
+        let host = HostTier::new(host_budget, spill, started.metrics.clone(), live);
         let mut threads = Threads {
             system: started.system,
             actors: Some(started.thread),
@@ -609,6 +611,7 @@ struct ActorSetup {
     metrics: Metrics,
     progress: Arc<Progress>,
     kernels: Arc<KernelRegistry>,
+    live: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct Started {
@@ -642,6 +645,7 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                     metrics,
                     progress,
                     kernels,
+                    live,
                 } = setup;
                 let metrics = Metrics::start_in_arbiter(&side_handle, move |_| metrics);
                 let for_tier = metrics.clone();
@@ -649,6 +653,7 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                     Scheduler::new(inbox, scheduled, slots, policy, metrics, progress, kernels)
                         .with_model(model, model_path)
                         .with_clock(epoch, recording)
+                        .with_live_bytes(live)
                         .start();
                 (System::current(), scheduler, for_tier)
             });

@@ -17,6 +17,12 @@
 //!
 //! At submission the scheduler also starts copying a task's final inputs to
 //! the device it will most likely run on (prefetch).
+//!
+//! While the tiles unfinished tasks use exceed the devices' memory by a
+//! margin, ready tasks go in submission order instead of by priority
+//! ([`tessera_core::policy::memory_bound`]): priority order runs ahead into
+//! later steps of a factorisation and sweeps more tiles through the
+//! devices than they hold, submission order reuses each before evicting it.
 
 use crate::cpu_processor::Dispatch;
 use crate::device_memory::DeviceMemory;
@@ -35,7 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_core::graph::{Failure, Submitted, TaskGraph, TaskId, TaskStatus};
 use tessera_core::perfmodel::PerfModel;
-use tessera_core::policy::{can_run, PlacementRequest, Policy, ProcessorLoad};
+use tessera_core::policy::{can_run, memory_bound, PlacementRequest, Policy, ProcessorLoad};
 use tessera_core::processor::{MemorySpaceId, ProcessorDesc};
 use tessera_core::{Access, DType, Op, OpName, TileId};
 
@@ -190,8 +196,9 @@ pub(crate) struct Scheduler {
     inbox: Receiver<Input>,
     scheduled: Arc<AtomicBool>,
     graph: TaskGraph<Pending>,
-    /// Ready tasks by priority, first-come first-served within one.
-    ready: BTreeMap<i32, VecDeque<TaskId>>,
+    /// Ready tasks by [`Scheduler::ready_key`], highest first,
+    /// first-come first-served within one key.
+    ready: BTreeMap<i64, VecDeque<TaskId>>,
     ready_len: usize,
     slots: Vec<ProcessorSlot>,
     policy: Box<dyn Policy>,
@@ -217,6 +224,12 @@ pub(crate) struct Scheduler {
     epoch: Instant,
     /// Each live task's timestamps, while the run is recorded.
     stamps: Option<HashMap<TaskId, TaskRow>>,
+    /// Bytes of the tiles unfinished tasks use (the host tier's count).
+    live: Arc<AtomicU64>,
+    /// What the devices' memories hold together (`None`: no devices),
+    /// and whether `live` exceeds it ([`Scheduler::update_order`]).
+    device_capacity: Option<u64>,
+    memory_bound: bool,
 }
 
 impl Scheduler {
@@ -259,7 +272,25 @@ impl Scheduler {
             model_path: None,
             epoch: Instant::now(),
             stamps: None,
+            live: Arc::new(AtomicU64::new(0)),
+            device_capacity: None,
+            memory_bound: false,
         }
+    }
+
+    /// Orders ready tasks by submission while `live` (bytes of tiles
+    /// unfinished tasks use) exceeds what the devices hold together.
+    pub fn with_live_bytes(mut self, live: Arc<AtomicU64>) -> Self {
+        let mut budgets: Vec<(MemorySpaceId, u64)> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.device.as_ref().map(|d| (d.space, d.budget)))
+            .collect();
+        budgets.sort_unstable_by_key(|(s, _)| s.0);
+        budgets.dedup_by_key(|(s, _)| *s);
+        self.device_capacity = (!budgets.is_empty()).then(|| budgets.iter().map(|(_, b)| *b).sum());
+        self.live = live;
+        self
     }
 
     /// Counts time from `epoch`; when `recording`, keeps every task's
@@ -427,15 +458,55 @@ impl Scheduler {
         }
     }
 
+    /// Where a ready task goes in the ready list: by its priority; while
+    /// the run is memory-bound, by submission (the first submitted first).
+    fn ready_key(&self, id: TaskId, priority: i32) -> i64 {
+        if self.memory_bound {
+            -i64::try_from(id.0).unwrap_or(i64::MAX)
+        } else {
+            i64::from(priority)
+        }
+    }
+
     fn push_ready(&mut self, id: TaskId, priority: i32) {
-        self.ready.entry(priority).or_default().push_back(id);
-        self.ready_len += 1;
+        self.enqueue(id, priority);
         if self.stamps.is_some() {
             let now = self.now_us();
             if let Some(row) = self.stamps.as_mut().and_then(|s| s.get_mut(&id)) {
                 row.ready_us = Some(now);
             }
         }
+    }
+
+    fn enqueue(&mut self, id: TaskId, priority: i32) {
+        let key = self.ready_key(id, priority);
+        self.ready.entry(key).or_default().push_back(id);
+        self.ready_len += 1;
+    }
+
+    /// Whether the data unfinished tasks use exceeds the devices' memory
+    /// ([`memory_bound`]); if that changed, the ready list in its new
+    /// order. Memory-bound, tasks run in submission order, which reuses
+    /// each tile before later steps' tiles push it out: on an H200 with
+    /// 1 GiB for a 4.3 GiB Cholesky, half the bytes over PCIe and half
+    /// the time of priority order (BENCHMARKS.md, session 10).
+    fn update_order(&mut self) {
+        let Some(capacity) = self.device_capacity else {
+            return;
+        };
+        let live = self.live.load(Ordering::Relaxed);
+        let bound = memory_bound(live, capacity, self.memory_bound);
+        if bound == self.memory_bound {
+            return;
+        }
+        self.memory_bound = bound;
+        let ready = std::mem::take(&mut self.ready);
+        self.ready_len = 0;
+        for id in ready.into_values().flatten() {
+            let priority = self.graph.payload(id).map_or(0, |p| p.priority);
+            self.enqueue(id, priority);
+        }
+        self.events.push(TaskEvent::MemoryBound(bound));
     }
 
     fn done(&mut self, c: Completion) {
@@ -529,6 +600,7 @@ impl Scheduler {
     /// room. A task that should wait for a busy processor stays queued and
     /// the tasks behind it get their turn, up to [`LOOKAHEAD`] of them.
     fn dispatch(&mut self) {
+        self.update_order();
         if self.policy.wants_windows() && self.ready_len > 1 {
             // A window first; what it left waiting goes one by one below.
             self.place_window();
@@ -549,7 +621,7 @@ impl Scheduler {
     }
 
     fn dispatch_each(&mut self) {
-        let classes: Vec<i32> = self.ready.keys().rev().copied().collect();
+        let classes: Vec<i64> = self.ready.keys().rev().copied().collect();
         let mut waiting = 0usize;
         'classes: for prio in classes {
             let mut idx = 0;
@@ -649,7 +721,7 @@ impl Scheduler {
         // processor with room.
         let room = self.slots.iter().filter(|s| s.load().has_room).count();
         let window = WINDOW.min(2 * room);
-        let mut ids: Vec<(i32, TaskId)> = Vec::new();
+        let mut ids: Vec<(i64, TaskId)> = Vec::new();
         'collect: for (prio, queue) in self.ready.iter().rev() {
             for id in queue {
                 if ids.len() == window {
@@ -667,7 +739,7 @@ impl Scheduler {
         if ids.len() < 2 {
             return;
         }
-        let picks: Vec<(i32, TaskId, usize, f64, Option<(DType, f64)>)> = {
+        let picks: Vec<(i64, TaskId, usize, f64, Option<(DType, f64)>)> = {
             let payloads: Vec<&Pending> = ids
                 .iter()
                 .filter_map(|(_, id)| self.graph.payload(*id))

@@ -163,15 +163,29 @@ impl Tile {
     }
 
     /// Records that task `task` (just submitted) uses the tile.
+    /// A tile gaining its first pending use becomes live data (counted in
+    /// [`crate::host_memory::HostTier::live`]).
     pub(crate) fn add_use(&self, task: u64) {
-        lock(&self.0.uses).push_back(task);
+        let mut uses = lock(&self.0.uses);
+        if uses.is_empty() {
+            self.host_tier()
+                .live
+                .fetch_add(self.meta().bytes(), std::sync::atomic::Ordering::Relaxed);
+        }
+        uses.push_back(task);
     }
 
-    /// Records that task `task` is done with the tile.
+    /// Records that task `task` is done with the tile; with no use left,
+    /// it is no longer live data.
     pub(crate) fn end_use(&self, task: u64) {
         let mut uses = lock(&self.0.uses);
         if let Some(i) = uses.iter().position(|t| *t == task) {
             uses.remove(i);
+            if uses.is_empty() {
+                self.host_tier()
+                    .live
+                    .fetch_sub(self.meta().bytes(), std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 

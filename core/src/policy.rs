@@ -1015,6 +1015,40 @@ impl Policy for Eager {
     }
 }
 
+/// Data that tasks still use over the devices' memory at which ready tasks
+/// go in submission order rather than by priority; and the share of it
+/// below which they go by priority again.
+pub const MEMORY_BOUND_ENTER: f64 = 1.25;
+pub const MEMORY_BOUND_LEAVE: f64 = 1.1;
+
+/// Whether a run is memory-bound: the bytes of the data that unfinished
+/// tasks use (`live`) exceed what the devices' memories hold together
+/// (`capacity`) by [`MEMORY_BOUND_ENTER`], until they fall under
+/// [`MEMORY_BOUND_LEAVE`] of it (`now`: whether the run is memory-bound),
+/// so that a run near the line does not flap.
+///
+/// Just over the line, few tiles are evicted and priority order's
+/// parallelism is worth more: with data 1.09 times an H200's budget,
+/// submission order took 3% longer, at 2.1 times 25% shorter; in the
+/// simulator, qr:24 on two GPUs of 2 GB (data about 1.2 times their
+/// memory) 11% longer, lu:24 there 21% shorter.
+///
+/// Memory-bound, the order in which tasks run sets how many bytes cross
+/// PCIe: by priority (critical path first) a right-looking factorisation
+/// runs ahead into later steps and sweeps more tiles than the memory
+/// holds; in submission order each step's tiles are reused before the
+/// next step's come in. Measured: a Cholesky of 16 × 16 tiles with room
+/// for 32 copied 1,280 tiles in by priority and 555 in submission order
+/// (BENCHMARKS.md, session 10).
+pub fn memory_bound(live: u64, capacity: u64, now: bool) -> bool {
+    let share = if now {
+        MEMORY_BOUND_LEAVE
+    } else {
+        MEMORY_BOUND_ENTER
+    };
+    live as f64 > share * capacity as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1479,5 +1513,16 @@ mod tests {
             eft.place(&f32_task, &[load(&f32_only, 0.0, 0), load(&cpu, 0.0, 0)]),
             Some(0)
         );
+    }
+
+    #[test]
+    fn a_run_is_memory_bound_past_a_margin_and_leaves_below_a_lower_one() {
+        let gb = 1u64 << 30;
+        // 1.2 times the devices' memory: not yet; 1.3 times: yes.
+        assert!(!memory_bound(12 * gb / 10, gb, false));
+        assert!(memory_bound(13 * gb / 10, gb, false));
+        // Once in, it stays down to 1.1 times, and leaves below.
+        assert!(memory_bound(12 * gb / 10, gb, true));
+        assert!(!memory_bound(gb, gb, true));
     }
 }

@@ -32,23 +32,37 @@ pub(crate) struct NextUse {
     /// them, from the front, have finished.
     uses: HashMap<u32, (Vec<usize>, usize)>,
     done: Vec<bool>,
+    /// Bytes of each item, and of the items some unfinished task uses
+    /// (the runtime's `Liveness`).
+    bytes: HashMap<u32, u64>,
+    live: u64,
 }
 
 impl NextUse {
     pub fn new(g: &SimGraph) -> Self {
         let mut uses: HashMap<u32, (Vec<usize>, usize)> = HashMap::new();
+        let mut bytes = HashMap::new();
         for (t, task) in g.tasks.iter().enumerate() {
-            for (d, _) in task.reads.iter().chain(&task.writes) {
+            for (d, b) in task.reads.iter().chain(&task.writes) {
+                bytes.insert(*d, *b);
                 let list = &mut uses.entry(*d).or_default().0;
                 if list.last() != Some(&t) {
                     list.push(t);
                 }
             }
         }
+        let live = bytes.values().sum();
         NextUse {
             uses,
             done: vec![false; g.tasks.len()],
+            bytes,
+            live,
         }
+    }
+
+    /// Bytes of the items some unfinished task uses.
+    pub fn live_bytes(&self) -> u64 {
+        self.live
     }
 
     /// The first unfinished task using `d`, if any.
@@ -64,8 +78,12 @@ impl NextUse {
         }
         for d in items {
             if let Some((list, first)) = self.uses.get_mut(&d) {
+                let was_live = *first < list.len();
                 while list.get(*first).is_some_and(|u| self.done[*u]) {
                     *first += 1;
+                }
+                if was_live && *first == list.len() {
+                    self.live -= self.bytes.get(&d).copied().unwrap_or(0);
                 }
             }
         }
