@@ -59,8 +59,9 @@ pub(crate) enum TaskEvent {
     Dispatch {
         seconds: f64,
     },
-    /// The data unfinished tasks use now exceeds the devices' memory
-    /// (`true`: ready tasks go in submission order) or no longer does.
+    /// The data unfinished tasks use now exceeds the devices' memory or
+    /// the host budget of a spilling run (`true`: ready tasks go in
+    /// submission order), or no longer does.
     MemoryBound(bool),
 }
 
@@ -269,7 +270,7 @@ impl Metrics {
             )?,
             memory_bound: IntGauge::new(
                 "tessera_scheduler_memory_bound",
-                "1 while the tiles unfinished tasks use exceed the devices' memory (by a margin) and ready tasks go in submission order, to reuse tiles before evicting them; 0 while they go by priority.",
+                "1 while the tiles unfinished tasks use exceed the devices' memory, or the host budget when tiles spill to disk (by a margin), and ready tasks go in submission order, to reuse tiles before evicting them; 0 while they go by priority.",
             )?,
         };
         registry.register(Box::new(series.memory_bound.clone()))?;

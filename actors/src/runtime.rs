@@ -388,6 +388,8 @@ impl RuntimeBuilder {
         let live = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let started = start_actors(ActorSetup {
             live: Arc::clone(&live),
+            // RAM bounds the data only when tiles can spill past it.
+            host_capacity: spill.is_some().then_some(host_budget),
             model,
             model_path: self.perf_model.clone(),
             policy,
@@ -612,6 +614,7 @@ struct ActorSetup {
     progress: Arc<Progress>,
     kernels: Arc<KernelRegistry>,
     live: Arc<std::sync::atomic::AtomicU64>,
+    host_capacity: Option<u64>,
 }
 
 struct Started {
@@ -646,6 +649,7 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                     progress,
                     kernels,
                     live,
+                    host_capacity,
                 } = setup;
                 let metrics = Metrics::start_in_arbiter(&side_handle, move |_| metrics);
                 let for_tier = metrics.clone();
@@ -653,7 +657,7 @@ fn start_actors(setup: ActorSetup) -> Result<Started, RuntimeError> {
                     Scheduler::new(inbox, scheduled, slots, policy, metrics, progress, kernels)
                         .with_model(model, model_path)
                         .with_clock(epoch, recording)
-                        .with_live_bytes(live)
+                        .with_live_bytes(live, host_capacity)
                         .start();
                 (System::current(), scheduler, for_tier)
             });

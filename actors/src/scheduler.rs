@@ -18,8 +18,8 @@
 //! At submission the scheduler also starts copying a task's final inputs to
 //! the device it will most likely run on (prefetch).
 //!
-//! While the tiles unfinished tasks use exceed the devices' memory by a
-//! margin, ready tasks go in submission order instead of by priority
+//! While the tiles unfinished tasks use exceed the devices' memory (or
+//! the host budget, when tiles spill to disk) by a margin, ready tasks go in submission order instead of by priority
 //! ([`tessera_core::policy::memory_bound`]): priority order runs ahead into
 //! later steps of a factorisation and sweeps more tiles through the
 //! devices than they hold, submission order reuses each before evicting it.
@@ -227,8 +227,10 @@ pub(crate) struct Scheduler {
     /// Bytes of the tiles unfinished tasks use (the host tier's count).
     live: Arc<AtomicU64>,
     /// What the devices' memories hold together (`None`: no devices),
-    /// and whether `live` exceeds it ([`Scheduler::update_order`]).
+    /// the host budget when tiles spill past it, and whether `live`
+    /// exceeds either ([`Scheduler::update_order`]).
     device_capacity: Option<u64>,
+    host_capacity: Option<u64>,
     memory_bound: bool,
 }
 
@@ -274,13 +276,15 @@ impl Scheduler {
             stamps: None,
             live: Arc::new(AtomicU64::new(0)),
             device_capacity: None,
+            host_capacity: None,
             memory_bound: false,
         }
     }
 
     /// Orders ready tasks by submission while `live` (bytes of tiles
-    /// unfinished tasks use) exceeds what the devices hold together.
-    pub fn with_live_bytes(mut self, live: Arc<AtomicU64>) -> Self {
+    /// unfinished tasks use) exceeds what the devices hold together, or
+    /// `host_capacity` (the host budget, when tiles spill past it).
+    pub fn with_live_bytes(mut self, live: Arc<AtomicU64>, host_capacity: Option<u64>) -> Self {
         let mut budgets: Vec<(MemorySpaceId, u64)> = self
             .slots
             .iter()
@@ -289,6 +293,7 @@ impl Scheduler {
         budgets.sort_unstable_by_key(|(s, _)| s.0);
         budgets.dedup_by_key(|(s, _)| *s);
         self.device_capacity = (!budgets.is_empty()).then(|| budgets.iter().map(|(_, b)| *b).sum());
+        self.host_capacity = host_capacity;
         self.live = live;
         self
     }
@@ -485,17 +490,21 @@ impl Scheduler {
     }
 
     /// Whether the data unfinished tasks use exceeds the devices' memory
-    /// ([`memory_bound`]); if that changed, the ready list in its new
-    /// order. Memory-bound, tasks run in submission order, which reuses
-    /// each tile before later steps' tiles push it out: on an H200 with
-    /// 1 GiB for a 4.3 GiB Cholesky, half the bytes over PCIe and half
-    /// the time of priority order (BENCHMARKS.md, session 10).
+    /// or the host budget of a spilling run ([`memory_bound`]); if that
+    /// changed, the ready list in its new order. Memory-bound, tasks run
+    /// in submission order, which reuses each tile before later steps'
+    /// tiles push it out: on an H200 with 1 GiB for a 4.3 GiB Cholesky,
+    /// half the bytes over PCIe and half the time of priority order;
+    /// spilling to disk, 40% of the reads back (BENCHMARKS.md, session 10).
     fn update_order(&mut self) {
-        let Some(capacity) = self.device_capacity else {
+        if self.device_capacity.is_none() && self.host_capacity.is_none() {
             return;
-        };
+        }
         let live = self.live.load(Ordering::Relaxed);
-        let bound = memory_bound(live, capacity, self.memory_bound);
+        let bound = [self.device_capacity, self.host_capacity]
+            .into_iter()
+            .flatten()
+            .any(|capacity| memory_bound(live, capacity, self.memory_bound));
         if bound == self.memory_bound {
             return;
         }
@@ -621,9 +630,19 @@ impl Scheduler {
     }
 
     fn dispatch_each(&mut self) {
-        let classes: Vec<i64> = self.ready.keys().rev().copied().collect();
         let mut waiting = 0usize;
-        'classes: for prio in classes {
+        // Keys one at a time, highest first: while memory-bound each ready
+        // task is a key of its own, and a round visits only the first few.
+        let mut below: Option<i64> = None;
+        'classes: loop {
+            let next = match below {
+                None => self.ready.keys().next_back(),
+                Some(b) => self.ready.range(..b).next_back().map(|(k, _)| k),
+            };
+            let Some(&prio) = next else {
+                break;
+            };
+            below = Some(prio);
             let mut idx = 0;
             loop {
                 if self.slots.iter().all(|s| !s.load().has_room) {
