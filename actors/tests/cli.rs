@@ -329,7 +329,7 @@ fn a_memory_bound_simulation_goes_in_submission_order() {
     // The H200 with a 1 GiB budget, as the runtime queues work (1 ms a
     // processor), and a 4.3 GiB Cholesky: by priority throughout it
     // moved 59.6 GB in 0.876 s; in submission order while memory-bound
-    // 36.3 GB in 0.486 s (the H200 itself: about half the bytes and the
+    // 36.3 GB in 0.484 s (the H200 itself: about half the bytes and the
     // time).
     let platform = concat!(
         env!("CARGO_MANIFEST_DIR"),
