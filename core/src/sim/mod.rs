@@ -1176,6 +1176,22 @@ pub fn simulate(
             .collect();
         if !able.is_empty() {
             let bytes: u64 = task.reads.iter().map(|(_, b)| *b).sum();
+            let fits_somewhere = able.iter().any(|p| {
+                platform
+                    .capacity
+                    .get(p.memory.0 as usize)
+                    .copied()
+                    .flatten()
+                    .filter(|_| platform.host_of(p.memory) != p.memory)
+                    .is_none_or(|cap| bytes <= cap)
+            });
+            if fits_somewhere {
+                return Err(format!(
+                    "the simulation stalled with {} ready tasks never placed (task {t}, {}, first): a simulator bug, please report it with the graph and platform",
+                    sim.ready.len(),
+                    task.op.as_str()
+                ));
+            }
             return Err(format!(
                 "task {t} ({}) reads {bytes} bytes at once, more than the memory of any processor of {} that runs it holds",
                 task.op.as_str(),
