@@ -1033,7 +1033,7 @@ pub const MEMORY_BOUND_LEAVE: f64 = 1.25;
 /// time at 2.1 times. The simulator with the runtime's queue horizon
 /// (`examples/sim/h200-1gib.json`), which agrees with those runs, puts
 /// the crossing between 1.4 and 1.5 times (Cholesky of 16 and 24 tiles
-/// a side: +6 – 8% up to 1.25 times, +4.5% at 1.3, +1.3% and −3.2% at
+/// a side: +6 – 8% up to 1.25 times, +4.5% at 1.3, +3.0% and −3.2% at
 /// 1.5, −10 – −17% at 1.75, −26% at 2; BENCHMARKS.md, session 10).
 ///
 /// Memory-bound, the order in which tasks run sets how many bytes cross
