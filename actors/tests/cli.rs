@@ -348,6 +348,7 @@ fn a_memory_bound_simulation_goes_in_submission_order() {
     let moved = r["bytes_moved"].as_f64().unwrap();
     assert!((4.3e9..45e9).contains(&moved), "{r}");
     assert!(r["makespan"].as_f64().unwrap() < 0.65, "{r}");
+    assert!(r["memory_bound_placements"].as_u64().unwrap() > 0, "{r}");
 }
 
 /// The test plugin built beside this binary by `cargo test --workspace`

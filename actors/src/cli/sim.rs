@@ -82,6 +82,7 @@ pub fn run(args: &SimArgs) -> CliResult {
                 "ratio": r.makespan / r.lower_bound, "decision_us_per_task": r.decision_us_per_task,
                 "bytes_moved": r.bytes_moved, "evictions": r.evictions,
                 "bytes_written_back": r.bytes_written_back, "refetched": r.refetched,
+                "memory_bound_placements": r.memory_bound_placements,
                 "modes": r.modes,
                 "links": r.links, "network": r.network, "processors": r.processors,
             })
@@ -150,6 +151,14 @@ pub fn run(args: &SimArgs) -> CliResult {
                 r.evictions,
                 r.bytes_written_back / 1e9,
                 r.refetched
+            );
+        }
+        if r.memory_bound_placements > 0 {
+            println!(
+                "  memory-bound: {} of {} tasks placed in submission order (their data over {} times the devices' memory)",
+                r.memory_bound_placements,
+                r.tasks,
+                tessera_core::policy::MEMORY_BOUND_ENTER
             );
         }
         for (mode, m) in &r.modes {

@@ -79,6 +79,9 @@ pub struct SimResult {
     /// Tasks that waited at launch for inputs to be copied in: not
     /// prefetched for want of free room, or evicted since.
     pub refetched: usize,
+    /// Tasks placed while the run was memory-bound, in submission order
+    /// ([`crate::policy::memory_bound`]).
+    pub memory_bound_placements: usize,
     /// Window decisions per mode (empty for list policies).
     pub modes: BTreeMap<&'static str, ModeStats>,
     /// The links that carried data, busiest first.
@@ -484,6 +487,7 @@ struct Engine<'g> {
     /// ([`Engine::before`]).
     device_capacity: Option<u64>,
     memory_bound: bool,
+    memory_bound_placements: usize,
     makespan: f64,
     moved: f64,
     /// Tasks that waited at launch for inputs to be copied in.
@@ -571,6 +575,7 @@ impl<'g> Engine<'g> {
             next_use: memory::NextUse::new(g),
             device_capacity: device_capacity(platform),
             memory_bound: false,
+            memory_bound_placements: 0,
             makespan: 0.0,
             moved: 0.0,
             refetched: 0,
@@ -772,6 +777,9 @@ impl<'g> Engine<'g> {
         })?;
         let copied = self.bring_inputs(t, p, now, false)?;
         self.inputs_at[t] = copied;
+        if self.memory_bound {
+            self.memory_bound_placements += 1;
+        }
         let w = &mut self.workers[p];
         w.queue.push((t, exec));
         w.queued += exec;
@@ -1228,6 +1236,7 @@ pub fn simulate(
         evictions: sim.memory.evictions,
         bytes_written_back: sim.memory.written_back as f64,
         refetched: sim.refetched,
+        memory_bound_placements: sim.memory_bound_placements,
         modes,
         network: NodeNetwork::of(&links, platform),
         links,
@@ -1379,6 +1388,10 @@ mod tests {
         );
         assert!(r.evictions < 1000, "{r:?}");
         assert!(r.makespan >= r.lower_bound);
+        // Most tasks went while memory-bound, not all: the trailing
+        // matrix shrinks under the line near the end.
+        assert!(r.memory_bound_placements > g.tasks.len() / 2, "{r:?}");
+        assert!(r.memory_bound_placements < g.tasks.len(), "{r:?}");
         // Unbounded, nothing changes order: the same run as before.
         let free = platform::builtin("node-1cpu-2gpu").unwrap();
         assert_eq!(device_capacity(&free), None);
