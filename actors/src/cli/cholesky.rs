@@ -4,7 +4,7 @@ use super::progress::ProgressLine;
 use super::{runtime, CholeskyArgs, CliResult};
 use std::sync::Arc;
 use std::time::Instant;
-use tessera::linalg::{cholesky, residual, SpdMatrix, TiledMatrix};
+use tessera::linalg::{cholesky, cholesky_left_looking, residual, SpdMatrix, TiledMatrix};
 
 pub fn run(args: &CholeskyArgs) -> CliResult {
     let (n, tile) = args.matrix.sizes()?;
@@ -17,7 +17,11 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
     rt.wait_all()?;
     let progress = ProgressLine::start(Arc::clone(&rt), "cholesky");
     let start = Instant::now();
-    let tasks = cholesky(&rt, &a)?;
+    let tasks = if args.variant == "left" {
+        cholesky_left_looking(&rt, &a)?
+    } else {
+        cholesky(&rt, &a)?
+    };
     rt.wait_all()?;
     let seconds = start.elapsed().as_secs_f64();
     // A failed panel cancels the rest: report the cause, not a speed.

@@ -405,6 +405,12 @@ pub struct CholeskyArgs {
     /// Seed of the random matrix.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Order of the updates: right-looking (each panel updates the whole
+    /// trailing matrix; the most parallel) or left-looking (each column
+    /// takes its updates, then is done; fewer write-backs when the matrix
+    /// exceeds device or host memory).
+    #[arg(long, default_value = "right", value_parser = ["right", "left"])]
+    pub variant: String,
     #[command(flatten)]
     pub common: CommonArgs,
 }
