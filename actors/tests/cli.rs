@@ -351,6 +351,33 @@ fn a_memory_bound_simulation_goes_in_submission_order() {
     assert!(r["memory_bound_placements"].as_u64().unwrap() > 0, "{r}");
 }
 
+#[test]
+fn run_cholesky_left_looking_factors_alike_and_an_unknown_variant_is_refused() {
+    let args = |variant: &'static str| {
+        [
+            "run",
+            "cholesky",
+            "--n",
+            "96",
+            "--tile",
+            "32",
+            "--check",
+            "--json",
+            "--workers",
+            "2",
+            "--variant",
+            variant,
+        ]
+    };
+    let v = json_of(&args("left"));
+    assert_eq!(v["tasks"], 3 + 3 + 3 + 1);
+    assert!(v["residual"].as_f64().unwrap() < 1e-14, "{v}");
+    let out = tessera(&args("up"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[possible values: right, left]"), "{err}");
+}
+
 /// The test plugin built beside this binary by `cargo test --workspace`
 /// (a dev-dependency of tessera-tests), if it was.
 fn fake_plugin() -> Option<std::path::PathBuf> {
