@@ -152,6 +152,69 @@ fn fill(data: &mut TileData, shape: TileShape, f: impl Fn(usize, usize) -> f64) 
     }
 }
 
+/// `L(i,k) = A(i,k)·L(k,k)⁻ᵀ`, the solve below a factorised diagonal tile.
+fn panel_solve() -> Op {
+    Op::Trsm {
+        side: Side::Right,
+        trans: true,
+        alpha: 1.0,
+    }
+}
+
+/// `A(i,i) −= L(i,k)·L(i,k)ᵀ`, a diagonal tile's update.
+fn diagonal_update() -> Op {
+    Op::Syrk {
+        alpha: -1.0,
+        beta: 1.0,
+    }
+}
+
+/// The four kinds of task of a tiled Cholesky of `a`, submitted at
+/// `priority`: the two orders below differ only in when they submit them.
+struct CholeskyTasks<'a> {
+    rt: &'a Runtime,
+    a: &'a TiledMatrix,
+    submitted: usize,
+}
+
+impl CholeskyTasks<'_> {
+    /// `L(k,k) = chol(A(k,k))`.
+    fn factor(&mut self, k: usize, priority: i32) -> Result<(), RuntimeError> {
+        self.submit(Task::op(Op::Potrf).read_write(self.a.tile(k, k)), priority)
+    }
+
+    /// [`panel_solve`] of `A(i,k)` by `L(k,k)`.
+    fn solve(&mut self, i: usize, k: usize, priority: i32) -> Result<(), RuntimeError> {
+        let task = Task::op(panel_solve())
+            .read(self.a.tile(k, k))
+            .read_write(self.a.tile(i, k));
+        self.submit(task, priority)
+    }
+
+    /// [`diagonal_update`] of `A(i,i)` by `L(i,k)`.
+    fn update_diagonal(&mut self, i: usize, k: usize, priority: i32) -> Result<(), RuntimeError> {
+        let task = Task::op(diagonal_update())
+            .read(self.a.tile(i, k))
+            .read_write(self.a.tile(i, i));
+        self.submit(task, priority)
+    }
+
+    /// `A(i,j) −= L(i,k)·L(j,k)ᵀ`.
+    fn update(&mut self, i: usize, j: usize, k: usize, priority: i32) -> Result<(), RuntimeError> {
+        let task = Task::op(Op::gemm_nt(-1.0, 1.0))
+            .read(self.a.tile(i, k))
+            .read(self.a.tile(j, k))
+            .read_write(self.a.tile(i, j));
+        self.submit(task, priority)
+    }
+
+    fn submit(&mut self, task: Task, priority: i32) -> Result<(), RuntimeError> {
+        self.rt.submit(task.priority(priority))?;
+        self.submitted += 1;
+        Ok(())
+    }
+}
+
 /// Submits the right-looking tiled Cholesky `A = L·Lᵀ` in place on the
 /// lower tiles and returns the number of tasks. Priorities follow the
 /// critical path (panel first, then the updates that feed the next panel),
@@ -159,51 +222,25 @@ fn fill(data: &mut TileData, shape: TileShape, f: impl Fn(usize, usize) -> f64) 
 pub fn cholesky(rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
     let nt = a.nt;
     let base = 3 * nt as i32;
-    let mut tasks = 0;
+    let mut t = CholeskyTasks {
+        rt,
+        a,
+        submitted: 0,
+    };
     for k in 0..nt {
         let pk = base - 3 * k as i32;
-        rt.submit(Task::op(Op::Potrf).read_write(a.tile(k, k)).priority(pk))?;
-        tasks += 1;
+        t.factor(k, pk)?;
         for i in k + 1..nt {
-            let trsm = Op::Trsm {
-                side: Side::Right,
-                trans: true,
-                alpha: 1.0,
-            };
-            rt.submit(
-                Task::op(trsm)
-                    .read(a.tile(k, k))
-                    .read_write(a.tile(i, k))
-                    .priority(pk - (i - k) as i32),
-            )?;
-            tasks += 1;
+            t.solve(i, k, pk - (i - k) as i32)?;
         }
         for i in k + 1..nt {
-            let syrk = Op::Syrk {
-                alpha: -1.0,
-                beta: 1.0,
-            };
-            rt.submit(
-                Task::op(syrk)
-                    .read(a.tile(i, k))
-                    .read_write(a.tile(i, i))
-                    .priority(pk - 2 * (i - k) as i32),
-            )?;
-            tasks += 1;
+            t.update_diagonal(i, k, pk - 2 * (i - k) as i32)?;
             for j in k + 1..i {
-                let prio = pk - (i - k) as i32 - (j - k) as i32;
-                rt.submit(
-                    Task::op(Op::gemm_nt(-1.0, 1.0))
-                        .read(a.tile(i, k))
-                        .read(a.tile(j, k))
-                        .read_write(a.tile(i, j))
-                        .priority(prio),
-                )?;
-                tasks += 1;
+                t.update(i, j, k, pk - (i - k) as i32 - (j - k) as i32)?;
             }
         }
     }
-    Ok(tasks)
+    Ok(t.submitted)
 }
 
 /// Submits the left-looking tiled Cholesky `A = L·Lᵀ` in place on the
@@ -217,51 +254,26 @@ pub fn cholesky(rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
 pub fn cholesky_left_looking(rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
     let nt = a.nt;
     let base = 3 * nt as i32;
-    let mut tasks = 0;
+    let mut t = CholeskyTasks {
+        rt,
+        a,
+        submitted: 0,
+    };
     for j in 0..nt {
         let pj = base - 3 * j as i32;
         for k in 0..j {
-            let syrk = Op::Syrk {
-                alpha: -1.0,
-                beta: 1.0,
-            };
-            rt.submit(
-                Task::op(syrk)
-                    .read(a.tile(j, k))
-                    .read_write(a.tile(j, j))
-                    .priority(pj),
-            )?;
-            tasks += 1;
+            t.update_diagonal(j, k, pj)?;
         }
-        rt.submit(Task::op(Op::Potrf).read_write(a.tile(j, j)).priority(pj))?;
-        tasks += 1;
+        t.factor(j, pj)?;
         for i in j + 1..nt {
             let prio = pj - (i - j) as i32;
             for k in 0..j {
-                rt.submit(
-                    Task::op(Op::gemm_nt(-1.0, 1.0))
-                        .read(a.tile(i, k))
-                        .read(a.tile(j, k))
-                        .read_write(a.tile(i, j))
-                        .priority(prio),
-                )?;
-                tasks += 1;
+                t.update(i, j, k, prio)?;
             }
-            let trsm = Op::Trsm {
-                side: Side::Right,
-                trans: true,
-                alpha: 1.0,
-            };
-            rt.submit(
-                Task::op(trsm)
-                    .read(a.tile(j, j))
-                    .read_write(a.tile(i, j))
-                    .priority(prio),
-            )?;
-            tasks += 1;
+            t.solve(i, j, prio)?;
         }
     }
-    Ok(tasks)
+    Ok(t.submitted)
 }
 
 /// ‖A − L·Lᵀ‖_F / ‖A‖_F for a factorised `l` (its lower tiles hold `L`)
@@ -291,11 +303,11 @@ pub fn residual<E: MatrixEntries>(
         for j in 0..=i {
             for k in 0..=j {
                 if i == j {
-                    let syrk = Op::Syrk {
-                        alpha: -1.0,
-                        beta: 1.0,
-                    };
-                    rt.submit(Task::op(syrk).read(l.tile(i, k)).read_write(r.tile(i, i)))?;
+                    rt.submit(
+                        Task::op(diagonal_update())
+                            .read(l.tile(i, k))
+                            .read_write(r.tile(i, i)),
+                    )?;
                 } else {
                     rt.submit(
                         Task::op(Op::gemm_nt(-1.0, 1.0))

@@ -696,13 +696,12 @@ fn tight_device_budgets_sweep() {
     }
 }
 
-#[test]
-fn a_memory_bound_cholesky_goes_in_submission_order_and_copies_half_as_much() {
-    // 16 × 16 tiles of 8 KiB (136 stored, 1.1 MiB) through room for 32
-    // on the only device, four streams. By priority the factorisation
-    // copied about 1,280 tiles in (the same shape in 32 KiB tiles, before
-    // this order existed); in submission order about 560, as with each
-    // task run one after another in that order.
+type Factorise = fn(&Runtime, &TiledMatrix) -> Result<usize, RuntimeError>;
+
+/// A 512 × 512 SPD matrix in 16 × 16 tiles of 8 KiB (136 stored,
+/// 1.1 MiB), factorised by `factorise` on a fake device with room for 32
+/// tiles and four streams, the only processor.
+fn factorised_through_room_for_32_tiles(factorise: Factorise) -> (Runtime, TiledMatrix, SpdMatrix) {
     let rt = Runtime::builder()
         .devices(&["fake"])
         .plugin(built_plugin("tessera-test-plugin-fake"))
@@ -711,8 +710,18 @@ fn a_memory_bound_cholesky_goes_in_submission_order_and_copies_half_as_much() {
         .unwrap();
     let gen = SpdMatrix { n: 512, seed: 5 };
     let a = TiledMatrix::generate(&rt, "A", 512, 32, DType::F64, gen).unwrap();
-    cholesky(&rt, &a).unwrap();
+    factorise(&rt, &a).unwrap();
     rt.wait_all().unwrap();
+    (rt, a, gen)
+}
+
+#[test]
+fn a_memory_bound_cholesky_goes_in_submission_order_and_copies_half_as_much() {
+    // 136 tiles through room for 32. By priority the factorisation
+    // copied about 1,280 tiles in (the same shape in 32 KiB tiles, before
+    // this order existed); in submission order about 560, as with each
+    // task run one after another in that order.
+    let (rt, a, gen) = factorised_through_room_for_32_tiles(cholesky);
     let copied_in = settled(
         &rt,
         "tessera_transfers_total",
@@ -735,21 +744,8 @@ fn a_memory_bound_left_looking_cholesky_writes_back_fewer_tiles() {
     // As above, both orders of updates: in submission order the
     // left-looking one finishes each tile before moving on, so it writes
     // fewer back from the device (measured: about 225 against 530).
-    let written_back = |left: bool| {
-        let rt = Runtime::builder()
-            .devices(&["fake"])
-            .plugin(built_plugin("tessera-test-plugin-fake"))
-            .plugin_options("fake", "memory=262144,copy=5,streams=4")
-            .build()
-            .unwrap();
-        let gen = SpdMatrix { n: 512, seed: 7 };
-        let a = TiledMatrix::generate(&rt, "A", 512, 32, DType::F64, gen).unwrap();
-        if left {
-            cholesky_left_looking(&rt, &a).unwrap();
-        } else {
-            cholesky(&rt, &a).unwrap();
-        }
-        rt.wait_all().unwrap();
+    let written_back = |factorise: Factorise| {
+        let (rt, a, gen) = factorised_through_room_for_32_tiles(factorise);
         let back = settled(
             &rt,
             "tessera_transfers_total",
@@ -759,7 +755,7 @@ fn a_memory_bound_left_looking_cholesky_writes_back_fewer_tiles() {
         assert!(r < 1e-14, "residual {r:e}");
         back
     };
-    let (right, left) = (written_back(false), written_back(true));
+    let (right, left) = (written_back(cholesky), written_back(cholesky_left_looking));
     assert!(
         left < 0.6 * right,
         "written back: left-looking {left}, right-looking {right}"
