@@ -180,6 +180,53 @@ pub fn cholesky(nt: usize, nb: usize) -> SimGraph {
     b.graph
 }
 
+/// The same tasks as [`cholesky`] in left-looking order (the runtime's
+/// `linalg::cholesky_left_looking`): column by column, each tile's
+/// updates from the left, then its solve. Only the submission order
+/// differs, which matters while a run is memory-bound.
+pub fn cholesky_left(nt: usize, nb: usize) -> SimGraph {
+    let n = nb as f64;
+    let bytes = (nb * nb * 8) as u64;
+    let mut b = Builder::new(format!("cholesky-left:{nt}"), DType::F64);
+    for j in 0..nt {
+        for k in 0..j {
+            b.task(
+                OpName::Syrk,
+                n * n * n,
+                &[tile(nt, j, k)],
+                &[tile(nt, j, j)],
+                bytes,
+            );
+        }
+        b.task(
+            OpName::Potrf,
+            n * n * n / 3.0,
+            &[],
+            &[tile(nt, j, j)],
+            bytes,
+        );
+        for i in j + 1..nt {
+            for k in 0..j {
+                b.task(
+                    OpName::Gemm,
+                    2.0 * n * n * n,
+                    &[tile(nt, i, k), tile(nt, j, k)],
+                    &[tile(nt, i, j)],
+                    bytes,
+                );
+            }
+            b.task(
+                OpName::Trsm,
+                n * n * n,
+                &[tile(nt, j, j)],
+                &[tile(nt, i, j)],
+                bytes,
+            );
+        }
+    }
+    b.graph
+}
+
 /// Tiled LU without pivoting across tiles (getrf, two trsm sweeps, gemm).
 pub fn lu(nt: usize, nb: usize) -> SimGraph {
     let n = nb as f64;
@@ -308,7 +355,8 @@ pub fn layered(tasks: usize, nb: usize, seed: u64) -> SimGraph {
     b.graph
 }
 
-/// A graph by name: `cholesky:N`, `lu:N`, `qr:N` (tiles per side) or
+/// A graph by name: `cholesky:N`, `cholesky-left:N`, `lu:N`, `qr:N`
+/// (tiles per side) or
 /// `layered:N` (tasks), on tiles of order `nb`.
 pub fn generate(spec: &str, nb: usize) -> Result<SimGraph, String> {
     let (kind, size) = spec
@@ -321,11 +369,12 @@ pub fn generate(spec: &str, nb: usize) -> Result<SimGraph, String> {
         .ok_or_else(|| format!("`{spec}`: the size must be a positive integer"))?;
     match kind {
         "cholesky" => Ok(cholesky(size, nb)),
+        "cholesky-left" => Ok(cholesky_left(size, nb)),
         "lu" => Ok(lu(size, nb)),
         "qr" => Ok(qr(size, nb)),
         "layered" => Ok(layered(size, nb, 1)),
         other => Err(format!(
-            "unknown graph generator `{other}` (cholesky, lu, qr, layered)"
+            "unknown graph generator `{other}` (cholesky, cholesky-left, lu, qr, layered)"
         )),
     }
 }
@@ -376,5 +425,21 @@ mod tests {
             .any(|p| c.tasks[*p].op == OpName::Syrk));
         assert!(generate("cholesky:0", 64).is_err());
         assert!(generate("fft:8", 64).unwrap_err().contains("unknown"));
+    }
+
+    #[test]
+    fn both_cholesky_orders_have_the_same_tasks_and_work() {
+        let (right, left) = (cholesky(7, 64), cholesky_left(7, 64));
+        assert_eq!(right.tasks.len(), left.tasks.len());
+        let work = |g: &SimGraph| g.tasks.iter().map(|t| t.flops).sum::<f64>();
+        assert!((work(&right) - work(&left)).abs() < 1e-6 * work(&right));
+        let count = |g: &SimGraph, op| g.tasks.iter().filter(|t| t.op == op).count();
+        for op in [OpName::Potrf, OpName::Trsm, OpName::Syrk, OpName::Gemm] {
+            assert_eq!(count(&right, op), count(&left, op), "{op:?}");
+        }
+        // Left-looking: column 0 is factorised and solved before any
+        // update, and the last task factorises the last diagonal tile.
+        assert_eq!(left.tasks[0].op, OpName::Potrf);
+        assert_eq!(left.tasks[left.tasks.len() - 1].op, OpName::Potrf);
     }
 }
