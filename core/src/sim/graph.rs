@@ -136,48 +136,73 @@ fn tile(nt: usize, i: usize, j: usize) -> u32 {
     (i * nt + j) as u32
 }
 
+/// The four kinds of task of a tiled Cholesky on `nt × nt` tiles of order
+/// `nb` (f64), as the runtime's `linalg::CholeskyTasks` submits them: the
+/// two orders below differ only in when they add them.
+struct CholeskyTasks {
+    b: Builder,
+    nt: usize,
+    /// The tile's order, as flops per task are cubes of it.
+    n: f64,
+    bytes: u64,
+}
+
+impl CholeskyTasks {
+    fn new(name: String, nt: usize, nb: usize) -> Self {
+        CholeskyTasks {
+            b: Builder::new(name, DType::F64),
+            nt,
+            n: nb as f64,
+            bytes: (nb * nb * 8) as u64,
+        }
+    }
+
+    /// potrf of tile (k, k).
+    fn factor(&mut self, k: usize) {
+        let t = tile(self.nt, k, k);
+        let flops = self.n * self.n * self.n / 3.0;
+        self.b.task(OpName::Potrf, flops, &[], &[t], self.bytes);
+    }
+
+    /// trsm of tile (i, k) by (k, k).
+    fn solve(&mut self, i: usize, k: usize) {
+        let (diag, t) = (tile(self.nt, k, k), tile(self.nt, i, k));
+        let flops = self.n * self.n * self.n;
+        self.b.task(OpName::Trsm, flops, &[diag], &[t], self.bytes);
+    }
+
+    /// syrk of tile (i, i) by (i, k).
+    fn update_diagonal(&mut self, i: usize, k: usize) {
+        let (l, t) = (tile(self.nt, i, k), tile(self.nt, i, i));
+        let flops = self.n * self.n * self.n;
+        self.b.task(OpName::Syrk, flops, &[l], &[t], self.bytes);
+    }
+
+    /// gemm of tile (i, j) by (i, k) and (j, k).
+    fn update(&mut self, i: usize, j: usize, k: usize) {
+        let reads = [tile(self.nt, i, k), tile(self.nt, j, k)];
+        let flops = 2.0 * self.n * self.n * self.n;
+        let t = tile(self.nt, i, j);
+        self.b.task(OpName::Gemm, flops, &reads, &[t], self.bytes);
+    }
+}
+
 /// Right-looking tiled Cholesky on `nt × nt` tiles of order `nb` (f64).
 pub fn cholesky(nt: usize, nb: usize) -> SimGraph {
-    let n = nb as f64;
-    let bytes = (nb * nb * 8) as u64;
-    let mut b = Builder::new(format!("cholesky:{nt}"), DType::F64);
+    let mut c = CholeskyTasks::new(format!("cholesky:{nt}"), nt, nb);
     for k in 0..nt {
-        b.task(
-            OpName::Potrf,
-            n * n * n / 3.0,
-            &[],
-            &[tile(nt, k, k)],
-            bytes,
-        );
+        c.factor(k);
         for i in k + 1..nt {
-            b.task(
-                OpName::Trsm,
-                n * n * n,
-                &[tile(nt, k, k)],
-                &[tile(nt, i, k)],
-                bytes,
-            );
+            c.solve(i, k);
         }
         for i in k + 1..nt {
-            b.task(
-                OpName::Syrk,
-                n * n * n,
-                &[tile(nt, i, k)],
-                &[tile(nt, i, i)],
-                bytes,
-            );
+            c.update_diagonal(i, k);
             for j in k + 1..i {
-                b.task(
-                    OpName::Gemm,
-                    2.0 * n * n * n,
-                    &[tile(nt, i, k), tile(nt, j, k)],
-                    &[tile(nt, i, j)],
-                    bytes,
-                );
+                c.update(i, j, k);
             }
         }
     }
-    b.graph
+    c.b.graph
 }
 
 /// The same tasks as [`cholesky`] in left-looking order (the runtime's
@@ -185,46 +210,20 @@ pub fn cholesky(nt: usize, nb: usize) -> SimGraph {
 /// updates from the left, then its solve. Only the submission order
 /// differs, which matters while a run is memory-bound.
 pub fn cholesky_left(nt: usize, nb: usize) -> SimGraph {
-    let n = nb as f64;
-    let bytes = (nb * nb * 8) as u64;
-    let mut b = Builder::new(format!("cholesky-left:{nt}"), DType::F64);
+    let mut c = CholeskyTasks::new(format!("cholesky-left:{nt}"), nt, nb);
     for j in 0..nt {
         for k in 0..j {
-            b.task(
-                OpName::Syrk,
-                n * n * n,
-                &[tile(nt, j, k)],
-                &[tile(nt, j, j)],
-                bytes,
-            );
+            c.update_diagonal(j, k);
         }
-        b.task(
-            OpName::Potrf,
-            n * n * n / 3.0,
-            &[],
-            &[tile(nt, j, j)],
-            bytes,
-        );
+        c.factor(j);
         for i in j + 1..nt {
             for k in 0..j {
-                b.task(
-                    OpName::Gemm,
-                    2.0 * n * n * n,
-                    &[tile(nt, i, k), tile(nt, j, k)],
-                    &[tile(nt, i, j)],
-                    bytes,
-                );
+                c.update(i, j, k);
             }
-            b.task(
-                OpName::Trsm,
-                n * n * n,
-                &[tile(nt, j, j)],
-                &[tile(nt, i, j)],
-                bytes,
-            );
+            c.solve(i, j);
         }
     }
-    b.graph
+    c.b.graph
 }
 
 /// Tiled LU without pivoting across tiles (getrf, two trsm sweeps, gemm).
