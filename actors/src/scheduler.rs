@@ -19,7 +19,8 @@
 //! the device it will most likely run on (prefetch).
 //!
 //! While the tiles unfinished tasks use exceed the devices' memory (or
-//! the host budget, when tiles spill to disk) by a margin, ready tasks go in submission order instead of by priority
+//! the host budget, when tiles spill to disk) by a margin, ready tasks go
+//! in submission order instead of by priority
 //! ([`tessera_core::policy::memory_bound`]): priority order runs ahead into
 //! later steps of a factorisation and sweeps more tiles through the
 //! devices than they hold, submission order reuses each before evicting it.

@@ -33,7 +33,7 @@ pub(crate) struct NextUse {
     uses: HashMap<u32, (Vec<usize>, usize)>,
     done: Vec<bool>,
     /// Bytes of each item, and of the items some unfinished task uses
-    /// (the runtime's `Liveness`).
+    /// (the runtime counts the same in `HostTier::live`).
     bytes: HashMap<u32, u64>,
     live: u64,
 }

@@ -583,15 +583,20 @@ impl<'g> Engine<'g> {
         }
     }
 
-    /// Whether `a` goes before `b`: higher priority, then submitted first;
-    /// while memory-bound, submitted first (as the runtime's scheduler).
+    /// Whether `a` goes before `b` ([`Engine::order`]).
     fn before(&self, a: usize, b: usize) -> bool {
+        self.order(a, b).is_lt()
+    }
+
+    /// Where `a` goes against `b`: higher priority, then submitted first;
+    /// while memory-bound, submitted first (as the runtime's scheduler).
+    fn order(&self, a: usize, b: usize) -> Ordering {
         if self.memory_bound {
-            return a < b;
+            return a.cmp(&b);
         }
         (-self.priority[a], a)
             .partial_cmp(&(-self.priority[b], b))
-            .is_some_and(Ordering::is_lt)
+            .unwrap_or(Ordering::Equal)
     }
 
     /// Whether the data tasks still use exceeds the devices' memory, and
@@ -603,15 +608,7 @@ impl<'g> Engine<'g> {
         if bound != self.memory_bound {
             self.memory_bound = bound;
             let mut ready = std::mem::take(&mut self.ready);
-            ready.sort_by(|a, b| {
-                if self.before(*a, *b) {
-                    Ordering::Less
-                } else if self.before(*b, *a) {
-                    Ordering::Greater
-                } else {
-                    Ordering::Equal
-                }
-            });
+            ready.sort_by(|a, b| self.order(*a, *b));
             self.ready = ready;
         }
     }
