@@ -1,6 +1,13 @@
 //! Integration tests across crates, in one binary so CI links once.
 
 mod integration {
+    /// A tiled Cholesky submitter: `linalg::cholesky` or
+    /// `linalg::cholesky_left_looking`.
+    type Factorise = fn(
+        &tessera::Runtime,
+        &tessera::linalg::TiledMatrix,
+    ) -> Result<usize, tessera::RuntimeError>;
+
     mod cholesky;
     mod datasets;
     mod devices;

@@ -1,5 +1,6 @@
 //! The tiled Cholesky end to end, checked by residual.
 
+use super::Factorise;
 use tessera::linalg::{cholesky, cholesky_left_looking, residual, SpdMatrix, TiledMatrix};
 use tessera::{DType, Runtime};
 
@@ -7,8 +8,6 @@ fn check(n: usize, tile: usize, dtype: DType, bound: f64) {
     check_variant(n, tile, dtype, bound, cholesky);
     check_variant(n, tile, dtype, bound, cholesky_left_looking);
 }
-
-type Factorise = fn(&Runtime, &TiledMatrix) -> Result<usize, tessera::RuntimeError>;
 
 /// Both variants submit the same tasks (by count) and factor alike.
 fn check_variant(n: usize, tile: usize, dtype: DType, bound: f64, factorise: Factorise) {

@@ -1,6 +1,7 @@
 //! The device path end to end, on the fake plugin: placement, copies both
 //! ways, replica coherence, and device failures.
 
+use super::Factorise;
 use tessera::linalg::{cholesky, cholesky_left_looking, residual, SpdMatrix, TiledMatrix};
 use tessera::{DType, Op, Runtime, RuntimeError, Task, TileData, TileShape};
 use tessera_tests::{built_plugin, parse_exposition};
@@ -695,8 +696,6 @@ fn tight_device_budgets_sweep() {
         }
     }
 }
-
-type Factorise = fn(&Runtime, &TiledMatrix) -> Result<usize, RuntimeError>;
 
 /// A 512 × 512 SPD matrix in 16 × 16 tiles of 8 KiB (136 stored,
 /// 1.1 MiB), factorised by `factorise` on a fake device with room for 32
