@@ -129,6 +129,11 @@ impl TiledMatrix {
         &self.tiles[i * (i + 1) / 2 + j]
     }
 
+    /// Bytes of the lower tiles' contents.
+    pub fn bytes(&self) -> u64 {
+        self.tiles.iter().map(|t| t.meta().bytes()).sum()
+    }
+
     /// Floating-point operations of a Cholesky factorisation of this size.
     pub fn cholesky_flops(&self) -> f64 {
         let n = self.n as f64;
@@ -274,6 +279,52 @@ pub fn cholesky_left_looking(rt: &Runtime, a: &TiledMatrix) -> Result<usize, Run
         }
     }
     Ok(t.submitted)
+}
+
+/// The two orders of the tiled Cholesky, and which suits a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CholeskyOrder {
+    /// [`cholesky`]: the most parallel.
+    RightLooking,
+    /// [`cholesky_left_looking`]: each tile finished before the next.
+    LeftLooking,
+}
+
+impl CholeskyOrder {
+    /// The order for `a` on `rt`: left-looking when the matrix's tiles
+    /// exceed the host budget and spill, right-looking otherwise.
+    ///
+    /// Spilling, the run is memory-bound and goes in submission order, so
+    /// the order of submission sets the disk traffic: on two cores with
+    /// the page cache held to 320 MiB (n 8192, tile 512, 64 MiB of host
+    /// budget) left-looking wrote 0.8 GB to disk against 2.2 GB and took
+    /// 4.0 – 4.3 s against 4.9 – 5.1 s (BENCHMARKS.md, session 11). A
+    /// matrix larger than the devices' memory alone keeps right-looking:
+    /// the simulator favours left-looking there too, but no GPU run has
+    /// measured it yet.
+    pub fn for_memory(rt: &Runtime, a: &TiledMatrix) -> Self {
+        if rt.host_spills() && a.bytes() > rt.host_usage().budget {
+            CholeskyOrder::LeftLooking
+        } else {
+            CholeskyOrder::RightLooking
+        }
+    }
+
+    /// Submits the factorisation of `a` in this order; see [`cholesky`].
+    pub fn submit(self, rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
+        match self {
+            CholeskyOrder::RightLooking => cholesky(rt, a),
+            CholeskyOrder::LeftLooking => cholesky_left_looking(rt, a),
+        }
+    }
+
+    /// `right` or `left`, as `tessera run cholesky --variant` names them.
+    pub fn name(self) -> &'static str {
+        match self {
+            CholeskyOrder::RightLooking => "right",
+            CholeskyOrder::LeftLooking => "left",
+        }
+    }
 }
 
 /// ‖A − L·Lᵀ‖_F / ‖A‖_F for a factorised `l` (its lower tiles hold `L`)

@@ -812,6 +812,12 @@ impl Runtime {
         }
     }
 
+    /// Whether host tiles beyond the budget spill (to disk or a bucket)
+    /// rather than being refused.
+    pub fn host_spills(&self) -> bool {
+        self.host.spills()
+    }
+
     /// The memory spaces tiles can live in.
     pub fn memory_spaces(&self) -> &[MemorySpaceDesc] {
         &self.memory

@@ -29,8 +29,8 @@ fn json_of(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn run_cholesky_json_has_the_documented_fields_and_a_small_residual() {
-    // Both orders of updates factor alike.
-    for variant in ["right", "left"] {
+    // Both orders of updates factor alike; in RAM, auto is right-looking.
+    for (variant, runs) in [("right", "right"), ("left", "left"), ("auto", "right")] {
         let out = tessera(&[
             "run",
             "cholesky",
@@ -59,8 +59,45 @@ fn run_cholesky_json_has_the_documented_fields_and_a_small_residual() {
         assert_eq!(v["n"], 96);
         assert_eq!(v["dtype"], "f64");
         assert_eq!(v["tasks"], 3 + 3 + 3 + 1);
+        assert_eq!(v["variant"], runs);
         assert!(v["residual"].as_f64().unwrap() < 1e-14, "{variant}: {v}");
     }
+}
+
+#[test]
+fn run_cholesky_goes_left_looking_by_itself_when_the_matrix_spills() {
+    let dir = std::env::temp_dir().join(format!("tessera-cli-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 36 tiles of 8 KiB through a 64 KiB budget.
+    let args = |variant: &'static str| {
+        json_of(&[
+            "run",
+            "cholesky",
+            "--n",
+            "256",
+            "--tile",
+            "32",
+            "--check",
+            "--json",
+            "--workers",
+            "2",
+            "--host-mem",
+            "64KiB",
+            "--spill-dir",
+            dir.to_str().unwrap(),
+            "--variant",
+            variant,
+        ])
+    };
+    let auto = args("auto");
+    assert_eq!(auto["variant"], "left", "{auto}");
+    assert!(auto["residual"].as_f64().unwrap() < 1e-14, "{auto}");
+    assert!(auto["host"]["spilled"].as_u64().unwrap() > 0, "{auto}");
+    // Asked for, right-looking still runs spilling.
+    let right = args("right");
+    assert_eq!(right["variant"], "right", "{right}");
+    assert!(right["residual"].as_f64().unwrap() < 1e-14, "{right}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -357,11 +394,43 @@ fn a_memory_bound_simulation_goes_in_submission_order() {
 }
 
 #[test]
+fn bench_outofcore_spills_left_looking_and_checks_its_residual() {
+    let dir = std::env::temp_dir().join(format!("tessera-cli-ooc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let v = json_of(&[
+        "bench",
+        "outofcore",
+        "--n",
+        "256",
+        "--tile",
+        "32",
+        "--fraction",
+        "0.25",
+        "--workers",
+        "2",
+        "--spill-dir",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["out_of_core_variant"], "left", "{v}");
+    assert!(v["residual"].as_f64().unwrap() < 1e-14, "{v}");
+    assert!(v["host"]["spilled"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["host"]["peak"].as_u64() <= v["host_budget"].as_u64(),
+        "{v}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn run_cholesky_refuses_an_unknown_variant() {
     let out = tessera(&["run", "cholesky", "--n", "96", "--variant", "up"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[possible values: right, left]"), "{err}");
+    assert!(
+        err.contains("[possible values: auto, right, left]"),
+        "{err}"
+    );
 }
 
 /// The test plugin built beside this binary by `cargo test --workspace`

@@ -4,7 +4,7 @@ use super::progress::ProgressLine;
 use super::{runtime, CholeskyArgs, CliResult};
 use std::sync::Arc;
 use std::time::Instant;
-use tessera::linalg::{cholesky, cholesky_left_looking, residual, SpdMatrix, TiledMatrix};
+use tessera::linalg::{residual, CholeskyOrder, SpdMatrix, TiledMatrix};
 
 pub fn run(args: &CholeskyArgs) -> CliResult {
     let (n, tile) = args.matrix.sizes()?;
@@ -17,11 +17,12 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
     rt.wait_all()?;
     let progress = ProgressLine::start(Arc::clone(&rt), "cholesky");
     let start = Instant::now();
-    let tasks = if args.variant == "left" {
-        cholesky_left_looking(&rt, &a)?
-    } else {
-        cholesky(&rt, &a)?
+    let order = match args.variant.as_str() {
+        "left" => CholeskyOrder::LeftLooking,
+        "right" => CholeskyOrder::RightLooking,
+        _ => CholeskyOrder::for_memory(&rt, &a),
     };
+    let tasks = order.submit(&rt, &a)?;
     rt.wait_all()?;
     let seconds = start.elapsed().as_secs_f64();
     // A failed panel cancels the rest: report the cause, not a speed.
@@ -46,20 +47,22 @@ pub fn run(args: &CholeskyArgs) -> CliResult {
             "gflops": gflops,
             "residual": residual,
             "tasks": tasks,
+            "variant": order.name(),
             "host": host,
         });
         println!("{out}");
     } else {
         println!(
-            "{:>7} {:>6} {:>6} {:>8} {:>8} {:>10} {:>10}",
-            "n", "tile", "dtype", "tasks", "seconds", "GFLOP/s", "residual"
+            "{:>7} {:>6} {:>6} {:>7} {:>8} {:>8} {:>10} {:>10}",
+            "n", "tile", "dtype", "variant", "tasks", "seconds", "GFLOP/s", "residual"
         );
         let r = residual.map_or("-".to_string(), |r| format!("{r:.2e}"));
         println!(
-            "{:>7} {:>6} {:>6} {:>8} {:>8.3} {:>10.1} {:>10}",
+            "{:>7} {:>6} {:>6} {:>7} {:>8} {:>8.3} {:>10.1} {:>10}",
             n,
             tile,
             args.matrix.dtype.name(),
+            order.name(),
             tasks,
             seconds,
             gflops,

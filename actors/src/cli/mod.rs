@@ -406,10 +406,11 @@ pub struct CholeskyArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Order of the updates: right-looking (each panel updates the whole
-    /// trailing matrix; the most parallel) or left-looking (each column
+    /// trailing matrix; the most parallel), left-looking (each column
     /// takes its updates, then is done; fewer write-backs when the matrix
-    /// exceeds device or host memory).
-    #[arg(long, default_value = "right", value_parser = ["right", "left"])]
+    /// exceeds device or host memory), or auto: left-looking when the
+    /// matrix spills past the host budget, right-looking otherwise.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "right", "left"])]
     pub variant: String,
     #[command(flatten)]
     pub common: CommonArgs,

@@ -4,24 +4,26 @@
 
 use super::{runtime, CliResult, CommonArgs, OutOfCoreArgs};
 use std::time::Instant;
-use tessera::linalg::{cholesky, residual, SpdMatrix, TiledMatrix};
+use tessera::linalg::{residual, CholeskyOrder, SpdMatrix, TiledMatrix};
 use tessera::HostUsage;
 
-/// Factorises once on a runtime built from `common`; seconds, residual
-/// (if asked) and the host tier's account.
+/// Factorises once on a runtime built from `common`, in the order that
+/// suits its memory (as `tessera run cholesky` picks); seconds, residual
+/// (if asked), the host tier's account and the order.
 fn factorise(
     common: &CommonArgs,
     n: usize,
     tile: usize,
     dtype: tessera::DType,
     check: bool,
-) -> Result<(f64, Option<f64>, HostUsage), Box<dyn std::error::Error>> {
+) -> Result<(f64, Option<f64>, HostUsage, CholeskyOrder), Box<dyn std::error::Error>> {
     let rt = runtime(common, None)?;
     let entries = SpdMatrix { n, seed: 1 };
     let a = TiledMatrix::generate(&rt, "A", n, tile, dtype, entries)?;
     rt.wait_all()?;
     let start = Instant::now();
-    cholesky(&rt, &a)?;
+    let order = CholeskyOrder::for_memory(&rt, &a);
+    order.submit(&rt, &a)?;
     rt.wait_all()?;
     let seconds = start.elapsed().as_secs_f64();
     if rt.progress().failed > 0 {
@@ -33,7 +35,7 @@ fn factorise(
     } else {
         None
     };
-    Ok((seconds, r, usage))
+    Ok((seconds, r, usage, order))
 }
 
 pub fn run(args: &OutOfCoreArgs) -> CliResult {
@@ -61,8 +63,8 @@ pub fn run(args: &OutOfCoreArgs) -> CliResult {
         ),
         ..args.common.clone()
     };
-    let (t_in, _, _) = factorise(&in_core, n, tile, dtype, false)?;
-    let (t_out, r, usage) = factorise(&out_of_core, n, tile, dtype, true)?;
+    let (t_in, _, _, _) = factorise(&in_core, n, tile, dtype, false)?;
+    let (t_out, r, usage, order) = factorise(&out_of_core, n, tile, dtype, true)?;
     let flops = {
         let n = n as f64;
         n * n * n / 3.0 + n * n / 2.0 + n / 6.0
@@ -77,6 +79,7 @@ pub fn run(args: &OutOfCoreArgs) -> CliResult {
                 "in_core_seconds": t_in, "out_of_core_seconds": t_out,
                 "in_core_gflops": flops / t_in / 1e9, "out_of_core_gflops": flops / t_out / 1e9,
                 "ratio": ratio, "residual": r, "host": usage,
+                "out_of_core_variant": order.name(),
             })
         );
     } else {
@@ -85,7 +88,11 @@ pub fn run(args: &OutOfCoreArgs) -> CliResult {
         println!("{:<34} {:>9.3} {:>9.1}", "in RAM", t_in, flops / t_in / 1e9);
         println!(
             "{:<34} {:>9.3} {:>9.1}",
-            format!("host budget {:.0}% of the matrix", args.fraction * 100.0),
+            format!(
+                "host budget {:.0}% of the matrix, {}",
+                args.fraction * 100.0,
+                order.name()
+            ),
             t_out,
             flops / t_out / 1e9
         );
