@@ -692,6 +692,8 @@ impl Scheduler {
             tail: 0.0,
             output_bytes: p.output_bytes(),
             ahead: &[],
+            // One node: no data node, so no owner to name.
+            updates: &[],
         };
         // A user kernel can only go where it was compiled; any other task
         // considers every processor (and allocates no index map).
@@ -789,6 +791,7 @@ impl Scheduler {
                     tail: 0.0,
                     output_bytes: p.output_bytes(),
                     ahead: &[],
+                    updates: &[],
                 })
                 .collect();
             let loads: Vec<ProcessorLoad<'_>> =

@@ -121,8 +121,9 @@ pub struct SimArgs {
     #[arg(long, default_value = "heft")]
     pub policy: String,
     /// Weight of the price HEFT (and the list rule of milp and
-    /// metaheuristic) charges for running a task away from the node
-    /// holding most of its input: 0 turns it off; only clusters have one.
+    /// metaheuristic) charges for running a task away from its data's
+    /// node (the node of the tile it updates, else the one holding most
+    /// of its input): 0 turns it off; only clusters have one.
     #[arg(long, default_value_t = tessera_core::policy::AWAY_WEIGHT)]
     pub away_weight: f64,
     /// Also write the graph in our JSON format to this file.

@@ -131,6 +131,7 @@ pub fn parse_stg(text: &str, name: &str, nb: usize) -> Result<SimGraph, String> 
         name: name.to_string(),
         dtype: Some(DType::F64),
         tasks,
+        tile_grid: None,
     })
 }
 
@@ -141,6 +142,10 @@ struct GraphFile {
     name: String,
     #[serde(default = "default_dtype")]
     dtype: String,
+    /// Tiles per side when the items are a matrix's tiles
+    /// ([`SimGraph::tile_grid`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tile_grid: Option<usize>,
     tasks: Vec<TaskFile>,
 }
 
@@ -156,8 +161,12 @@ struct TaskFile {
     flops: f64,
     #[serde(default)]
     reads: Vec<(u32, u64)>,
+    /// Items updated in place (their old value is read).
     #[serde(default)]
     writes: Vec<(u32, u64)>,
+    /// Items written afresh (nothing of them is read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    creates: Vec<(u32, u64)>,
     #[serde(default)]
     after: Vec<usize>,
 }
@@ -195,8 +204,9 @@ pub fn parse_json(text: &str, name: &str) -> Result<SimGraph, String> {
                 }
             ));
         }
-        b.access_task(op, t.flops, t.reads, t.writes, t.after);
+        b.access_task(op, t.flops, t.reads, t.writes, t.creates, t.after);
     }
+    b.graph.tile_grid = file.tile_grid;
     topological(b.graph)
 }
 
@@ -205,21 +215,30 @@ pub fn write_json(g: &SimGraph) -> String {
     let file = GraphFile {
         name: g.name.clone(),
         dtype: g.dtype.map_or("f64", DType::name).to_string(),
+        tile_grid: g.tile_grid,
         tasks: g
             .tasks
             .iter()
             .map(|t| TaskFile {
                 op: t.op.as_str().to_string(),
                 flops: t.flops,
-                // Written items are listed as writes only; the reader adds
-                // them back to the reads.
+                // Updated items are listed as writes only; the reader adds
+                // them back to the reads. Items written but not read are
+                // created afresh.
                 reads: t
                     .reads
                     .iter()
                     .filter(|r| !t.writes.iter().any(|w| w.0 == r.0))
                     .copied()
                     .collect(),
-                writes: t.writes.clone(),
+                writes: (t.writes.iter())
+                    .filter(|w| t.reads.iter().any(|r| r.0 == w.0))
+                    .copied()
+                    .collect(),
+                creates: (t.writes.iter())
+                    .filter(|w| !t.reads.iter().any(|r| r.0 == w.0))
+                    .copied()
+                    .collect(),
                 after: t.preds.clone(),
             })
             .collect(),
@@ -525,20 +544,28 @@ mod tests {
 
     #[test]
     fn generated_graphs_survive_a_json_round_trip_with_the_same_makespan() {
-        let g = graph::cholesky(6, 256);
-        let back = parse_json(&write_json(&g), "x").unwrap();
-        assert_eq!(back.tasks.len(), g.tasks.len());
-        for (a, b) in g.tasks.iter().zip(&back.tasks) {
-            assert_eq!(a.preds, b.preds);
-            assert_eq!(a.op, b.op);
+        // Where their tiles start (the grid) and which writes are updates
+        // and which are new items (layered) come back too: on a cluster
+        // both decide where tasks run.
+        for g in [graph::cholesky(6, 256), graph::layered(300, 256, 1)] {
+            let back = parse_json(&write_json(&g), "x").unwrap();
+            assert_eq!(back.tasks.len(), g.tasks.len());
+            assert_eq!(back.tile_grid, g.tile_grid);
+            for (a, b) in g.tasks.iter().zip(&back.tasks) {
+                assert_eq!(a.preds, b.preds);
+                assert_eq!(a.op, b.op);
+                assert_eq!((&a.reads, &a.writes), (&b.reads, &b.writes));
+            }
+            for name in ["node-1cpu-2gpu", "cluster-16x4"] {
+                let p = platform::builtin(name).unwrap();
+                let m = |g: &SimGraph| {
+                    simulate(g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank)
+                        .unwrap()
+                        .makespan
+                };
+                assert_eq!(m(&g), m(&back), "{} on {name}", g.name);
+            }
         }
-        let p = platform::builtin("node-1cpu-2gpu").unwrap();
-        let m = |g: &SimGraph| {
-            simulate(g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank)
-                .unwrap()
-                .makespan
-        };
-        assert_eq!(m(&g), m(&back));
         // Tasks listed out of order are renumbered; cycles are refused.
         let swapped =
             r#"{"tasks": [{"op": "gemm", "flops": 1, "after": [1]}, {"op": "potrf", "flops": 1}]}"#;

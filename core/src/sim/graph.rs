@@ -27,6 +27,11 @@ pub struct SimGraph {
     pub name: String,
     pub dtype: Option<DType>,
     pub tasks: Vec<SimTask>,
+    /// Tiles per side when the items are the tiles of a square matrix,
+    /// tile (i, j) the item i·grid + j (the tiled generators): on a
+    /// cluster they start 2D block-cyclic
+    /// ([`crate::sim::Platform::start_space`]).
+    pub tile_grid: Option<usize>,
 }
 
 impl SimGraph {
@@ -60,43 +65,64 @@ impl Builder {
                 name,
                 dtype: Some(dtype),
                 tasks: Vec::new(),
+                tile_grid: None,
             },
             last_writer: HashMap::new(),
             readers: HashMap::new(),
         }
     }
 
+    /// The items are the tiles of an `nt × nt` grid ([`SimGraph::tile_grid`]).
+    pub fn tiles(mut self, nt: usize) -> Self {
+        self.graph.tile_grid = Some(nt);
+        self
+    }
+
     /// Adds a task reading `reads` and writing (reading too) `writes`,
     /// every item of `bytes`.
     fn task(&mut self, op: OpName, flops: f64, reads: &[u32], writes: &[u32], bytes: u64) {
         let sized = |ids: &[u32]| ids.iter().map(|d| (*d, bytes)).collect();
-        self.access_task(op, flops, sized(reads), sized(writes), Vec::new());
+        self.access_task(
+            op,
+            flops,
+            sized(reads),
+            sized(writes),
+            Vec::new(),
+            Vec::new(),
+        );
     }
 
-    /// Adds a task reading `reads` and writing (reading too) `writes`
-    /// (item, bytes), after the tasks in `after` as well as those its
-    /// accesses imply.
+    /// Adds a task reading `reads`, updating `writes` (read too: the old
+    /// value is in place) and writing `creates` afresh (item, bytes),
+    /// after the tasks in `preds` as well as those its accesses imply.
     pub fn access_task(
-        &mut self,
-        op: OpName,
-        flops: f64,
-        reads: Vec<(u32, u64)>,
-        writes: Vec<(u32, u64)>,
-        preds: Vec<usize>,
-    ) {
-        self.push(op, flops, reads, writes, preds, true);
-    }
-
-    /// Adds a task, its writes read too if `update` (else it writes them
-    /// afresh: no old value needs to be in place).
-    fn push(
         &mut self,
         op: OpName,
         flops: f64,
         mut reads: Vec<(u32, u64)>,
         writes: Vec<(u32, u64)>,
+        creates: Vec<(u32, u64)>,
+        preds: Vec<usize>,
+    ) {
+        for w in &writes {
+            if !reads.iter().any(|r| r.0 == w.0) {
+                reads.push(*w);
+            }
+        }
+        let mut all = writes;
+        all.extend(creates);
+        self.push(op, flops, reads, all, preds);
+    }
+
+    /// Adds a task reading `reads` and writing `writes` (an update's item
+    /// is in both).
+    fn push(
+        &mut self,
+        op: OpName,
+        flops: f64,
+        reads: Vec<(u32, u64)>,
+        writes: Vec<(u32, u64)>,
         mut preds: Vec<usize>,
-        update: bool,
     ) {
         let id = self.graph.tasks.len();
         for (d, _) in reads.iter().chain(&writes) {
@@ -115,12 +141,6 @@ impl Builder {
         }
         preds.sort_unstable();
         preds.dedup();
-        // An updated item is read too (its old value is in place).
-        for w in writes.iter().filter(|_| update) {
-            if !reads.iter().any(|r| r.0 == w.0) {
-                reads.push(*w);
-            }
-        }
         self.graph.tasks.push(SimTask {
             op,
             flops,
@@ -150,7 +170,7 @@ struct CholeskyTasks {
 impl CholeskyTasks {
     fn new(name: String, nt: usize, nb: usize) -> Self {
         CholeskyTasks {
-            b: Builder::new(name, DType::F64),
+            b: Builder::new(name, DType::F64).tiles(nt),
             nt,
             n: nb as f64,
             bytes: (nb * nb * 8) as u64,
@@ -230,7 +250,7 @@ pub fn cholesky_left(nt: usize, nb: usize) -> SimGraph {
 pub fn lu(nt: usize, nb: usize) -> SimGraph {
     let n = nb as f64;
     let bytes = (nb * nb * 8) as u64;
-    let mut b = Builder::new(format!("lu:{nt}"), DType::F64);
+    let mut b = Builder::new(format!("lu:{nt}"), DType::F64).tiles(nt);
     for k in 0..nt {
         b.task(
             OpName::Getrf,
@@ -276,7 +296,7 @@ pub fn lu(nt: usize, nb: usize) -> SimGraph {
 pub fn qr(nt: usize, nb: usize) -> SimGraph {
     let n = nb as f64;
     let bytes = (nb * nb * 8) as u64;
-    let mut b = Builder::new(format!("qr:{nt}"), DType::F64);
+    let mut b = Builder::new(format!("qr:{nt}"), DType::F64).tiles(nt);
     for k in 0..nt {
         b.task(
             OpName::Geqrf,
@@ -342,13 +362,13 @@ pub fn layered(tasks: usize, nb: usize, seed: u64) -> SimGraph {
         // Each output is new: nothing of it needs loading first.
         let reads = reads.iter().map(|d| (*d, bytes)).collect();
         let flops = scale * 2.0 * n * n * n;
-        b.push(
+        b.access_task(
             OpName::Gemm,
             flops,
             reads,
+            Vec::new(),
             vec![(out, bytes)],
             Vec::new(),
-            false,
         );
     }
     b.graph

@@ -290,7 +290,14 @@ mod tests {
     fn uses() -> SimGraph {
         let mut b = Builder::new("uses".into(), DType::F64);
         for d in [1, 2, 3, 4, 2, 1] {
-            b.access_task(OpName::Gemm, 1.0, vec![(d, 10)], Vec::new(), Vec::new());
+            b.access_task(
+                OpName::Gemm,
+                1.0,
+                vec![(d, 10)],
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
         }
         b.graph
     }

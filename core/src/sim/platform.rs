@@ -41,11 +41,28 @@ impl Platform {
         self.first_space(self.node[space.0 as usize])
     }
 
-    /// Where data item `d` starts: the host memory of node `d mod nodes`,
-    /// as a distributed matrix is spread over a cluster's nodes before a
-    /// factorisation (on one node, its host memory).
-    pub fn start_space(&self, d: u32) -> MemorySpaceId {
-        self.first_space(d as usize % self.nodes())
+    /// Where data item `d` starts: a host memory. On a cluster the items
+    /// of a tile grid (`grid`: tiles per side, tile (i, j) the item
+    /// i·grid + j; see [`crate::sim::SimGraph::tile_grid`]) start 2D block-cyclic
+    /// over a p × q grid of nodes (p the largest divisor of the node
+    /// count at most its square root), as ScaLAPACK and SLATE distribute
+    /// a matrix; other items on node `d mod nodes`. On one node, its host
+    /// memory.
+    pub fn start_space(&self, d: u32, grid: Option<usize>) -> MemorySpaceId {
+        let nodes = self.nodes();
+        let d = d as usize;
+        let node = match grid {
+            Some(nt) if d < nt * nt => {
+                let p = (1..=nodes)
+                    .filter(|p| nodes % p == 0 && p * p <= nodes)
+                    .max()
+                    .unwrap_or(1);
+                let q = nodes / p;
+                (d / nt % p) * q + d % nt % q
+            }
+            _ => d % nodes,
+        };
+        self.first_space(node)
     }
 
     /// How many nodes the spaces are on.
@@ -175,13 +192,29 @@ mod tests {
     fn data_starts_spread_over_the_nodes_hosts_and_evictions_go_to_the_local_host() {
         let cluster = builtin("cluster-16x4").unwrap();
         // Five spaces a node: the host, then four GPUs.
-        assert_eq!(cluster.start_space(0), MemorySpaceId(0));
-        assert_eq!(cluster.start_space(17), MemorySpaceId(5));
-        assert_eq!(cluster.start_space(15), MemorySpaceId(75));
+        assert_eq!(cluster.start_space(0, None), MemorySpaceId(0));
+        assert_eq!(cluster.start_space(17, None), MemorySpaceId(5));
+        assert_eq!(cluster.start_space(15, None), MemorySpaceId(75));
+        // Tiles of a 10 × 10 grid go 2D block-cyclic over 4 × 4 nodes:
+        // tile (i, j) to node (i mod 4)·4 + j mod 4; items past the grid
+        // as any other.
+        let node_of = |d: u32| cluster.start_space(d, Some(10)).0 / 5;
+        assert_eq!(node_of(0), 0);
+        assert_eq!(node_of(3), 3);
+        assert_eq!(node_of(4), 0);
+        assert_eq!(node_of(10), 4);
+        assert_eq!(node_of(5 * 10 + 7), 4 + 3);
+        assert_eq!(node_of(3 * 10 + 2), 12 + 2);
+        assert_eq!(node_of(100), 100 % 16);
+        let per_node = (0..100).fold([0; 16], |mut n, d| {
+            n[node_of(d) as usize] += 1;
+            n
+        });
+        assert!(per_node.iter().all(|n| (4..=9).contains(n)), "{per_node:?}");
         assert_eq!(cluster.host_of(MemorySpaceId(8)), MemorySpaceId(5));
         assert_eq!(cluster.host_of(MemorySpaceId(5)), MemorySpaceId(5));
         let node = builtin("node-1cpu-2gpu").unwrap();
-        assert!((0..100).all(|d| node.start_space(d) == MemorySpaceId(0)));
+        assert!((0..100).all(|d| node.start_space(d, Some(10)) == MemorySpaceId(0)));
         assert_eq!(node.host_of(MemorySpaceId(2)), MemorySpaceId(0));
     }
 }
