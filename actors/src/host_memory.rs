@@ -4,7 +4,7 @@
 //! Every tile's bytes are counted here from creation until its last handle
 //! drops. Without a spill directory the budget is a hard limit: a tile that
 //! would exceed it is refused with a clear error. With one, the tier keeps
-//! RAM within the budget by evicting tiles to disk ([`crate::spill`]) and
+//! RAM within the budget by evicting tiles to disk (`spill.rs`) and
 //! paces tasks: before a task runs, its tiles are made resident and pinned
 //! (never evicted while it runs); when they do not fit, the task waits for
 //! running tasks to unpin theirs. A task waits only while other tasks hold

@@ -6,7 +6,7 @@
 //! hands them, in batches, to a writer thread that owns the connection and
 //! writes one transaction per batch (coalescing what queued up meanwhile).
 //! The queue between them is bounded, so a run of millions of tasks holds
-//! at most [`QUEUE_BATCHES`] batches in memory; when the writer cannot keep
+//! at most `QUEUE_BATCHES` batches in memory; when the writer cannot keep
 //! up, rows are dropped and counted (in `meta.rows_dropped`) rather than
 //! slowing the run. Recording never stops a run: a file that cannot be
 //! created, a full disk or any other write error prints one warning and the

@@ -342,7 +342,7 @@ impl Tile {
         Some(data.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Whether the host buffer is pinned (see [`crate::pinned`]).
+    /// Whether the host buffer is pinned (see `pinned.rs`).
     pub fn is_pinned(&self) -> bool {
         self.0.pinned.lock().is_ok_and(|p| p.is_some())
     }

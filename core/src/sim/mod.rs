@@ -18,7 +18,7 @@
 //! A space with a capacity takes a placed task's inputs only into its
 //! free room (the runtime's prefetches never evict); at launch, the task
 //! pins its items and the space makes room for the rest, the item whose
-//! next use comes last first ([`memory`]), while the processor runs
+//! next use comes last first (`sim::memory`), while the processor runs
 //! other tasks whose inputs are there, up to [`LAUNCH_FETCHES`] such
 //! fetches at a time.
 //!
