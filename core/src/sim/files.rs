@@ -543,6 +543,32 @@ mod tests {
     }
 
     #[test]
+    fn every_example_file_reads_and_simulates() {
+        // The files docs/simulator.md and BENCHMARKS.md point to.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sim");
+        let mut read = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.display().to_string();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => {
+                    let p = read_platform(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+                    let g = graph::cholesky(4, 256);
+                    let r = simulate(&g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank)
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert!(r.makespan >= r.lower_bound, "{name}");
+                }
+                Some("stg") => {
+                    read_graph(&path, 256).unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                _ => continue,
+            }
+            read += 1;
+        }
+        assert!(read >= 7, "{read} files in {}", dir.display());
+    }
+
+    #[test]
     fn generated_graphs_survive_a_json_round_trip_with_the_same_makespan() {
         // Where their tiles start (the grid) and which writes are updates
         // and which are new items (layered) come back too: on a cluster
