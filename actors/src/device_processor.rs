@@ -11,6 +11,7 @@ use crate::cpu_processor::Dispatch;
 use crate::device_memory::DeviceMemory;
 use crate::kernel::KernelRegistry;
 use crate::lane::{run_and_report, Lane};
+use crate::mailbox::Mailbox;
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,7 +26,7 @@ use tessera_plugin::OpCall;
 pub(crate) fn spawn(
     index: usize,
     mem: Arc<DeviceMemory>,
-    mailbox: Receiver<Dispatch>,
+    mailbox: Arc<Mailbox>,
     lane: Arc<Lane>,
     streams: u32,
     kernels: Arc<KernelRegistry>,
@@ -34,7 +35,7 @@ pub(crate) fn spawn(
     for stream in 0..streams.max(1) {
         let (mem, mailbox, lane, kernels) = (
             Arc::clone(&mem),
-            mailbox.clone(),
+            Arc::clone(&mailbox),
             Arc::clone(&lane),
             Arc::clone(&kernels),
         );
@@ -82,12 +83,12 @@ pub(crate) fn spawn_prefetchers(
 fn serve(
     index: usize,
     mem: &Arc<DeviceMemory>,
-    mailbox: &Receiver<Dispatch>,
+    mailbox: &Mailbox,
     lane: &Lane,
     stream: u32,
     kernels: &KernelRegistry,
 ) {
-    while let Ok(task) = mailbox.recv() {
+    while let Some(task) = mailbox.recv() {
         if !run_and_report(lane, index, stream, task, |t| run(mem, stream, t, kernels)) {
             return;
         }

@@ -34,6 +34,7 @@ pub mod host_memory;
 pub mod kernel;
 pub mod lane;
 pub mod linalg;
+mod mailbox;
 pub mod metrics;
 mod metrics_server;
 pub mod objects;

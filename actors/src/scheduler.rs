@@ -29,6 +29,7 @@ use crate::cpu_processor::Dispatch;
 use crate::device_memory::DeviceMemory;
 use crate::kernel::KernelRegistry;
 use crate::lane::{Completion, Input, Submission};
+use crate::mailbox::Outbox;
 use crate::metrics::{EventBatch, MemorySample, Metrics, TaskEvent};
 use crate::record::TaskRow;
 use crate::task::Body;
@@ -87,8 +88,10 @@ fn estimate(
 #[rtype(result = "()")]
 pub(crate) struct Drain;
 
-/// Estimated work a processor may have queued before it counts as full.
-const QUEUE_HORIZON_SECONDS: f64 = tessera_core::policy::QUEUE_HORIZON;
+/// Estimated work a processor may have queued before it counts as full,
+/// unless the runtime was built with another for devices
+/// ([`crate::RuntimeBuilder::device_queue_horizon`]).
+pub(crate) const QUEUE_HORIZON_SECONDS: f64 = tessera_core::policy::QUEUE_HORIZON;
 /// Most tasks queued on one processor, however short.
 const MAX_QUEUED: usize = 256;
 
@@ -144,7 +147,7 @@ impl Pending {
 /// A processor as the scheduler tracks it.
 pub(crate) struct ProcessorSlot {
     pub desc: ProcessorDesc,
-    pub mailbox: Sender<Dispatch>,
+    pub mailbox: Outbox,
     /// Bytes/s of copies into this processor's memory.
     copy_bandwidth: f64,
     /// Tasks it runs at once (a device's compute streams): it always has
@@ -152,16 +155,28 @@ pub(crate) struct ProcessorSlot {
     concurrency: usize,
     /// A device's memory, to prefetch into; `None` for CPU processors.
     device: Option<Arc<DeviceMemory>>,
+    /// Seconds of estimated work it may have queued and still take more
+    /// (past its `concurrency`).
+    horizon: f64,
     queued_seconds: f64,
     queued_tasks: usize,
+}
+
+/// Dropping a slot (at shutdown) closes its mailbox: the processor's
+/// threads run what it holds and stop.
+impl Drop for ProcessorSlot {
+    fn drop(&mut self) {
+        self.mailbox.close();
+    }
 }
 
 impl ProcessorSlot {
     pub fn new(
         desc: ProcessorDesc,
-        mailbox: Sender<Dispatch>,
+        mailbox: Outbox,
         copy_bandwidth: f64,
         device: Option<Arc<DeviceMemory>>,
+        horizon: f64,
     ) -> Self {
         let concurrency = device.as_ref().map_or(1, |d| d.compute_streams() as usize);
         ProcessorSlot {
@@ -170,6 +185,7 @@ impl ProcessorSlot {
             copy_bandwidth,
             concurrency,
             device,
+            horizon,
             queued_seconds: 0.0,
             queued_tasks: 0,
         }
@@ -182,7 +198,7 @@ impl ProcessorSlot {
             queued_seconds: self.queued_seconds / self.concurrency as f64,
             queued_tasks: self.queued_tasks,
             has_room: self.queued_tasks < self.concurrency
-                || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < QUEUE_HORIZON_SECONDS),
+                || (self.queued_tasks < MAX_QUEUED && self.queued_seconds < self.horizon),
             copy_bandwidth: self.copy_bandwidth,
             memory_bytes: self.device.as_ref().map(|d| d.budget),
             // Copies into a device share its one copy stream at
@@ -848,6 +864,8 @@ impl Scheduler {
         let Some(task) = self.graph.take_payload(id) else {
             return Placement::Gone;
         };
+        // The processor runs its queue in the ready list's order.
+        let key = self.ready_key(id, task.priority);
         if self.stamps.is_some() {
             let now = self.now_us();
             if let Some(row) = self.stamps.as_mut().and_then(|s| s.get_mut(&id)) {
@@ -864,14 +882,17 @@ impl Scheduler {
             }
         }
         let slot = &mut self.slots[choice];
-        let sent = slot.mailbox.send(Dispatch {
-            id,
-            op: task.op,
-            args: task.args,
-            body: task.body,
-            est_seconds,
-            sample,
-        });
+        let sent = slot.mailbox.send(
+            key,
+            Dispatch {
+                id,
+                op: task.op,
+                args: task.args,
+                body: task.body,
+                est_seconds,
+                sample,
+            },
+        );
         if sent.is_ok() {
             slot.queued_tasks += 1;
             slot.queued_seconds += est_seconds;

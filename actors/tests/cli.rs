@@ -496,3 +496,50 @@ fn plugin_options_reach_the_plugin_and_a_malformed_one_is_refused() {
     );
     assert!(stdout_json(&out)["residual"].as_f64().unwrap() < 1e-14);
 }
+
+#[test]
+fn a_deeper_gpu_queue_factorises_alike_and_a_bad_one_is_refused() {
+    for bad in ["0", "-1", "soon"] {
+        let flag = format!("--gpu-queue-ms={bad}");
+        let out = tessera(&["run", "cholesky", "--n", "64", &flag]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("positive number of milliseconds"),
+            "{bad}: {err}"
+        );
+    }
+    let Some(fake) = fake_plugin() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs `cargo test --workspace`, which builds the fake plugin"
+        );
+        eprintln!("SKIPPED: the fake plugin is built by `cargo test --workspace`");
+        return;
+    };
+    let fake = fake.to_string_lossy().to_string();
+    // Queues of 1 ms and 50 ms on two streams of a device with room for
+    // eight of the 21 tiles: the same tasks, factorised alike.
+    for ms in ["1", "50"] {
+        let v = json_of(&[
+            "run",
+            "cholesky",
+            "--n",
+            "192",
+            "--tile",
+            "32",
+            "--check",
+            "--json",
+            "--devices",
+            "fake",
+            "--plugin",
+            &fake,
+            "--plugin-options",
+            "fake:memory=65536,copy=2,streams=2",
+            "--gpu-queue-ms",
+            ms,
+        ]);
+        assert_eq!(v["tasks"], 6 + 15 + 15 + 20, "{ms}: {v}");
+        assert!(v["residual"].as_f64().unwrap() < 1e-14, "{ms}: {v}");
+    }
+}

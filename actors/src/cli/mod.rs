@@ -295,6 +295,10 @@ pub struct CommonArgs {
     /// Memory budget per device, e.g. 2GiB (default: the device's memory).
     #[arg(long, value_parser = parse_size)]
     pub gpu_mem: Option<u64>,
+    /// Milliseconds of estimated work a GPU may have queued before ready
+    /// tasks wait in the scheduler instead (default 1).
+    #[arg(long, value_name = "MS", value_parser = parse_positive_ms)]
+    pub gpu_queue_ms: Option<f64>,
     /// Pinned host memory for tiles copied to devices, e.g. 32GiB
     /// (default: a quarter of the host budget; 0 turns pinning off).
     #[arg(long, value_parser = parse_size_or_zero)]
@@ -324,6 +328,16 @@ fn parse_plugin_options(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!(
             "`{text}` is not NAME:OPTIONS (try cuda:streams=2,copy=2)"
+        )),
+    }
+}
+
+/// A positive, finite number of milliseconds.
+fn parse_positive_ms(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() && ms > 0.0 => Ok(ms),
+        _ => Err(format!(
+            "`{text}` is not a positive number of milliseconds (try 5)"
         )),
     }
 }
@@ -501,6 +515,9 @@ pub(crate) fn build(
     }
     if let Some(bytes) = common.gpu_mem {
         b = b.device_memory(bytes);
+    }
+    if let Some(ms) = common.gpu_queue_ms {
+        b = b.device_queue_horizon(ms / 1e3);
     }
     if let Some(bytes) = common.pinned_mem {
         b = b.pinned_memory(bytes);

@@ -7,6 +7,14 @@ use std::time::Instant;
 use tessera::linalg::{residual, CholeskyOrder, SpdMatrix, TiledMatrix};
 use tessera::HostUsage;
 
+/// One factorisation's outcome.
+struct Factorised {
+    seconds: f64,
+    residual: Option<f64>,
+    usage: HostUsage,
+    order: CholeskyOrder,
+}
+
 /// Factorises once on a runtime built from `common`, in the order that
 /// suits its memory (as `tessera run cholesky` picks); seconds, residual
 /// (if asked), the host tier's account and the order.
@@ -16,7 +24,7 @@ fn factorise(
     tile: usize,
     dtype: tessera::DType,
     check: bool,
-) -> Result<(f64, Option<f64>, HostUsage, CholeskyOrder), Box<dyn std::error::Error>> {
+) -> Result<Factorised, Box<dyn std::error::Error>> {
     let rt = runtime(common, None)?;
     let entries = SpdMatrix { n, seed: 1 };
     let a = TiledMatrix::generate(&rt, "A", n, tile, dtype, entries)?;
@@ -30,12 +38,17 @@ fn factorise(
         return Err("a Cholesky task failed".into());
     }
     let usage = rt.host_usage();
-    let r = if check {
+    let checked = if check {
         Some(residual(&rt, &a, entries)?)
     } else {
         None
     };
-    Ok((seconds, r, usage, order))
+    Ok(Factorised {
+        seconds,
+        residual: checked,
+        usage,
+        order,
+    })
 }
 
 pub fn run(args: &OutOfCoreArgs) -> CliResult {
@@ -63,8 +76,13 @@ pub fn run(args: &OutOfCoreArgs) -> CliResult {
         ),
         ..args.common.clone()
     };
-    let (t_in, _, _, _) = factorise(&in_core, n, tile, dtype, false)?;
-    let (t_out, r, usage, order) = factorise(&out_of_core, n, tile, dtype, true)?;
+    let t_in = factorise(&in_core, n, tile, dtype, false)?.seconds;
+    let Factorised {
+        seconds: t_out,
+        residual: r,
+        usage,
+        order,
+    } = factorise(&out_of_core, n, tile, dtype, true)?;
     let flops = {
         let n = n as f64;
         n * n * n / 3.0 + n * n / 2.0 + n / 6.0

@@ -195,7 +195,7 @@ fn host_budget_is_enforced_and_released_when_tiles_drop() {
 }
 
 #[test]
-fn zero_workers_and_zero_budget_are_errors() {
+fn zero_workers_zero_budget_and_no_queue_are_errors() {
     assert!(matches!(
         Runtime::builder().cpu_workers(0).build(),
         Err(RuntimeError::Start(_))
@@ -204,6 +204,12 @@ fn zero_workers_and_zero_budget_are_errors() {
         Runtime::builder().host_memory(0).build(),
         Err(RuntimeError::Start(_))
     ));
+    for bad in [0.0, -1e-3, f64::NAN, f64::INFINITY] {
+        match Runtime::builder().device_queue_horizon(bad).build() {
+            Err(RuntimeError::Start(m)) => assert!(m.contains("queue horizon"), "{m}"),
+            other => panic!("{bad}: {:?}", other.err()),
+        }
+    }
 }
 
 #[test]
