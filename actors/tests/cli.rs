@@ -445,39 +445,53 @@ fn fake_plugin() -> Option<std::path::PathBuf> {
     path.is_file().then_some(path)
 }
 
-#[test]
-fn plugin_options_reach_the_plugin_and_a_malformed_one_is_refused() {
-    let out = tessera(&["info", "--plugin-options", "fake"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`fake` is not NAME:OPTIONS"), "{err}");
+/// `tessera run cholesky --check --json` of order `n` in 32-tiles on the
+/// fake plugin at `fake` alone, started with `options`, then `extra`.
+fn cholesky_on_fake(fake: &str, n: &str, options: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "cholesky",
+        "--n",
+        n,
+        "--tile",
+        "32",
+        "--check",
+        "--json",
+        "--devices",
+        "fake",
+        "--plugin",
+        fake,
+        "--plugin-options",
+        options,
+    ];
+    args.extend_from_slice(extra);
+    tessera(&args)
+}
+
+/// [`fake_plugin`]'s path, or `None` after saying the test is skipped
+/// (never on CI, which builds it).
+fn fake_plugin_or_skip() -> Option<String> {
     let Some(fake) = fake_plugin() else {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI runs `cargo test --workspace`, which builds the fake plugin"
         );
         eprintln!("SKIPPED: the fake plugin is built by `cargo test --workspace`");
+        return None;
+    };
+    Some(fake.to_string_lossy().to_string())
+}
+
+#[test]
+fn plugin_options_reach_the_plugin_and_a_malformed_one_is_refused() {
+    let out = tessera(&["info", "--plugin-options", "fake"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`fake` is not NAME:OPTIONS"), "{err}");
+    let Some(fake) = fake_plugin_or_skip() else {
         return;
     };
-    let fake = fake.to_string_lossy().to_string();
-    let run = |options: &str| {
-        tessera(&[
-            "run",
-            "cholesky",
-            "--n",
-            "160",
-            "--tile",
-            "32",
-            "--check",
-            "--json",
-            "--devices",
-            "fake",
-            "--plugin",
-            &fake,
-            "--plugin-options",
-            options,
-        ])
-    };
+    let run = |options: &str| cholesky_on_fake(&fake, "160", options, &[]);
     // The plugin starts with them: one told to fail its start fails it.
     let out = run("fake:fail-init");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -509,36 +523,20 @@ fn a_deeper_gpu_queue_factorises_alike_and_a_bad_one_is_refused() {
             "{bad}: {err}"
         );
     }
-    let Some(fake) = fake_plugin() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs `cargo test --workspace`, which builds the fake plugin"
-        );
-        eprintln!("SKIPPED: the fake plugin is built by `cargo test --workspace`");
+    let Some(fake) = fake_plugin_or_skip() else {
         return;
     };
-    let fake = fake.to_string_lossy().to_string();
     // Queues of 1 ms and 50 ms on two streams of a device with room for
     // eight of the 21 tiles: the same tasks, factorised alike.
     for ms in ["1", "50"] {
-        let v = json_of(&[
-            "run",
-            "cholesky",
-            "--n",
-            "192",
-            "--tile",
-            "32",
-            "--check",
-            "--json",
-            "--devices",
-            "fake",
-            "--plugin",
-            &fake,
-            "--plugin-options",
-            "fake:memory=65536,copy=2,streams=2",
-            "--gpu-queue-ms",
-            ms,
-        ]);
+        let options = "fake:memory=65536,copy=2,streams=2";
+        let out = cholesky_on_fake(&fake, "192", options, &["--gpu-queue-ms", ms]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = stdout_json(&out);
         assert_eq!(v["tasks"], 6 + 15 + 15 + 20, "{ms}: {v}");
         assert!(v["residual"].as_f64().unwrap() < 1e-14, "{ms}: {v}");
     }
