@@ -1,7 +1,8 @@
-//! A device processor's mailbox: the tasks the scheduler sent it, taken in
-//! the ready list's order (highest key first: priority, or submission
-//! order while the run is memory-bound), first come first served among
-//! equal keys; and [`Outbox`], the scheduler's end of either kind.
+//! A device processor's mailbox: the tasks the scheduler sent it, highest
+//! key first (the scheduler gives each its priority, or while the run is
+//! memory-bound one key for all, so that they go in the order sent), first
+//! come first served among equal keys; and [`Outbox`], the scheduler's end
+//! of either kind.
 //!
 //! Why not a channel: a task that becomes ready late but matters most
 //! (the next panel of a factorisation) should not wait behind the bulk
