@@ -269,6 +269,17 @@ fn sim_reports_makespan_bound_and_the_network_of_a_cluster() {
         text.contains("between nodes; busiest interface node"),
         "{text}"
     );
+    // A line per node, not per processor; the tasks add up.
+    let nodes: Vec<&str> = text.lines().filter(|l| l.starts_with("  node ")).collect();
+    assert_eq!(nodes.len(), 16, "{text}");
+    assert!(!text.contains("n3.gpu2:"), "{text}");
+    let tasks: usize = nodes
+        .iter()
+        .flat_map(|l| l.split(' ').zip(l.split(' ').skip(1)))
+        .filter(|(_, unit)| unit.starts_with("tasks"))
+        .map(|(n, _)| n.parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(tasks, v["tasks"].as_u64().unwrap() as usize, "{text}");
     let one = json_of(&["sim", "--graph", "cholesky:8", "--json"]);
     assert_eq!(one["network"].as_array().unwrap().len(), 0);
 }

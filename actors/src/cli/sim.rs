@@ -105,14 +105,18 @@ pub fn run(args: &SimArgs) -> CliResult {
             r.decision_us_per_task,
             r.bytes_moved / 1e9
         );
-        for q in &r.processors {
-            println!(
-                "  {}: {} tasks, busy {:.4} s ({:.0}% of the makespan)",
-                q.name,
-                q.tasks,
-                q.busy_seconds,
-                100.0 * q.busy_seconds / r.makespan
-            );
+        if p.nodes() > 1 {
+            print_nodes(&p, &r);
+        } else {
+            for q in &r.processors {
+                println!(
+                    "  {}: {} tasks, busy {:.4} s ({:.0}% of the makespan)",
+                    q.name,
+                    q.tasks,
+                    q.busy_seconds,
+                    100.0 * q.busy_seconds / r.makespan
+                );
+            }
         }
         let space = |s: u32| space_name(&p, s);
         for l in r.links.iter().take(6) {
@@ -228,4 +232,30 @@ pub fn suite(args: &SimSuiteArgs) -> CliResult {
         println!("{}", serde_json::json!({ "tile": tile, "cases": rows }));
     }
     Ok(())
+}
+
+/// A cluster's processors a line per node (each processor is in `--json`):
+/// tasks and mean busy share of its CPUs and of its GPUs.
+fn print_nodes(p: &Platform, r: &SimResult) {
+    let mut nodes = vec![[(0usize, 0.0f64, 0usize); 2]; p.nodes()];
+    for (desc, q) in p.processors.iter().zip(&r.processors) {
+        let kind = usize::from(desc.kind != tessera_core::processor::ProcessorKind::Cpu);
+        let n = &mut nodes[p.node[desc.memory.0 as usize]][kind];
+        n.0 += q.tasks;
+        n.1 += q.busy_seconds;
+        n.2 += 1;
+    }
+    for (i, [cpu, dev]) in nodes.iter().enumerate() {
+        let share = |(_, busy, count): &(usize, f64, usize)| {
+            100.0 * busy / (*count).max(1) as f64 / r.makespan
+        };
+        println!(
+            "  node {i}: CPUs {} tasks, {:.0}% busy; devices {} tasks, {:.0}% busy ({} of them)",
+            cpu.0,
+            share(cpu),
+            dev.0,
+            share(dev),
+            dev.2
+        );
+    }
 }
