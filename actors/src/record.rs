@@ -26,6 +26,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// The schema this build writes and reads.
+/// A recorded decision: (µs since the start, mode, tasks, seconds it
+/// took, whether it fell back).
+pub type DecisionRow = (f64, String, u64, f64, bool);
+
 pub const SCHEMA_VERSION: i64 = 1;
 /// `meta.format` of every run file.
 const FORMAT: &str = "tessera-run";
@@ -614,8 +618,8 @@ impl RunDb {
         })
     }
 
-    /// Decisions: (µs, mode, tasks, seconds, fell back), in time order.
-    pub fn decisions(&self) -> Result<Vec<(f64, String, u64, f64, bool)>, RecordError> {
+    /// Decisions, in time order.
+    pub fn decisions(&self) -> Result<Vec<DecisionRow>, RecordError> {
         self.rows(
             "SELECT t_us, mode, tasks, seconds, fell_back FROM decisions ORDER BY t_us",
             |r| {

@@ -83,6 +83,10 @@ fn estimate(
     (est, sample)
 }
 
+/// A window's pick: the task's ready key and id, the processor, its
+/// estimated seconds there, and what it teaches the performance model.
+type WindowPick = (i64, TaskId, usize, f64, Option<(DType, f64)>);
+
 /// Wake-up: empty the inbox.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -777,7 +781,7 @@ impl Scheduler {
         if ids.len() < 2 {
             return;
         }
-        let picks: Vec<(i64, TaskId, usize, f64, Option<(DType, f64)>)> = {
+        let picks: Vec<WindowPick> = {
             let payloads: Vec<&Pending> = ids
                 .iter()
                 .filter_map(|(_, id)| self.graph.payload(*id))

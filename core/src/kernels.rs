@@ -378,7 +378,9 @@ mod tests {
         v[i + j * rows]
     }
 
-    /// Reference product with explicit loops: `op(A)·op(B)`.
+    /// Reference product with explicit loops: `op(A)·op(B)`. Each operand
+    /// as a test writes it (data, rows, columns, transposed).
+    #[allow(clippy::too_many_arguments)]
     fn reference_product(
         a: &[f64],
         ar: usize,

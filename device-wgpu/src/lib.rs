@@ -297,7 +297,7 @@ impl DevicePlugin for WgpuPlugin {
 
     fn alloc(&self, _device: u32, bytes: u64) -> Result<u64, PluginError> {
         let limits = self.gpu.device.limits();
-        if bytes > limits.max_storage_buffer_binding_size as u64 || bytes > limits.max_buffer_size {
+        if bytes > limits.max_storage_buffer_binding_size || bytes > limits.max_buffer_size {
             return Err(PluginError::new(format!(
                 "a {bytes}-byte tile exceeds this GPU's largest storage buffer ({} bytes): use smaller tiles",
                 limits.max_storage_buffer_binding_size
