@@ -426,12 +426,15 @@ mod tests {
     use crate::policy::EarliestFinish;
     use crate::processor::{MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind};
 
+    /// A processor with a memory of its own: equal ones are not
+    /// interchangeable ([`WindowCosts::interchangeable`]), so windows on
+    /// them are searched.
     fn proc(id: u32, gflops: f64) -> ProcessorDesc {
         ProcessorDesc {
             id: ProcessorId(id),
             kind: ProcessorKind::Cpu,
             name: format!("p{id}"),
-            memory: MemorySpaceId(0),
+            memory: MemorySpaceId(id),
             gflops_f32: gflops,
             gflops_f64: gflops,
             ops: OpName::ALL.to_vec(),
@@ -516,6 +519,27 @@ mod tests {
         assert_eq!((d[0].mode, d[0].fell_back), (Mode::Milp, false));
         assert!(milp.take_decisions().is_empty());
         assert_eq!(greedy.take_decisions()[0].mode, Mode::List);
+    }
+
+    #[test]
+    fn equal_processors_of_one_memory_leave_windows_to_the_list_rule() {
+        // The balancing window on two equal CPU workers sharing RAM: no
+        // search (it would only cost the workers' cores); with a memory
+        // each, or one faster, the window is searched.
+        let mut shared = [proc(0, 1.0), proc(1, 1.0)];
+        shared[1].memory = MemorySpaceId(0);
+        let tasks = balancing_window();
+        let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
+        milp.time_limit = Duration::from_secs(5);
+        assert_eq!(milp.place_batch(&tasks, &idle(&shared)), None);
+        assert_eq!(milp.take_decisions()[0].mode, Mode::List);
+        assert!(WindowCosts::new(&tasks, &idle(&shared), 10e9).interchangeable());
+        let mut faster = shared.clone();
+        faster[1].gflops_f64 = 1.5;
+        assert!(!WindowCosts::new(&tasks, &idle(&faster), 10e9).interchangeable());
+        let own = [proc(0, 1.0), proc(1, 1.0)];
+        assert!(milp.place_batch(&tasks, &idle(&own)).is_some());
+        assert_eq!(milp.take_decisions()[0].mode, Mode::Milp);
     }
 
     #[test]

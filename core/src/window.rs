@@ -108,6 +108,8 @@ pub struct WindowCosts<'a> {
     bounded_of: Vec<Option<usize>>,
     /// `missing[t][p]`: bytes of task `t`'s inputs not in `p`'s memory.
     missing: Vec<Vec<u64>>,
+    /// Whether the processors are alike ([`WindowCosts::interchangeable`]).
+    alike: bool,
 }
 
 /// A plan being played out: the window's work added to each processor
@@ -248,6 +250,16 @@ impl<'a> WindowCosts<'a> {
                 .collect(),
             tail: tasks.iter().map(|t| t.tail.max(0.0)).collect(),
             space: procs.iter().map(|p| p.desc.memory).collect(),
+            alike: procs.split_first().is_some_and(|(first, rest)| {
+                let d = first.desc;
+                rest.iter().all(|p| {
+                    let e = p.desc;
+                    (e.memory, e.kind, e.gflops_f32, e.gflops_f64)
+                        == (d.memory, d.kind, d.gflops_f32, d.gflops_f64)
+                        && (e.ops.as_slice(), e.dtypes.as_slice())
+                            == (d.ops.as_slice(), d.dtypes.as_slice())
+                })
+            }),
             bandwidth,
             links,
             room: procs.iter().map(|p| p.room_seconds).collect(),
@@ -288,6 +300,7 @@ impl<'a> WindowCosts<'a> {
             queue,
             tail,
             space: (0..n).map(|p| MemorySpaceId(p as u32)).collect(),
+            alike: false,
             bandwidth: vec![1.0; n],
             links: None,
             room: vec![f64::INFINITY; n],
@@ -487,8 +500,12 @@ impl<'a> WindowCosts<'a> {
     /// processor with its data in place. Then moving a task can gain no
     /// more than its own time where it is, less than a search costs: the
     /// window policies keep the list plan (a GPU beside CPU workers that
-    /// take a hundred times longer is the common case).
+    /// take a hundred times longer is the common case). So too when the
+    /// processors are interchangeable ([`WindowCosts::interchangeable`]).
     pub fn nothing_to_move(&self, plan: &[usize]) -> bool {
+        if self.interchangeable() {
+            return true;
+        }
         let mut play = self.play();
         let mut end = 0.0f64;
         for (t, p) in plan.iter().enumerate() {
@@ -503,6 +520,18 @@ impl<'a> WindowCosts<'a> {
                 .enumerate()
                 .all(|(q, e)| q == *p || e.is_none_or(|e| e >= end))
         })
+    }
+
+    /// Whether the processors are alike: one memory, one kind, the same
+    /// peak rates and ops (what each has learned of its own times aside).
+    /// A plan can then only share equal work out differently, which the
+    /// list rule does a task at a time. Searching
+    /// costs the CPU workers themselves here: on dev-2c the MILP planned
+    /// 787 windows in 0.83 s of a core the two workers needed, and the
+    /// Cholesky (n 8192) ran at 38 – 39 GFLOP/s against HEFT's 47 – 49
+    /// (BENCHMARKS.md, session 11).
+    pub fn interchangeable(&self) -> bool {
+        self.alike
     }
 
     /// The list plan: each task in window order on the processor where it
