@@ -182,7 +182,21 @@ struct CholeskyTasks<'a> {
     submitted: usize,
 }
 
-impl CholeskyTasks<'_> {
+impl<'a> CholeskyTasks<'a> {
+    fn new(rt: &'a Runtime, a: &'a TiledMatrix) -> Self {
+        CholeskyTasks {
+            rt,
+            a,
+            submitted: 0,
+        }
+    }
+
+    /// The priority of step (column) `k`'s panel: both orders rank the
+    /// tasks of a step alike, earlier steps higher.
+    fn step_priority(&self, k: usize) -> i32 {
+        3 * (self.a.nt - k) as i32
+    }
+
     /// `L(k,k) = chol(A(k,k))`.
     fn factor(&mut self, k: usize, priority: i32) -> Result<(), RuntimeError> {
         self.submit(Task::op(Op::Potrf).read_write(self.a.tile(k, k)), priority)
@@ -226,14 +240,9 @@ impl CholeskyTasks<'_> {
 /// as StarPU's Cholesky does. Wait with [`Runtime::wait_all`].
 pub fn cholesky(rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
     let nt = a.nt;
-    let base = 3 * nt as i32;
-    let mut t = CholeskyTasks {
-        rt,
-        a,
-        submitted: 0,
-    };
+    let mut t = CholeskyTasks::new(rt, a);
     for k in 0..nt {
-        let pk = base - 3 * k as i32;
+        let pk = t.step_priority(k);
         t.factor(k, pk)?;
         for i in k + 1..nt {
             t.solve(i, k, pk - (i - k) as i32)?;
@@ -258,14 +267,9 @@ pub fn cholesky(rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
 /// right-looking order's 526, and 476 tiles copied in against 558.
 pub fn cholesky_left_looking(rt: &Runtime, a: &TiledMatrix) -> Result<usize, RuntimeError> {
     let nt = a.nt;
-    let base = 3 * nt as i32;
-    let mut t = CholeskyTasks {
-        rt,
-        a,
-        submitted: 0,
-    };
+    let mut t = CholeskyTasks::new(rt, a);
     for j in 0..nt {
-        let pj = base - 3 * j as i32;
+        let pj = t.step_priority(j);
         for k in 0..j {
             t.update_diagonal(j, k, pj)?;
         }

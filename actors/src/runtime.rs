@@ -394,15 +394,6 @@ impl RuntimeBuilder {
         let mut slots = Vec::new();
         let mut mailboxes = Vec::new();
         for p in &processors {
-            // CPU processors take a channel; a device's streams, a mailbox
-            // in the ready list's order (`mailbox.rs` says why).
-            let (outbox, inbox) = if (p.id.0 as usize) < workers {
-                let (tx, rx) = unbounded();
-                (Outbox::Fifo(tx), Inbox::Fifo(rx))
-            } else {
-                let m = Arc::new(Mailbox::new());
-                (Outbox::Sorted(Arc::clone(&m)), Inbox::Sorted(m))
-            };
             // A measured link (`tessera calibrate`) over the plugin's figure.
             let bandwidth = memory.iter().find(|m| m.id == p.memory).map_or(10e9, |m| {
                 model.link("host", &m.name).map_or(m.bandwidth, |l| l.0)
@@ -411,9 +402,19 @@ impl RuntimeBuilder {
                 p.id.0
                     .checked_sub(workers as u32)
                     .map(|d| Arc::clone(&device_memories[d as usize]));
-            let horizon = match &device {
-                Some(_) => device_horizon,
-                None => crate::scheduler::QUEUE_HORIZON_SECONDS,
+            // CPU processors take a channel; a device's streams, a mailbox
+            // in the ready list's order (`mailbox.rs` says why).
+            let (outbox, inbox, horizon) = match &device {
+                None => {
+                    let (tx, rx) = unbounded();
+                    let cpu = crate::scheduler::QUEUE_HORIZON_SECONDS;
+                    (Outbox::Fifo(tx), Inbox::Fifo(rx), cpu)
+                }
+                Some(mem) => {
+                    let m = Arc::new(Mailbox::new());
+                    let inbox = Inbox::Sorted(Arc::clone(&m), Arc::clone(mem));
+                    (Outbox::Sorted(m), inbox, device_horizon)
+                }
             };
             slots.push(ProcessorSlot::new(
                 p.clone(),
@@ -480,9 +481,7 @@ impl RuntimeBuilder {
                 Inbox::Fifo(mailbox) => {
                     cpu_processor::spawn(i, mailbox, Arc::clone(&lane)).map(|t| vec![t])
                 }
-                Inbox::Sorted(mailbox) => {
-                    // Devices come after the CPU processors.
-                    let mem = Arc::clone(&device_memories[i.saturating_sub(workers)]);
+                Inbox::Sorted(mailbox, mem) => {
                     let streams = mem.compute_streams();
                     device_processor::spawn(
                         i,
@@ -813,10 +812,11 @@ pub struct ProgressSnapshot {
     pub failed: u64,
 }
 
-/// A processor's end of its [`Outbox`].
+/// A processor's end of its [`Outbox`]; a device's, with the device's
+/// memory its streams drive.
 enum Inbox {
     Fifo(crossbeam_channel::Receiver<Dispatch>),
-    Sorted(Arc<Mailbox>),
+    Sorted(Arc<Mailbox>, Arc<DeviceMemory>),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

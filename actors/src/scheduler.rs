@@ -872,7 +872,8 @@ impl Scheduler {
         // order sent (one key for all): the scheduler sends in submission
         // order already, and the tiles were prefetched in that order; by
         // submission id in the mailbox too, the fake device with room
-        // for 32 of 136 tiles copied 1.5% more (BENCHMARKS.md, session 11).
+        // for 32 of 136 tiles copied about 1% more (BENCHMARKS.md,
+        // session 11).
         let key = if self.memory_bound {
             i64::MIN
         } else {
