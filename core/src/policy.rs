@@ -543,12 +543,15 @@ impl Held {
     /// stays where its tile is and only the panels cross the network,
     /// where by input bytes the work drifts to whichever node gathered
     /// the most tiles and every tile crosses into it.
-    fn data_node(&self, task: &PlacementRequest<'_>) -> Option<usize> {
+    fn data_node(&self, task: &PlacementRequest<'_>) -> Option<Home> {
         if self.starts.is_empty() || self.nodes < 2 {
             return None;
         }
         if let Some(owner) = task.updates.last().and_then(|i| self.sole(*i)) {
-            return Some(owner);
+            return Some(Home {
+                node: owner,
+                owns: true,
+            });
         }
         let mut best: (u64, Option<usize>) = (0, None);
         for n in 0..self.nodes {
@@ -563,7 +566,7 @@ impl Held {
                 best = (bytes, Some(n));
             }
         }
-        best.1
+        best.1.map(|node| Home { node, owns: false })
     }
 
     /// Seconds until a node holding input `i` can send it (0 when unknown).
@@ -697,23 +700,43 @@ pub fn missing_bytes(task: &PlacementRequest<'_>, space: MemorySpaceId) -> u64 {
 /// and layered:5000 1.4%.
 pub const AWAY_WEIGHT: f64 = 2.0;
 /// How many times its work a task's output may take to cross the network
-/// before [`away_seconds`] charges for leaving its data's node.
+/// before [`away_seconds`] charges for leaving its data's node (not its
+/// tile's owner: see [`AWAY_OWNER_FACTOR`]).
 const AWAY_FREE_RATIO: f64 = 2.0;
+/// How many times more [`away_seconds`] charges for leaving the node that
+/// alone holds the tile a task updates (its owner), charged from a ratio
+/// of 0: owner computes, unless the owner's wait is far longer than the
+/// crossing.
+///
+/// Why: a tile updated away from its owner moves with its update, and the
+/// 2D block-cyclic start that shared the work out evenly drifts to
+/// whichever nodes took work early (the first node, on a tie); their
+/// network interfaces then send most tiles. The plain price is 0 where a
+/// tile crosses in under twice a GEMM on it, as on a fast network, and
+/// there earliest finish gave node 0 of the simulated 16 × 4 cluster at
+/// 200 GB/s half of cholesky:30 (its interface out 96% busy). Charged
+/// so, cholesky:30 there took 0.0199 s against 0.0331, cholesky:48 0.0434
+/// against 0.0926 and lu:24 0.0142 against 0.0275; at 50 GB/s 13 – 27%
+/// less; at 12.5 GB/s no change (BENCHMARKS.md, session 12). Graphs
+/// that update nothing (layered) keep the plain price.
+const AWAY_OWNER_FACTOR: f64 = 32.0;
 /// Most that the ratio of an output's crossing to the task's work counts
 /// for in [`away_seconds`], so a task with next to no work still has a
 /// finite price.
 const AWAY_RATIO_CAP: f64 = 64.0;
 
 /// Seconds charged to running `task` on `load`'s processor when that is
-/// on another node than `home`, its data's node (the one holding most of
-/// its input bytes, the first on a tie: where its successors will most
-/// likely find their data too): the
+/// on another node than `home`, its data's node (the owner of the tile it
+/// updates, else the one holding most of its input bytes, the first on a
+/// tie: where its successors will most likely find their data too): the
 /// crossing its output makes back to where its successors will look for
 /// it, times `weight` ([`AWAY_WEIGHT`] by default) and by how much that
 /// crossing exceeds twice the task's `work` (its time on the fastest
 /// processor that runs it, the same for every processor: a slow one must
 /// not get it cheaper for being slow); 0 on its data's node, without link
-/// state, or where the crossing takes under twice the work.
+/// state, or where the crossing takes under twice the work. Leaving a
+/// tile's owner costs [`AWAY_OWNER_FACTOR`] times more, by the whole
+/// ratio of crossing to work.
 ///
 /// Earliest finish alone sees only the task's own copies. On a cluster
 /// whose network is slow beside its GPUs, a task sent away from its data
@@ -731,22 +754,32 @@ const AWAY_RATIO_CAP: f64 = 64.0;
 pub fn away_seconds(
     task: &PlacementRequest<'_>,
     load: &ProcessorLoad<'_>,
-    home: Option<usize>,
+    home: Option<Home>,
     work: f64,
     weight: f64,
 ) -> f64 {
     match away_rate(load, home) {
         Some(rate) if task.output_bytes > 0 && weight > 0.0 => {
-            away_price(task.output_bytes, rate, load, work, weight)
+            let owns = home.is_some_and(|h| h.owns);
+            away_price(task.output_bytes, rate, load, work, weight, owns)
         }
         _ => 0.0,
     }
 }
 
+/// Where a task's data are, for [`away_seconds`]: its data node, and
+/// whether that is the owner of the tile it updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Home {
+    pub node: usize,
+    /// The task updates a tile that this node alone holds.
+    pub owns: bool,
+}
+
 /// The rate at which an output would cross back from `load`'s memory,
 /// if that is on another node than `home`.
-fn away_rate(load: &ProcessorLoad<'_>, home: Option<usize>) -> Option<f64> {
-    let (home, l) = (home?, load.links?);
+fn away_rate(load: &ProcessorLoad<'_>, home: Option<Home>) -> Option<f64> {
+    let (home, l) = (home?.node, load.links?);
     let space = load.desc.memory.0 as usize;
     if l.model.node.get(space).is_none_or(|n| *n == home) {
         return None;
@@ -759,12 +792,25 @@ fn away_rate(load: &ProcessorLoad<'_>, home: Option<usize>) -> Option<f64> {
 }
 
 /// [`away_seconds`] of `bytes` of outputs crossing at `rate`, for a task
-/// whose work takes `work` seconds at best.
-fn away_price(bytes: u64, rate: f64, load: &ProcessorLoad<'_>, work: f64, weight: f64) -> f64 {
+/// whose work takes `work` seconds at best; `owns`: leaving the owner of
+/// the tile it updates.
+fn away_price(
+    bytes: u64,
+    rate: f64,
+    load: &ProcessorLoad<'_>,
+    work: f64,
+    weight: f64,
+    owns: bool,
+) -> f64 {
+    let (weight, free) = if owns {
+        (weight * AWAY_OWNER_FACTOR, 0.0)
+    } else {
+        (weight, AWAY_FREE_RATIO)
+    };
     let latency = load.links.map_or(0.0, |l| l.model.latency);
     let crossing = latency + bytes as f64 / rate;
     let ratio = if work > 0.0 {
-        (crossing / work - AWAY_FREE_RATIO).clamp(0.0, AWAY_RATIO_CAP)
+        (crossing / work - free).clamp(0.0, AWAY_RATIO_CAP)
     } else {
         AWAY_RATIO_CAP
     };
@@ -891,7 +937,7 @@ impl Policy for EarliestFinish {
         // the task's work where it runs fastest ([`away_seconds`]), so it
         // depends only on the network rate (the same for a cluster's
         // spaces): the last two are kept.
-        if home.is_some() {
+        if let Some(Home { owns, .. }) = home {
             let mut prices = [(f64::NAN, 0.0); 2];
             for c in &mut self.order {
                 let p = &procs[c.rank.index];
@@ -901,7 +947,8 @@ impl Policy for EarliestFinish {
                 let away = match prices.iter().find(|(r, _)| *r == rate) {
                     Some((_, price)) => *price,
                     None => {
-                        let price = away_price(task.output_bytes, rate, p, work, self.away_weight);
+                        let price =
+                            away_price(task.output_bytes, rate, p, work, self.away_weight, owns);
                         prices.swap(0, 1);
                         prices[0] = (rate, price);
                         price
@@ -1433,7 +1480,7 @@ mod tests {
     }
 
     /// `task`'s data node as HEFT finds it.
-    fn data_node(task: &PlacementRequest<'_>, links: &LinkState<'_>) -> Option<usize> {
+    fn data_node(task: &PlacementRequest<'_>, links: &LinkState<'_>) -> Option<Home> {
         let mut held = Held::default();
         held.fill(task, links.model.bandwidth.len(), Some(links));
         held.data_node(task)
@@ -1477,7 +1524,14 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(data_node(&task, &links), Some(0));
+        let home = data_node(&task, &links);
+        assert_eq!(
+            home,
+            Some(Home {
+                node: 0,
+                owns: false
+            })
+        );
         // Node 0 busy for 2 ms: node 1's GPU finishes first, yet the task
         // stays, since its output must cross back and the crossings are
         // 15 times its work.
@@ -1497,7 +1551,7 @@ mod tests {
         // time); less, the more work the task does for its crossing, and
         // none once the crossing takes under twice the work.
         let idle = loads(0.0);
-        let (home, work) = (Some(0), exec_seconds(&task, &platform.processors[3]));
+        let work = exec_seconds(&task, &platform.processors[3]);
         assert_eq!(away_seconds(&task, &idle[1], home, work, AWAY_WEIGHT), 0.0);
         let price = away_seconds(&task, &idle[3], home, work, AWAY_WEIGHT);
         let crossing = model.latency + (8u64 << 20) as f64 / 12.5e9;
@@ -1534,12 +1588,13 @@ mod tests {
             (8u64 << 20, &on_1[..]),
         ];
         let reads_only = PlacementRequest::new(OpName::Gemm, Some(DType::F64), 1e9, &inputs);
-        assert_eq!(data_node(&reads_only, &links), Some(0));
+        let node = |t: &PlacementRequest<'_>| data_node(t, &links).map(|h| (h.node, h.owns));
+        assert_eq!(node(&reads_only), Some((0, false)));
         let update = PlacementRequest {
             updates: &[2],
             ..reads_only.clone()
         };
-        assert_eq!(data_node(&update, &links), Some(1));
+        assert_eq!(node(&update), Some((1, true)));
         // Held on both nodes, the tile names no owner: input bytes decide.
         let shared = [
             (8u64 << 20, &on_0[..]),
@@ -1550,7 +1605,87 @@ mod tests {
             updates: &[2],
             ..PlacementRequest::new(OpName::Gemm, Some(DType::F64), 1e9, &shared)
         };
-        assert_eq!(data_node(&update_shared, &links), Some(0));
+        assert_eq!(node(&update_shared), Some((0, false)));
+    }
+
+    #[test]
+    fn on_a_fast_network_an_update_stays_with_its_tiles_owner() {
+        // Two nodes of a CPU and a GPU, 200 GB/s between them: an 8 MiB
+        // tile crosses in about the time of a GEMM on it, so leaving the
+        // node of the task's inputs is free, but leaving the owner of the
+        // tile it updates is not.
+        let mut platform = crate::sim::platform::nodes(2, 1);
+        for (a, row) in platform.bandwidth.iter_mut().enumerate() {
+            for (b, bw) in row.iter_mut().enumerate() {
+                if platform.node[a] != platform.node[b] {
+                    *bw = 200e9;
+                }
+            }
+        }
+        let model = platform.link_model();
+        let links = LinkState::idle(&model);
+        let on_gpu0 = [MemorySpaceId(1)];
+        let inputs = [
+            (8u64 << 20, &on_gpu0[..]),
+            (8u64 << 20, &on_gpu0[..]),
+            (8u64 << 20, &on_gpu0[..]),
+        ];
+        let reads = PlacementRequest {
+            output_bytes: 8 << 20,
+            ..PlacementRequest::new(
+                OpName::Gemm,
+                Some(DType::F64),
+                2.0 * 1024f64.powi(3),
+                &inputs,
+            )
+        };
+        let updates = PlacementRequest {
+            updates: &[2],
+            ..reads.clone()
+        };
+        let node = |p: usize| platform.node[platform.processors[p].memory.0 as usize];
+        // Node 0's GPU busy for 1 ms, node 1's idle.
+        let loads: Vec<ProcessorLoad<'_>> = platform
+            .processors
+            .iter()
+            .map(|desc| ProcessorLoad {
+                links: Some(&links),
+                ..load(desc, if desc.id.0 == 1 { 1e-3 } else { 0.0 }, 0)
+            })
+            .collect();
+        let mut eft = EarliestFinish::new(1e9);
+        assert_eq!(eft.place(&reads, &loads).map(node), Some(1));
+        assert_eq!(eft.place(&updates, &loads).map(node), Some(0));
+        let work = exec_seconds(&updates, &platform.processors[3]);
+        let (owner, reader) = (data_node(&updates, &links), data_node(&reads, &links));
+        assert_eq!(
+            away_seconds(&reads, &loads[3], reader, work, AWAY_WEIGHT),
+            0.0
+        );
+        let price = away_seconds(&updates, &loads[3], owner, work, AWAY_WEIGHT);
+        let crossing = model.latency + (8u64 << 20) as f64 / 200e9;
+        let expected = AWAY_WEIGHT * AWAY_OWNER_FACTOR * crossing * crossing / work;
+        assert!((price - expected).abs() < 1e-12 && price > 1e-3, "{price}");
+        // The weight scales both prices; 0 turns both off.
+        assert_eq!(away_seconds(&updates, &loads[3], owner, work, 0.0), 0.0);
+        // Waiting 50 ms at the owner costs more than leaving: it goes.
+        let long: Vec<ProcessorLoad<'_>> = platform
+            .processors
+            .iter()
+            .map(|desc| ProcessorLoad {
+                links: Some(&links),
+                ..load(
+                    desc,
+                    if node(desc.id.0 as usize) == 0 {
+                        50e-3
+                    } else {
+                        0.0
+                    },
+                    0,
+                )
+            })
+            .collect();
+        assert_eq!(eft.place(&updates, &long).map(node), Some(1));
     }
 
     #[test]
