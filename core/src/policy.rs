@@ -716,7 +716,7 @@ const AWAY_FREE_RATIO: f64 = 2.0;
 /// there earliest finish gave node 0 of the simulated 16 × 4 cluster at
 /// 200 GB/s half of cholesky:30 (its interface out 96% busy). Charged
 /// so, cholesky:30 there took 0.0199 s against 0.0331, cholesky:48 0.0434
-/// against 0.0926 and lu:24 0.0142 against 0.0275; at 50 GB/s 13 – 27%
+/// against 0.0926 and lu:24 0.0142 against 0.0275; at 50 GB/s 1 – 27%
 /// less; at 12.5 GB/s no change (BENCHMARKS.md, session 12). Graphs
 /// that update nothing (layered) keep the plain price.
 const AWAY_OWNER_FACTOR: f64 = 32.0;
