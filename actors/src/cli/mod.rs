@@ -111,8 +111,9 @@ pub struct SimArgs {
     /// (tasks); or a graph file: STG text, or our JSON format (`.json`).
     #[arg(long)]
     pub graph: String,
-    /// node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4 or cpu; or a platform
-    /// file (JSON, see docs/simulator.md).
+    /// node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4 (12.5 GB/s between
+    /// nodes), cluster-16x4-fast (200 GB/s) or cpu; or a platform file
+    /// (JSON, see docs/simulator.md).
     #[arg(long, default_value = "node-1cpu-2gpu")]
     pub platform: String,
     /// eager, heft, milp (MILP over tasks ready together, with the

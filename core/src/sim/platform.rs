@@ -89,6 +89,11 @@ const GPU_GFLOPS: f64 = 50_000.0;
 const PCIE: f64 = 25e9;
 const NVLINK: f64 = 150e9;
 const NETWORK: f64 = 12.5e9;
+/// Between nodes of `cluster-16x4-fast`: a node of four GPUs with a
+/// 400 Gb/s NIC per GPU. There a 1024 tile crosses in about the time of a
+/// GEMM on it, so the processors, not only the network, set a
+/// factorisation's pace (session 12).
+const FAST_NETWORK: f64 = 200e9;
 
 fn processor(
     id: usize,
@@ -113,6 +118,11 @@ fn processor(
 /// per GPU; PCIe between host and GPU, NVLink between GPUs of a node, the
 /// network between nodes.
 pub fn nodes(nodes: usize, gpus: usize) -> Platform {
+    nodes_over(nodes, gpus, NETWORK)
+}
+
+/// [`nodes`] with `network` bytes/s between nodes.
+pub fn nodes_over(nodes: usize, gpus: usize, network: f64) -> Platform {
     let per_node = 1 + gpus;
     let spaces = nodes * per_node;
     let mut processors = Vec::new();
@@ -144,7 +154,7 @@ pub fn nodes(nodes: usize, gpus: usize) -> Platform {
                     if a == b {
                         f64::INFINITY
                     } else if na != nb {
-                        NETWORK
+                        network
                     } else if ha || hb {
                         PCIE
                     } else {
@@ -166,17 +176,20 @@ pub fn nodes(nodes: usize, gpus: usize) -> Platform {
 }
 
 /// A built-in platform by name: `node-1cpu-2gpu`, `node-1cpu-4gpu`,
-/// `cluster-16x4` (16 nodes of 4 GPUs and a CPU), or `cpu` (one node, no
-/// GPU).
+/// `cluster-16x4` (16 nodes of 4 GPUs and a CPU, 12.5 GB/s between
+/// nodes), `cluster-16x4-fast` (the same at 200 GB/s), or `cpu` (one
+/// node, no GPU).
 pub fn builtin(name: &str) -> Result<Platform, String> {
     let mut p = match name {
         "node-1cpu-2gpu" => nodes(1, 2),
         "node-1cpu-4gpu" => nodes(1, 4),
         "cluster-16x4" => nodes(16, 4),
+        "cluster-16x4-fast" => nodes_over(16, 4, FAST_NETWORK),
         "cpu" => nodes(1, 0),
         other => {
             return Err(format!(
-                "unknown platform `{other}` (node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4, cpu)"
+                "unknown platform `{other}` (node-1cpu-2gpu, node-1cpu-4gpu, cluster-16x4, \
+                 cluster-16x4-fast, cpu)"
             ))
         }
     };
@@ -213,6 +226,16 @@ mod tests {
         assert!(per_node.iter().all(|n| (4..=9).contains(n)), "{per_node:?}");
         assert_eq!(cluster.host_of(MemorySpaceId(8)), MemorySpaceId(5));
         assert_eq!(cluster.host_of(MemorySpaceId(5)), MemorySpaceId(5));
+        // The fast cluster differs only between nodes.
+        let fast = builtin("cluster-16x4-fast").unwrap();
+        for a in 0..80 {
+            for b in 0..80 {
+                let (x, y) = (cluster.bandwidth[a][b], fast.bandwidth[a][b]);
+                let across = cluster.node[a] != cluster.node[b];
+                assert_eq!((x, y) == (12.5e9, 200e9), across, "{a} -> {b}");
+                assert!(across || x == y);
+            }
+        }
         let node = builtin("node-1cpu-2gpu").unwrap();
         assert!((0..100).all(|d| node.start_space(d, Some(10)) == MemorySpaceId(0)));
         assert_eq!(node.host_of(MemorySpaceId(2)), MemorySpaceId(0));
