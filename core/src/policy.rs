@@ -350,8 +350,10 @@ fn finish_after(
     queue.max(ready) + exec
 }
 
-/// A lower bound of [`finish_after`], cheap enough to compute for every
-/// processor of a cluster so that only the promising ones are priced.
+/// When a task's inputs could all be in `load`'s memory at the earliest,
+/// seconds from now: with the queue and the work, a lower bound of
+/// [`finish_after`], cheap enough to compute for every processor of a
+/// cluster so that only the promising ones are priced.
 /// Exact where copies do not wait for each other: each input from its
 /// own node's holders over their pair links as they stand; from another
 /// node, once the receiving node's interface in and the first free
@@ -359,12 +361,10 @@ fn finish_after(
 /// network pass the one interface in one after another, so they also end
 /// no sooner than its queue plus all their times; without link state all
 /// copies share one link, so their times add up.
-fn finish_bound(
+fn ready_bound(
     task: &PlacementRequest<'_>,
     load: &ProcessorLoad<'_>,
     bandwidth: f64,
-    exec: f64,
-    queue: f64,
     held: &Held,
 ) -> f64 {
     let space = load.desc.memory;
@@ -373,8 +373,7 @@ fn finish_bound(
         .map(|(i, (bytes, _))| (i, *bytes as f64));
     let Some(l) = load.links else {
         let rate = load.copy_rate(bandwidth);
-        let ready: f64 = missing.map(|(_, bytes)| bytes / rate).sum();
-        return queue.max(ready) + exec;
+        return missing.map(|(_, bytes)| bytes / rate).sum();
     };
     let s = space.0 as usize;
     let node = l.model.node.get(s).copied().unwrap_or(0);
@@ -426,7 +425,7 @@ fn finish_bound(
         };
         ready = ready.max(at);
     }
-    queue.max(ready.max(through_nic.unwrap_or(0.0))) + exec
+    ready.max(through_nic.unwrap_or(0.0))
 }
 
 /// Which spaces hold each input of one task, as a table when the holder
@@ -720,6 +719,22 @@ const AWAY_FREE_RATIO: f64 = 2.0;
 /// less; at 12.5 GB/s no change (BENCHMARKS.md, session 12). Graphs
 /// that update nothing (layered) keep the plain price.
 const AWAY_OWNER_FACTOR: f64 = 32.0;
+/// The share of the away weight that [`exit_seconds`] charges of a
+/// node's backlog out (¼: half the backlog at the default weight).
+///
+/// Why: on a network fast beside the tasks' work, where the away price is
+/// 0, earliest finish sees only a task's own inputs, so a graph with no
+/// owners (layered) gathered on the node holding its data, whose network
+/// interface then carried every output out while the other nodes idled:
+/// layered:20000 on the simulated 16 × 4 cluster at 200 GB/s ran 13,452 of
+/// its 20,000 tasks on node 0, its interface out 100% busy, 0.279 s against
+/// 0.063 with an infinitely fast network. Charging half the backlog:
+/// 0.110 s, layered:5000 0.063 → 0.027; at 50 GB/s −2% to +0.5%; at 12.5
+/// GB/s nothing (no task qualifies there). Twice the backlog spread the
+/// 50 GB/s case too far (layered:5000 0.100 → 0.207 s); the whole one
+/// gained less at 200 GB/s (0.032), a quarter of it less still (0.050)
+/// (BENCHMARKS.md, session 12).
+const EXIT_SHARE: f64 = 0.25;
 /// Most that the ratio of an output's crossing to the task's work counts
 /// for in [`away_seconds`], so a task with next to no work still has a
 /// finite price.
@@ -765,6 +780,48 @@ pub fn away_seconds(
         }
         _ => 0.0,
     }
+}
+
+/// Seconds charged to running `task` on `load`'s processor:
+/// [`EXIT_SHARE`] × `weight` times the backlog of the network interface
+/// out of that processor's node, where the task's output would cross the
+/// network in under [`AWAY_FREE_RATIO`] times its `work` (on a network
+/// that fast, [`away_seconds`] charges nothing); 0 otherwise, where it
+/// updates a tile one node alone holds (`owns`: the owner's price rules
+/// that), on one node, or without link state. Its successors on other nodes will pull its output through
+/// that interface: a node whose way out is already queued is a worse
+/// place for work that others will read, however soon it could run it.
+pub fn exit_seconds(
+    task: &PlacementRequest<'_>,
+    load: &ProcessorLoad<'_>,
+    owns: bool,
+    work: f64,
+    weight: f64,
+) -> f64 {
+    let Some(l) = load.links else {
+        return 0.0;
+    };
+    if owns || task.output_bytes == 0 || l.model.nodes() < 2 {
+        return 0.0;
+    }
+    let space = load.desc.memory.0 as usize;
+    let (Some(node), Some(rate)) = (
+        l.model.node.get(space),
+        l.model.fastest_remote_in.get(space),
+    ) else {
+        return 0.0;
+    };
+    if !exits_fast(task.output_bytes, *rate, l, work) {
+        return 0.0;
+    }
+    let backlog = l.free.get(l.model.nic_out(*node)).copied().unwrap_or(0.0);
+    weight * EXIT_SHARE * backlog
+}
+
+/// Whether `bytes` of output cross the network at `rate` in under
+/// [`AWAY_FREE_RATIO`] times `work`: where [`exit_seconds`] charges.
+fn exits_fast(bytes: u64, rate: f64, l: &LinkState<'_>, work: f64) -> bool {
+    rate > 0.0 && l.model.latency + bytes as f64 / rate < AWAY_FREE_RATIO * work
 }
 
 /// Where a task's data are, for [`away_seconds`]: its data node, and
@@ -836,6 +893,10 @@ pub struct EarliestFinish {
     held: Held,
     /// The processor the last decision chose (full or not).
     wanted: Option<usize>,
+    /// Per decision and node holding none of the task's inputs, the
+    /// input bound of its spaces: (rate in from other nodes, bound; a NaN
+    /// rate: none yet).
+    remote_ready: Vec<(f64, f64)>,
     /// Weight of the price of running a task away from its data's node
     /// ([`away_seconds`]; [`AWAY_WEIGHT`] by default, 0: none).
     pub away_weight: f64,
@@ -850,6 +911,7 @@ impl EarliestFinish {
             returns: None,
             held: Held::default(),
             wanted: None,
+            remote_ready: Vec::new(),
             away_weight: AWAY_WEIGHT,
         }
     }
@@ -958,6 +1020,35 @@ impl Policy for EarliestFinish {
                 c.rank.finish += away;
             }
         }
+        // The price of a queued way out ([`exit_seconds`]): by node, and
+        // only where the output crosses fast beside the work (the rate
+        // into a cluster's spaces from other nodes is the same for all,
+        // so the check is made once per rate).
+        if let Some(l) = links.filter(|l| {
+            l.model.nodes() > 1
+                && self.away_weight > 0.0
+                && task.output_bytes > 0
+                && !home.is_some_and(|h| h.owns)
+        }) {
+            let mut last: (f64, bool) = (f64::NAN, false);
+            for c in &mut self.order {
+                let space = procs[c.rank.index].desc.memory.0 as usize;
+                let rate = l.model.fastest_remote_in.get(space).copied().unwrap_or(0.0);
+                if rate != last.0 {
+                    last = (rate, exits_fast(task.output_bytes, rate, l, work));
+                }
+                if last.1 {
+                    let backlog = l
+                        .free
+                        .get(l.model.nic_out(c.rank.node))
+                        .copied()
+                        .unwrap_or(0.0);
+                    let exit = self.away_weight * EXIT_SHARE * backlog;
+                    c.back += exit;
+                    c.rank.finish += exit;
+                }
+            }
+        }
         let price = |c: &Candidate, scratch: &mut Vec<(usize, f64)>| {
             let load = &procs[c.rank.index];
             let finish = finish_after(task, load, self.bandwidth, c.exec, c.queue, scratch, &held);
@@ -972,11 +1063,46 @@ impl Policy for EarliestFinish {
             let rank = price(first, &mut self.scratch);
             self.order
                 .retain(|c| c.rank.index != rank.index && c.rank.order(&rank).is_lt());
+            // A node holding none of the inputs gives each of its spaces
+            // the same bound from the same rate (its GPUs, say): computed
+            // once a node (layered:20000 on a 200 GB/s cluster: about 60
+            // bounds a decision, 16 nodes).
+            let all_bytes: u64 = task.inputs.iter().map(|(b, _)| b).sum();
+            self.remote_ready.clear();
+            if let Some(l) = links {
+                self.remote_ready.resize(l.model.nodes(), (f64::NAN, 0.0));
+            }
             for c in &mut self.order {
                 let load = &procs[c.rank.index];
-                c.rank.finish =
-                    finish_bound(task, load, self.bandwidth, c.exec, c.queue, &held) + c.back;
-                c.rank.remote = remote_bytes(task, load, &held);
+                let node = c.rank.node;
+                let far =
+                    load.links.is_some() && (0..task.inputs.len()).all(|i| !held.on_node(i, node));
+                let ready = if far {
+                    let rate = load.links.map_or(0.0, |l| {
+                        l.model
+                            .fastest_remote_in
+                            .get(load.desc.memory.0 as usize)
+                            .copied()
+                            .unwrap_or(0.0)
+                    });
+                    match self.remote_ready.get_mut(node) {
+                        Some((r, ready)) if *r == rate => *ready,
+                        Some(slot) => {
+                            let ready = ready_bound(task, load, self.bandwidth, &held);
+                            *slot = (rate, ready);
+                            ready
+                        }
+                        None => ready_bound(task, load, self.bandwidth, &held),
+                    }
+                } else {
+                    ready_bound(task, load, self.bandwidth, &held)
+                };
+                c.rank.finish = c.queue.max(ready) + c.exec + c.back;
+                c.rank.remote = if far {
+                    all_bytes
+                } else {
+                    remote_bytes(task, load, &held)
+                };
             }
             self.order.retain(|c| c.rank.order(&rank).is_lt());
             best = Some(rank);
@@ -1253,7 +1379,8 @@ mod tests {
                 .map(|p| {
                     let finish = finish_seconds(&task, &loads, p, 10e9)
                         + return_seconds(paths[p], task.output_bytes, &loads[p])
-                        + away_seconds(&task, &loads[p], home, work, AWAY_WEIGHT);
+                        + away_seconds(&task, &loads[p], home, work, AWAY_WEIGHT)
+                        + exit_seconds(&task, &loads[p], owns(home), work, AWAY_WEIGHT);
                     let node = platform.node[loads[p].desc.memory.0 as usize];
                     let remote: u64 = inputs
                         .iter()
@@ -1480,6 +1607,10 @@ mod tests {
     }
 
     /// `task`'s data node as HEFT finds it.
+    fn owns(home: Option<Home>) -> bool {
+        home.is_some_and(|h| h.owns)
+    }
+
     fn data_node(task: &PlacementRequest<'_>, links: &LinkState<'_>) -> Option<Home> {
         let mut held = Held::default();
         held.fill(task, links.model.bandwidth.len(), Some(links));
@@ -1686,6 +1817,75 @@ mod tests {
             })
             .collect();
         assert_eq!(eft.place(&updates, &long).map(node), Some(1));
+    }
+
+    #[test]
+    fn on_a_fast_network_work_others_read_avoids_a_node_whose_way_out_is_queued() {
+        // Three nodes of a CPU and a GPU (spaces 0, 1 on node 0; 2, 3 on
+        // 1; 4, 5 on 2), 200 GB/s between nodes. The task reads a tile
+        // held on node 0's and node 2's GPUs and updates nothing; node 0's
+        // GPU could start it soonest, but its interface out has 2 ms of
+        // copies queued.
+        let mut platform = crate::sim::platform::nodes(3, 1);
+        for (a, row) in platform.bandwidth.iter_mut().enumerate() {
+            for (b, bw) in row.iter_mut().enumerate() {
+                if platform.node[a] != platform.node[b] {
+                    *bw = 200e9;
+                }
+            }
+        }
+        let model = platform.link_model();
+        let mut links = LinkState::idle(&model);
+        links.free[model.nic_out(0)] = 2e-3;
+        let held = [MemorySpaceId(1), MemorySpaceId(5)];
+        let inputs = [(8u64 << 20, &held[..])];
+        let task = PlacementRequest {
+            output_bytes: 8 << 20,
+            ..PlacementRequest::new(
+                OpName::Gemm,
+                Some(DType::F64),
+                2.0 * 1024f64.powi(3),
+                &inputs,
+            )
+        };
+        let queued = [0.0, 0.1e-3, 0.0, 0.5e-3, 0.0, 5e-3];
+        let loads: Vec<ProcessorLoad<'_>> = platform
+            .processors
+            .iter()
+            .map(|desc| ProcessorLoad {
+                links: Some(&links),
+                ..load(desc, queued[desc.memory.0 as usize], 0)
+            })
+            .collect();
+        let space = |p: Option<usize>| p.map(|p| platform.processors[p].memory.0);
+        let mut eft = EarliestFinish::new(1e9);
+        assert_eq!(space(eft.place(&task, &loads)), Some(3), "node 1's GPU");
+        let mut no_price = EarliestFinish {
+            away_weight: 0.0,
+            ..EarliestFinish::new(1e9)
+        };
+        assert_eq!(
+            space(no_price.place(&task, &loads)),
+            Some(1),
+            "node 0's GPU"
+        );
+        // The price: a quarter of the weight times the backlog out, on
+        // every processor of the node; none elsewhere, none for a task
+        // updating an owned tile, none on a network slow beside the work.
+        let home = data_node(&task, &links);
+        let work = exec_seconds(&task, &platform.processors[1]);
+        let exit = |p: usize, h: Option<Home>, w: f64| {
+            exit_seconds(&task, &loads[p], owns(h), w, AWAY_WEIGHT)
+        };
+        assert!((exit(1, home, work) - AWAY_WEIGHT * 0.25 * 2e-3).abs() < 1e-15);
+        assert_eq!(exit(0, home, work), exit(1, home, work));
+        assert_eq!(exit(3, home, work), 0.0);
+        let owner = Some(Home {
+            node: 0,
+            owns: true,
+        });
+        assert_eq!(exit(1, owner, work), 0.0);
+        assert_eq!(exit(1, home, work / 10.0), 0.0);
     }
 
     #[test]

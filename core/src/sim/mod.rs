@@ -1764,6 +1764,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn on_a_fast_cluster_a_graph_without_owners_spreads_over_the_nodes() {
+        // At 200 GB/s a tile crosses in about the time of a task on it:
+        // earliest finish alone gathered a layered graph on the nodes
+        // holding its data, and their interfaces out carried every output
+        // (layered:2000: 40% of the bytes out left node 0, 4.1 times the
+        // bound). Pricing a queued way out spreads it.
+        let p = platform::builtin("cluster-16x4-fast").unwrap();
+        let g = graph::generate("layered:2000", 1024).unwrap();
+        let r = simulate(&g, &p, &mut EarliestFinish::new(25e9), ReadyOrder::Rank).unwrap();
+        let out: Vec<f64> = r.network.iter().map(|n| n.bytes_out).collect();
+        let total: f64 = out.iter().sum();
+        let busiest = out.iter().copied().fold(0.0, f64::max);
+        assert!(
+            busiest < 0.2 * total,
+            "{:.0}% out of one node",
+            100.0 * busiest / total
+        );
+        let bound = lower_bound(&g, &p);
+        assert!(
+            r.makespan < 3.0 * bound,
+            "{} s, bound {bound} s",
+            r.makespan
+        );
+    }
+
     fn factorise_where_tiles_start(p: &Platform, slack: f64) {
         let (nt, nb) = (16, 1024);
         let g = graph::cholesky(nt, nb);
