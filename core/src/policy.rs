@@ -1745,14 +1745,7 @@ mod tests {
         // tile crosses in about the time of a GEMM on it, so leaving the
         // node of the task's inputs is free, but leaving the owner of the
         // tile it updates is not.
-        let mut platform = crate::sim::platform::nodes(2, 1);
-        for (a, row) in platform.bandwidth.iter_mut().enumerate() {
-            for (b, bw) in row.iter_mut().enumerate() {
-                if platform.node[a] != platform.node[b] {
-                    *bw = 200e9;
-                }
-            }
-        }
+        let platform = crate::sim::platform::nodes_over(2, 1, 200e9);
         let model = platform.link_model();
         let links = LinkState::idle(&model);
         let on_gpu0 = [MemorySpaceId(1)];
@@ -1826,14 +1819,7 @@ mod tests {
         // held on node 0's and node 2's GPUs and updates nothing; node 0's
         // GPU could start it soonest, but its interface out has 2 ms of
         // copies queued.
-        let mut platform = crate::sim::platform::nodes(3, 1);
-        for (a, row) in platform.bandwidth.iter_mut().enumerate() {
-            for (b, bw) in row.iter_mut().enumerate() {
-                if platform.node[a] != platform.node[b] {
-                    *bw = 200e9;
-                }
-            }
-        }
+        let platform = crate::sim::platform::nodes_over(3, 1, 200e9);
         let model = platform.link_model();
         let mut links = LinkState::idle(&model);
         links.free[model.nic_out(0)] = 2e-3;
