@@ -1606,6 +1606,39 @@ mod tests {
         );
     }
 
+    /// A GEMM of f64 1024 tiles (8 MiB out) reading `inputs`.
+    fn gemm_1024<'a>(inputs: &'a [(u64, &'a [MemorySpaceId])]) -> PlacementRequest<'a> {
+        PlacementRequest {
+            output_bytes: 8 << 20,
+            ..PlacementRequest::new(
+                OpName::Gemm,
+                Some(DType::F64),
+                2.0 * 1024f64.powi(3),
+                inputs,
+            )
+        }
+    }
+
+    /// Every processor of `platform` idle but node 0's, which have
+    /// `queued` seconds of work.
+    fn node_0_busy<'a>(
+        platform: &'a crate::sim::platform::Platform,
+        links: &'a LinkState<'a>,
+        queued: f64,
+    ) -> Vec<ProcessorLoad<'a>> {
+        platform
+            .processors
+            .iter()
+            .map(|desc| {
+                let on_0 = platform.node[desc.memory.0 as usize] == 0;
+                ProcessorLoad {
+                    links: Some(links),
+                    ..load(desc, if on_0 { queued } else { 0.0 }, 0)
+                }
+            })
+            .collect()
+    }
+
     /// `task`'s data node as HEFT finds it.
     fn owns(home: Option<Home>) -> bool {
         home.is_some_and(|h| h.owns)
@@ -1627,34 +1660,9 @@ mod tests {
         let links = LinkState::idle(&model);
         let on_gpu0 = [MemorySpaceId(1)];
         let inputs = [(8u64 << 20, &on_gpu0[..]), (8u64 << 20, &on_gpu0[..])];
-        let task = PlacementRequest {
-            output_bytes: 8 << 20,
-            ..PlacementRequest::new(
-                OpName::Gemm,
-                Some(DType::F64),
-                2.0 * 1024f64.powi(3),
-                &inputs,
-            )
-        };
+        let task = gemm_1024(&inputs);
         let node = |p: usize| platform.node[platform.processors[p].memory.0 as usize];
-        let loads = |queued: f64| -> Vec<ProcessorLoad<'_>> {
-            platform
-                .processors
-                .iter()
-                .map(|desc| ProcessorLoad {
-                    links: Some(&links),
-                    ..load(
-                        desc,
-                        if node(desc.id.0 as usize) == 0 {
-                            queued
-                        } else {
-                            0.0
-                        },
-                        0,
-                    )
-                })
-                .collect()
-        };
+        let loads = |queued: f64| node_0_busy(&platform, &links, queued);
         let home = data_node(&task, &links);
         assert_eq!(
             home,
@@ -1754,15 +1762,7 @@ mod tests {
             (8u64 << 20, &on_gpu0[..]),
             (8u64 << 20, &on_gpu0[..]),
         ];
-        let reads = PlacementRequest {
-            output_bytes: 8 << 20,
-            ..PlacementRequest::new(
-                OpName::Gemm,
-                Some(DType::F64),
-                2.0 * 1024f64.powi(3),
-                &inputs,
-            )
-        };
+        let reads = gemm_1024(&inputs);
         let updates = PlacementRequest {
             updates: &[2],
             ..reads.clone()
@@ -1793,22 +1793,7 @@ mod tests {
         // The weight scales both prices; 0 turns both off.
         assert_eq!(away_seconds(&updates, &loads[3], owner, work, 0.0), 0.0);
         // Waiting 50 ms at the owner costs more than leaving: it goes.
-        let long: Vec<ProcessorLoad<'_>> = platform
-            .processors
-            .iter()
-            .map(|desc| ProcessorLoad {
-                links: Some(&links),
-                ..load(
-                    desc,
-                    if node(desc.id.0 as usize) == 0 {
-                        50e-3
-                    } else {
-                        0.0
-                    },
-                    0,
-                )
-            })
-            .collect();
+        let long = node_0_busy(&platform, &links, 50e-3);
         assert_eq!(eft.place(&updates, &long).map(node), Some(1));
     }
 
@@ -1825,15 +1810,7 @@ mod tests {
         links.free[model.nic_out(0)] = 2e-3;
         let held = [MemorySpaceId(1), MemorySpaceId(5)];
         let inputs = [(8u64 << 20, &held[..])];
-        let task = PlacementRequest {
-            output_bytes: 8 << 20,
-            ..PlacementRequest::new(
-                OpName::Gemm,
-                Some(DType::F64),
-                2.0 * 1024f64.powi(3),
-                &inputs,
-            )
-        };
+        let task = gemm_1024(&inputs);
         let queued = [0.0, 0.1e-3, 0.0, 0.5e-3, 0.0, 5e-3];
         let loads: Vec<ProcessorLoad<'_>> = platform
             .processors
