@@ -25,6 +25,7 @@ use crate::task::Task;
 use crate::tile::Tile;
 use crossbeam_channel::unbounded;
 use tessera_core::op::Side;
+use tessera_core::processor::MemoryKind;
 use tessera_core::{DType, Op, TileData, TileShape};
 
 /// Entries of a matrix, computed on demand so it need not be stored twice.
@@ -296,18 +297,27 @@ pub enum CholeskyOrder {
 
 impl CholeskyOrder {
     /// The order for `a` on `rt`: left-looking when the matrix's tiles
-    /// exceed the host budget and spill, right-looking otherwise.
+    /// exceed the host budget and spill, or exceed the devices' memory
+    /// together; right-looking otherwise.
     ///
-    /// Spilling, the run is memory-bound and goes in submission order, so
-    /// the order of submission sets the disk traffic: on two cores with
-    /// the page cache held to 320 MiB (n 8192, tile 512, 64 MiB of host
-    /// budget) left-looking wrote 0.8 GB to disk against 2.2 GB and took
-    /// 4.0 – 4.3 s against 4.9 – 5.1 s (BENCHMARKS.md, session 11). A
-    /// matrix larger than the devices' memory alone keeps right-looking:
-    /// the simulator favours left-looking there too, but no GPU run has
-    /// measured it yet.
+    /// Either way the run is memory-bound and goes in submission order, so
+    /// the order of submission sets the traffic. Spilling, on two cores
+    /// with the page cache held to 320 MiB (n 8192, tile 512, 64 MiB of
+    /// host budget) left-looking wrote 0.8 GB to disk against 2.2 GB and
+    /// took 4.0 – 4.3 s against 4.9 – 5.1 s (BENCHMARKS.md, session 11).
+    /// On the H200 (n 32768, tile 2048: 4.25 GiB of tiles), through 2 GiB
+    /// of device memory 0.384 – 0.393 s against 0.476 – 0.487, through
+    /// 1 GiB 0.435 – 0.484 against 0.541 – 0.587; with the whole GPU
+    /// the two tie (0.404 – 0.425 s; session 12).
     pub fn for_memory(rt: &Runtime, a: &TiledMatrix) -> Self {
-        if rt.host_spills() && a.bytes() > rt.host_usage().budget {
+        let devices: u64 = rt
+            .memory_spaces()
+            .iter()
+            .filter(|m| m.kind == MemoryKind::Device)
+            .map(|m| m.capacity)
+            .sum();
+        let spills = rt.host_spills() && a.bytes() > rt.host_usage().budget;
+        if spills || (devices > 0 && a.bytes() > devices) {
             CholeskyOrder::LeftLooking
         } else {
             CholeskyOrder::RightLooking

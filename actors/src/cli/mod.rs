@@ -425,7 +425,8 @@ pub struct CholeskyArgs {
     /// trailing matrix; the most parallel), left-looking (each column
     /// takes its updates, then is done; fewer write-backs when the matrix
     /// exceeds device or host memory), or auto: left-looking when the
-    /// matrix spills past the host budget, right-looking otherwise.
+    /// matrix spills past the host budget or exceeds the devices' memory,
+    /// right-looking otherwise.
     #[arg(long, default_value = "auto", value_parser = ["auto", "right", "left"])]
     pub variant: String,
     #[command(flatten)]

@@ -2,7 +2,9 @@
 //! ways, replica coherence, and device failures.
 
 use super::Factorise;
-use tessera::linalg::{cholesky, cholesky_left_looking, residual, SpdMatrix, TiledMatrix};
+use tessera::linalg::{
+    cholesky, cholesky_left_looking, residual, CholeskyOrder, SpdMatrix, TiledMatrix,
+};
 use tessera::{DType, Op, Runtime, RuntimeError, Task, TileData, TileShape};
 use tessera_tests::{built_plugin, parse_exposition};
 
@@ -736,6 +738,26 @@ fn a_memory_bound_cholesky_goes_in_submission_order_and_copies_half_as_much() {
     let r = residual(&rt, &a, gen).unwrap();
     assert!(r < 1e-14, "residual {r:e}");
     assert_eq!(rt.progress().failed, 0);
+}
+
+#[test]
+fn a_matrix_larger_than_the_devices_memory_is_factorised_left_looking() {
+    // 136 tiles of 8 KiB (1.1 MiB): through room for 32 of them the run
+    // is memory-bound and left-looking copies less; with room for all,
+    // right-looking (the more parallel) stays.
+    let order_with = |memory: u64| {
+        let rt = Runtime::builder()
+            .devices(&["fake"])
+            .plugin(built_plugin("tessera-test-plugin-fake"))
+            .plugin_options("fake", &format!("memory={memory}"))
+            .build()
+            .unwrap();
+        let gen = SpdMatrix { n: 512, seed: 5 };
+        let a = TiledMatrix::generate(&rt, "A", 512, 32, DType::F64, gen).unwrap();
+        CholeskyOrder::for_memory(&rt, &a)
+    };
+    assert_eq!(order_with(262_144), CholeskyOrder::LeftLooking);
+    assert_eq!(order_with(4 << 20), CholeskyOrder::RightLooking);
 }
 
 #[test]
