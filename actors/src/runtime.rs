@@ -177,7 +177,9 @@ impl RuntimeBuilder {
     /// copies earlier and keep the device fed; a device runs its queue in
     /// the ready list's order, so a late urgent task still goes first. The
     /// simulator's H200-shaped node ends a Cholesky (n 32768, tile 2048)
-    /// 5% sooner at 5 ms and 9% with no limit; not yet measured on a GPU.
+    /// 5% sooner at 5 ms and 9% with no limit; on the H200 itself 5 and
+    /// 20 ms gained nothing over 1 ms, with the whole GPU or through 1 – 2
+    /// GiB of it (BENCHMARKS.md, session 12).
     pub fn device_queue_horizon(mut self, seconds: f64) -> Self {
         self.device_queue_horizon = Some(seconds);
         self
