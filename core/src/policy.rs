@@ -1020,33 +1020,13 @@ impl Policy for EarliestFinish {
                 c.rank.finish += away;
             }
         }
-        // The price of a queued way out ([`exit_seconds`]): by node, and
-        // only where the output crosses fast beside the work (the rate
-        // into a cluster's spaces from other nodes is the same for all,
-        // so the check is made once per rate).
-        if let Some(l) = links.filter(|l| {
-            l.model.nodes() > 1
-                && self.away_weight > 0.0
-                && task.output_bytes > 0
-                && !home.is_some_and(|h| h.owns)
-        }) {
-            let mut last: (f64, bool) = (f64::NAN, false);
+        // The price of a queued way out ([`exit_seconds`]).
+        if self.away_weight > 0.0 && links.is_some_and(|l| l.model.nodes() > 1) {
+            let owns = home.is_some_and(|h| h.owns);
             for c in &mut self.order {
-                let space = procs[c.rank.index].desc.memory.0 as usize;
-                let rate = l.model.fastest_remote_in.get(space).copied().unwrap_or(0.0);
-                if rate != last.0 {
-                    last = (rate, exits_fast(task.output_bytes, rate, l, work));
-                }
-                if last.1 {
-                    let backlog = l
-                        .free
-                        .get(l.model.nic_out(c.rank.node))
-                        .copied()
-                        .unwrap_or(0.0);
-                    let exit = self.away_weight * EXIT_SHARE * backlog;
-                    c.back += exit;
-                    c.rank.finish += exit;
-                }
+                let exit = exit_seconds(task, &procs[c.rank.index], owns, work, self.away_weight);
+                c.back += exit;
+                c.rank.finish += exit;
             }
         }
         let price = |c: &Candidate, scratch: &mut Vec<(usize, f64)>| {
