@@ -170,8 +170,9 @@ impl Policy for Metaheuristic {
         procs: &[ProcessorLoad<'_>],
     ) -> Option<Vec<Option<usize>>> {
         let clock = Instant::now();
-        let costs = WindowCosts::new(tasks, procs, self.list.bandwidth);
+        let mut costs = WindowCosts::new(tasks, procs, self.list.bandwidth);
         let start = costs.list_plan()?;
+        costs.keep_to_nodes(&start);
         let budget = self
             .next_budget
             .take()

@@ -341,7 +341,7 @@ impl Policy for Milp {
         procs: &[ProcessorLoad<'_>],
     ) -> Option<Vec<Option<usize>>> {
         let clock = Instant::now();
-        let w = WindowCosts::new(tasks, procs, DEFAULT_BANDWIDTH);
+        let mut w = WindowCosts::new(tasks, procs, DEFAULT_BANDWIDTH);
         // No list plan (a task no processor can run), a window of one or
         // past the metaheuristic's size, or one no search could improve:
         // the list rule places the tasks one by one.
@@ -356,6 +356,7 @@ impl Policy for Milp {
                 return None;
             }
         };
+        w.keep_to_nodes(&start);
         if w.nothing_to_move(&start) {
             self.record(Mode::List, tasks.len(), clock, false);
             return None;
@@ -421,7 +422,9 @@ impl Policy for Milp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arrival::{LinkModel, LinkState};
     use crate::dtype::DType;
+    use crate::metaheuristic::Metaheuristic;
     use crate::op::OpName;
     use crate::policy::EarliestFinish;
     use crate::processor::{MemorySpaceId, ProcessorDesc, ProcessorId, ProcessorKind};
@@ -519,6 +522,49 @@ mod tests {
         assert_eq!((d[0].mode, d[0].fell_back), (Mode::Milp, false));
         assert!(milp.take_decisions().is_empty());
         assert_eq!(greedy.take_decisions()[0].mode, Mode::List);
+    }
+
+    #[test]
+    fn windows_move_no_task_between_nodes() {
+        // The balancing window on two equal processors, each a node of
+        // its own: the better plan moves the last task to the other node,
+        // which a window's score cannot price, so the list rule places.
+        let procs_desc = [proc(0, 1.0), proc(1, 1.0)];
+        let tasks = balancing_window();
+        let model = LinkModel::new(
+            vec![vec![f64::INFINITY, 1e9], vec![1e9, f64::INFINITY]],
+            0.0,
+            &[0, 1],
+        );
+        let links = LinkState::idle(&model);
+        let on_nodes: Vec<ProcessorLoad<'_>> = idle(&procs_desc)
+            .into_iter()
+            .map(|l| ProcessorLoad {
+                links: Some(&links),
+                ..l
+            })
+            .collect();
+        for meta in [false, true] {
+            let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
+            milp.time_limit = Duration::from_secs(5);
+            let mut heuristic = Metaheuristic::new(10e9);
+            let policy: &mut dyn Policy = if meta { &mut heuristic } else { &mut milp };
+            assert_eq!(policy.place_batch(&tasks, &on_nodes), None, "meta {meta}");
+            // On one node (the same spaces) the window is searched.
+            let model = LinkModel::new(model.bandwidth.clone(), 0.0, &[0, 0]);
+            let links = LinkState::idle(&model);
+            let one_node: Vec<ProcessorLoad<'_>> = idle(&procs_desc)
+                .into_iter()
+                .map(|l| ProcessorLoad {
+                    links: Some(&links),
+                    ..l
+                })
+                .collect();
+            assert!(
+                policy.place_batch(&tasks, &one_node).is_some(),
+                "meta {meta}"
+            );
+        }
     }
 
     #[test]

@@ -1137,7 +1137,7 @@ impl Rank {
 }
 
 /// The node of `load`'s memory (0 without link state).
-fn node_of(load: &ProcessorLoad<'_>) -> usize {
+pub(crate) fn node_of(load: &ProcessorLoad<'_>) -> usize {
     load.links
         .and_then(|l| l.model.node.get(load.desc.memory.0 as usize).copied())
         .unwrap_or(0)
