@@ -1087,12 +1087,17 @@ impl Policy for EarliestFinish {
             self.order.retain(|c| c.rank.order(&rank).is_lt());
             best = Some(rank);
         }
-        self.order.sort_unstable_by(|a, b| a.rank.order(&b.rank));
-        for c in &self.order {
+        // Lowest bound first, taken one at a time: pricing usually stops
+        // after one or two, where sorting every survivor cost more (on a
+        // cluster of idle GPUs dozens tie on their bound).
+        while let Some(k) =
+            (0..self.order.len()).min_by(|a, b| self.order[*a].rank.order(&self.order[*b].rank))
+        {
+            let c = self.order.swap_remove(k);
             if best.is_some_and(|b| c.rank.order(&b).is_ge()) {
                 break;
             }
-            let rank = price(c, &mut self.scratch);
+            let rank = price(&c, &mut self.scratch);
             if best.is_none_or(|b| rank.order(&b).is_lt()) {
                 best = Some(rank);
             }
