@@ -531,39 +531,32 @@ mod tests {
         // which a window's score cannot price, so the list rule places.
         let procs_desc = [proc(0, 1.0), proc(1, 1.0)];
         let tasks = balancing_window();
-        let model = LinkModel::new(
-            vec![vec![f64::INFINITY, 1e9], vec![1e9, f64::INFINITY]],
-            0.0,
-            &[0, 1],
-        );
-        let links = LinkState::idle(&model);
-        let on_nodes: Vec<ProcessorLoad<'_>> = idle(&procs_desc)
-            .into_iter()
-            .map(|l| ProcessorLoad {
-                links: Some(&links),
-                ..l
-            })
-            .collect();
+        let bandwidth = vec![vec![f64::INFINITY, 1e9], vec![1e9, f64::INFINITY]];
+        let two_nodes = LinkModel::new(bandwidth.clone(), 0.0, &[0, 1]);
+        let one_node = LinkModel::new(bandwidth, 0.0, &[0, 0]);
+        let (apart, together) = (LinkState::idle(&two_nodes), LinkState::idle(&one_node));
+        let over = |links| -> Vec<ProcessorLoad<'_>> {
+            idle(&procs_desc)
+                .into_iter()
+                .map(|l| ProcessorLoad {
+                    links: Some(links),
+                    ..l
+                })
+                .collect()
+        };
         for meta in [false, true] {
             let mut milp = Milp::new(Box::new(EarliestFinish::new(10e9)));
             milp.time_limit = Duration::from_secs(5);
             let mut heuristic = Metaheuristic::new(10e9);
             let policy: &mut dyn Policy = if meta { &mut heuristic } else { &mut milp };
-            assert_eq!(policy.place_batch(&tasks, &on_nodes), None, "meta {meta}");
-            // On one node (the same spaces) the window is searched.
-            let model = LinkModel::new(model.bandwidth.clone(), 0.0, &[0, 0]);
-            let links = LinkState::idle(&model);
-            let one_node: Vec<ProcessorLoad<'_>> = idle(&procs_desc)
-                .into_iter()
-                .map(|l| ProcessorLoad {
-                    links: Some(&links),
-                    ..l
-                })
-                .collect();
-            assert!(
-                policy.place_batch(&tasks, &one_node).is_some(),
+            assert_eq!(
+                policy.place_batch(&tasks, &over(&apart)),
+                None,
                 "meta {meta}"
             );
+            // On one node (the same spaces) the window is searched.
+            let searched = policy.place_batch(&tasks, &over(&together));
+            assert!(searched.is_some(), "meta {meta}");
         }
     }
 
