@@ -426,9 +426,15 @@ pub fn upward_ranks(g: &SimGraph, platform: &Platform) -> Vec<f64> {
     rank
 }
 
-/// The mean cost of an edge of the graph over every ordered pair of
-/// processors its two ends might run on: nothing where both share a
-/// memory space, a copy between the two spaces otherwise.
+/// The mean cost of an edge of the graph over the ordered pairs of
+/// processors of one node its two ends might run on: nothing where both
+/// share a memory space, a copy between the two spaces otherwise.
+///
+/// On a cluster the policies keep work on its data's node (HEFT's away,
+/// owner and exit prices), so an edge crosses within a node far more
+/// often than the network. Counted over every pair of the cluster the
+/// ranks lengthened `cluster-16x4-fast`'s cases by up to 3.6% (lu:24);
+/// over a node's pairs, -2.2% to +2.5% (BENCHMARKS.md, session 13).
 struct EdgeCost {
     /// Mean latency (pairs sharing a space count 0).
     latency: f64,
