@@ -304,10 +304,11 @@ fn sim_away_weight_trades_network_bytes_on_a_cluster_and_nothing_on_a_node() {
         let bytes: f64 = net.iter().map(|n| n["bytes_in"].as_f64().unwrap()).sum();
         (bytes, v["makespan"].as_f64().unwrap())
     };
-    // Without the price, work follows idle GPUs across the network; with
-    // it, more of it stays where its data is, and the slow network ends
-    // the run later. (cholesky:12, this test's graph until session 13's
-    // ranks, now moves 3% more bytes priced but still ends 7% sooner.)
+    // Without the price, work follows idle GPUs across the network and
+    // the slow network ends the run later; with it, more of it stays
+    // where its data is. (cholesky:12, this test's graph until session
+    // 13's ranks, now moves 3% more bytes priced but still ends 7%
+    // sooner.)
     let (free, free_end) = between("0", "cluster-16x4");
     let (priced, priced_end) = between("1", "cluster-16x4");
     let (dear, _) = between("4", "cluster-16x4");

@@ -804,14 +804,13 @@ pub fn exit_seconds(
     if owns || task.output_bytes == 0 || l.model.nodes() < 2 {
         return 0.0;
     }
-    let space = load.desc.memory.0 as usize;
     let (Some(node), Some(rate)) = (
-        l.model.node.get(space),
-        l.model.fastest_remote_in.get(space),
+        l.model.node.get(load.desc.memory.0 as usize),
+        remote_rate(load),
     ) else {
         return 0.0;
     };
-    if !exits_fast(task.output_bytes, *rate, l, work) {
+    if !exits_fast(task.output_bytes, rate, l, work) {
         return 0.0;
     }
     let backlog = l.free.get(l.model.nic_out(*node)).copied().unwrap_or(0.0);
@@ -841,11 +840,17 @@ fn away_rate(load: &ProcessorLoad<'_>, home: Option<Home>) -> Option<f64> {
     if l.model.node.get(space).is_none_or(|n| *n == home) {
         return None;
     }
+    remote_rate(load).filter(|r| *r > 0.0)
+}
+
+/// The fastest rate into `load`'s memory from another node (`None`
+/// without link state).
+fn remote_rate(load: &ProcessorLoad<'_>) -> Option<f64> {
+    let l = load.links?;
     l.model
         .fastest_remote_in
-        .get(space)
+        .get(load.desc.memory.0 as usize)
         .copied()
-        .filter(|r| *r > 0.0)
 }
 
 /// [`away_seconds`] of `bytes` of outputs crossing at `rate`, for a task
@@ -1058,13 +1063,7 @@ impl Policy for EarliestFinish {
                 let far =
                     load.links.is_some() && (0..task.inputs.len()).all(|i| !held.on_node(i, node));
                 let ready = if far {
-                    let rate = load.links.map_or(0.0, |l| {
-                        l.model
-                            .fastest_remote_in
-                            .get(load.desc.memory.0 as usize)
-                            .copied()
-                            .unwrap_or(0.0)
-                    });
+                    let rate = remote_rate(load).unwrap_or(0.0);
                     match self.remote_ready.get_mut(node) {
                         Some((r, ready)) if *r == rate => *ready,
                         Some(slot) => {
